@@ -1,0 +1,574 @@
+package dag
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+
+	"go.starlark.net/resolve"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+// FileOptions returns the Starlark dialect flows are written in: the
+// standard language with sets. Parsing and execution must use the same.
+func FileOptions() *syntax.FileOptions { return &syntax.FileOptions{Set: true} }
+
+// Parse parses the flow in src (a string, []byte or io.Reader; read from
+// filename when nil). A syntax error is returned as an ErrorList.
+func Parse(filename string, src any) (*syntax.File, error) {
+	f, err := FileOptions().Parse(filename, src, 0)
+	if err != nil {
+		return nil, AsList(err)
+	}
+	return f, nil
+}
+
+// IsBuiltin reports whether name is one of the names every flow can use
+// (FLOWS.md, "What a flow can reach") or a name of the Starlark universe. No
+// top-level name of a flow may shadow them.
+func IsBuiltin(name string) bool {
+	switch name {
+	case "next_step", "param", "step", "print", "fail", "json", "math", "time", "struct":
+		return true
+	}
+	return starlark.Universe.Has(name)
+}
+
+// Extract reads the structure of the flow in f from its syntax tree, running
+// none of it. It always returns a graph, as complete as the file allows, and
+// reports misuse of next_step, param and step, bad step signatures and
+// top-level names that shadow builtins as an ErrorList. Graph-wide rules are
+// Validate's.
+//
+// Extract resolves the names of f (to tell a call of the builtin step from a
+// call of a local variable called step), which sets the Binding fields of
+// its identifiers; execution resolves the file again.
+func Extract(f *syntax.File) (*Graph, error) {
+	x := &extractor{
+		g: &Graph{
+			Name:  strings.TrimSuffix(filepath.Base(f.Path), ".star"),
+			File:  f.Path,
+			steps: make(map[string]*Step),
+		},
+		defs:     make(map[string]*syntax.DefStmt),
+		loads:    make(map[string]*Load),
+		globals:  make(map[string]syntax.Position),
+		accepted: make(map[*syntax.CallExpr]bool),
+	}
+	x.resolve(f)
+	x.declarations(f)
+	for _, s := range x.g.Steps {
+		x.transition(s, x.defs[s.Name])
+	}
+	x.calls(f)
+	return x.g, x.errs.Err()
+}
+
+type extractor struct {
+	g        *Graph
+	errs     ErrorList
+	defs     map[string]*syntax.DefStmt // top-level functions: steps and helpers
+	loads    map[string]*Load           // names bound by load
+	globals  map[string]syntax.Position // other top-level names
+	accepted map[*syntax.CallExpr]bool  // next_step calls where they belong
+	params   map[string]*Param
+}
+
+func (x *extractor) errorf(p syntax.Position, hint, format string, args ...any) {
+	x.errs.addf(position(p), hint, format, args...)
+}
+
+// resolve binds every identifier of f. Every free name counts as
+// predeclared here: the builtins an embedder adds are not known to this
+// package, and undefined names are reported where the flow is compiled.
+func (x *extractor) resolve(f *syntax.File) {
+	err := resolve.File(f, func(string) bool { return true }, starlark.Universe.Has)
+	var rl resolve.ErrorList
+	if errors.As(err, &rl) {
+		for _, e := range rl {
+			x.errorf(e.Pos, "", "%s", e.Msg)
+		}
+	}
+}
+
+// isBuiltin reports whether id refers to the predeclared name, not to a
+// global or local of the same name.
+func isBuiltin(id *syntax.Ident, name string) bool {
+	if id.Name != name {
+		return false
+	}
+	b, ok := id.Binding.(*resolve.Binding)
+	return ok && b.Scope == resolve.Predeclared
+}
+
+// builtinCall returns the builtin that call calls, or "".
+func builtinCall(e syntax.Expr) (string, *syntax.CallExpr) {
+	call, ok := e.(*syntax.CallExpr)
+	if !ok {
+		return "", nil
+	}
+	id, ok := call.Fn.(*syntax.Ident)
+	if !ok {
+		return "", nil
+	}
+	if b, ok := id.Binding.(*resolve.Binding); !ok || b.Scope != resolve.Predeclared {
+		return "", nil
+	}
+	return id.Name, call
+}
+
+// declarations records the top-level functions, loads and names of f.
+func (x *extractor) declarations(f *syntax.File) {
+	for i, stmt := range f.Stmts {
+		switch stmt := stmt.(type) {
+		case *syntax.DefStmt:
+			x.bind(stmt.Name)
+			if _, dup := x.defs[stmt.Name.Name]; dup {
+				// The resolver reports the redefinition; the body of the
+				// second definition is never reached.
+				x.ignoreNextSteps(stmt)
+				continue
+			}
+			x.defs[stmt.Name.Name] = stmt
+			if !strings.HasPrefix(stmt.Name.Name, "_") {
+				x.step(stmt)
+			}
+		case *syntax.LoadStmt:
+			l := &Load{Module: stmt.ModuleName(), Pos: position(stmt.Load)}
+			for _, id := range stmt.From {
+				x.bind(id)
+				l.Names = append(l.Names, id.Name)
+				x.loads[id.Name] = l
+			}
+			x.g.Loads = append(x.g.Loads, l)
+		case *syntax.AssignStmt:
+			for _, id := range boundIdents(stmt.LHS) {
+				x.bind(id)
+			}
+		case *syntax.ExprStmt:
+			if lit, ok := stmt.X.(*syntax.Literal); ok && i == 0 && lit.Token == syntax.STRING {
+				x.g.Doc = docString(lit)
+			}
+		}
+	}
+}
+
+// ignoreNextSteps accepts every next_step call in def, whose errors would
+// follow from one already reported.
+func (x *extractor) ignoreNextSteps(def *syntax.DefStmt) {
+	syntax.Walk(def, func(n syntax.Node) bool {
+		if e, ok := n.(syntax.Expr); ok {
+			if name, call := builtinCall(e); name == "next_step" {
+				x.accepted[call] = true
+			}
+		}
+		return true
+	})
+}
+
+// bind records a top-level name, rejecting builtins' names and steps
+// defined twice.
+func (x *extractor) bind(id *syntax.Ident) {
+	if IsBuiltin(id.Name) {
+		x.errorf(id.NamePos, "rename it", "%s shadows the builtin %s", id.Name, id.Name)
+	}
+	if _, ok := x.globals[id.Name]; !ok {
+		x.globals[id.Name] = id.NamePos
+	}
+}
+
+func boundIdents(lhs syntax.Expr) []*syntax.Ident {
+	switch lhs := lhs.(type) {
+	case *syntax.Ident:
+		return []*syntax.Ident{lhs}
+	case *syntax.ParenExpr:
+		return boundIdents(lhs.X)
+	case *syntax.ListExpr:
+		return identsOf(lhs.List)
+	case *syntax.TupleExpr:
+		return identsOf(lhs.List)
+	}
+	return nil
+}
+
+func identsOf(list []syntax.Expr) []*syntax.Ident {
+	var ids []*syntax.Ident
+	for _, e := range list {
+		ids = append(ids, boundIdents(e)...)
+	}
+	return ids
+}
+
+func docString(lit *syntax.Literal) string {
+	s, _ := lit.Value.(string)
+	return strings.TrimSpace(s)
+}
+
+// step records a step definition and checks its signature.
+func (x *extractor) step(def *syntax.DefStmt) {
+	s := &Step{Name: def.Name.Name, Pos: position(def.Name.NamePos), Params: []string{}, Options: []*Option{}, index: len(x.g.Steps)}
+	if len(def.Body) > 0 {
+		if es, ok := def.Body[0].(*syntax.ExprStmt); ok {
+			if lit, ok := es.X.(*syntax.Literal); ok && lit.Token == syntax.STRING {
+				s.Doc = docString(lit)
+			}
+		}
+	}
+	const hint = "a step is def name(ctx), or def name(ctx, inputs) for a join"
+	for i, p := range def.Params {
+		id, ok := p.(*syntax.Ident)
+		if !ok {
+			start, _ := p.Span()
+			x.errorf(start, hint, "step %s: parameters take no defaults, * or **", s.Name)
+			continue
+		}
+		want := [...]string{"ctx", "inputs"}
+		switch {
+		case i >= len(want):
+			x.errorf(id.NamePos, hint, "step %s has too many parameters", s.Name)
+		case id.Name != want[i]:
+			x.errorf(id.NamePos, hint, "step %s: parameter %d must be called %s, not %s", s.Name, i+1, want[i], id.Name)
+		}
+		s.Params = append(s.Params, id.Name)
+	}
+	s.Join = len(def.Params) == 2
+	x.g.Steps = append(x.g.Steps, s)
+	x.g.steps[s.Name] = s
+}
+
+// transition finds the next_step calls that end the paths through a step's
+// body and builds its transition from them.
+func (x *extractor) transition(s *Step, def *syntax.DefStmt) {
+	if s.Name == "finish" {
+		return // next_step in finish is reported by calls
+	}
+	if !callsNextStep(def.Body) {
+		x.errorf(def.Name.NamePos, "end it with next_step(<step>), or call it finish if it ends the flow",
+			"step %s never calls next_step", s.Name)
+		return
+	}
+	var ends []*syntax.CallExpr
+	x.ends(s, def.Body, &ends)
+	x.returns(s, def.Body)
+	if len(ends) == 0 {
+		return
+	}
+	t := &Transition{}
+	ok := true
+	for _, call := range ends {
+		x.accepted[call] = true
+		targets, foreach, good := x.nextStepArgs(call)
+		if !good {
+			ok = false
+			continue
+		}
+		if len(ends) > 1 {
+			t.Kind = Switch
+			if len(targets) != 1 || foreach != nil {
+				x.errorf(call.Lparen, "name one step here and split or fan out in that step",
+					"each alternative of a switch must be next_step with exactly one step")
+				ok = false
+				continue
+			}
+		} else {
+			switch {
+			case foreach != nil:
+				t.Kind = Foreach
+				t.Foreach = foreach
+			case len(targets) > 1:
+				t.Kind = Split
+			}
+		}
+		t.Targets = append(t.Targets, targets...)
+	}
+	if ok {
+		s.Next = t
+	}
+}
+
+// callsNextStep reports whether next_step is called anywhere in body.
+func callsNextStep(body []syntax.Stmt) bool {
+	found := false
+	for _, stmt := range body {
+		syntax.Walk(stmt, func(n syntax.Node) bool {
+			if id, ok := n.(*syntax.Ident); ok && isBuiltin(id, "next_step") {
+				found = true
+			}
+			return !found
+		})
+	}
+	return found
+}
+
+// ends appends to calls the next_step call that ends each path through
+// stmts and reports the paths that end without one. A path may also end in
+// fail(...), which ends the task.
+func (x *extractor) ends(s *Step, stmts []syntax.Stmt, calls *[]*syntax.CallExpr) {
+	const hint = "make next_step(...) the last statement on every path through the step"
+	last := stmts[len(stmts)-1]
+	switch last := last.(type) {
+	case *syntax.ExprStmt:
+		switch name, call := builtinCall(last.X); name {
+		case "next_step":
+			*calls = append(*calls, call)
+			return
+		case "fail":
+			return
+		}
+	case *syntax.IfStmt:
+		x.ends(s, last.True, calls)
+		if len(last.False) == 0 {
+			x.errorf(last.If, "add an else branch that ends in next_step(...)",
+				"step %s can end without calling next_step when this condition is false", s.Name)
+			return
+		}
+		x.ends(s, last.False, calls)
+		return
+	case *syntax.ReturnStmt:
+		return // reported by returns
+	}
+	for _, stmt := range stmts {
+		if es, ok := stmt.(*syntax.ExprStmt); ok {
+			if name, _ := builtinCall(es.X); name == "next_step" {
+				return // statements after next_step, reported by calls
+			}
+		}
+	}
+	start, _ := last.Span()
+	x.errorf(start, hint, "step %s can end here without calling next_step", s.Name)
+}
+
+// returns reports every return statement of a step's own body: a step ends
+// by calling next_step.
+func (x *extractor) returns(s *Step, body []syntax.Stmt) {
+	for _, stmt := range body {
+		syntax.Walk(stmt, func(n syntax.Node) bool {
+			switch n := n.(type) {
+			case *syntax.DefStmt, *syntax.LambdaExpr:
+				return false
+			case *syntax.ReturnStmt:
+				x.errorf(n.Return, "end the path with next_step(...) instead",
+					"step %s returns without calling next_step", s.Name)
+			}
+			return true
+		})
+	}
+}
+
+// nextStepArgs reads the targets and the foreach argument of a next_step
+// call, reporting targets that are not steps of this file.
+func (x *extractor) nextStepArgs(call *syntax.CallExpr) (targets []Target, foreach *Pos, ok bool) {
+	ok = true
+	var foreachPos syntax.Position
+	callPos := position(call.Lparen)
+	seen := make(map[string]bool)
+	for _, arg := range call.Args {
+		switch arg := arg.(type) {
+		case *syntax.Ident:
+			if !x.target(arg) {
+				ok = false
+				continue
+			}
+			if seen[arg.Name] {
+				x.errorf(arg.NamePos, "", "step %s is named twice in this next_step", arg.Name)
+				ok = false
+				continue
+			}
+			seen[arg.Name] = true
+			targets = append(targets, Target{Step: arg.Name, Pos: position(arg.NamePos), Call: callPos})
+		case *syntax.BinaryExpr:
+			if kw, isKw := arg.X.(*syntax.Ident); isKw && arg.Op == syntax.EQ {
+				if kw.Name != "foreach" {
+					x.errorf(kw.NamePos, "next_step takes step names and foreach = <sequence>",
+						"next_step has no argument %s", kw.Name)
+					ok = false
+					continue
+				}
+				foreachPos = kw.NamePos
+				p := position(foreachPos)
+				foreach = &p
+				continue
+			}
+			x.notBareName(arg)
+			ok = false
+		default:
+			x.notBareName(arg)
+			ok = false
+		}
+	}
+	switch {
+	case !ok:
+	case len(targets) == 0:
+		x.errorf(call.Lparen, "name the next step: next_step(<step>)", "next_step names no step")
+		ok = false
+	case foreach != nil && len(targets) > 1:
+		x.errorf(foreachPos, "run the steps one after another, or split inside the foreach's step",
+			"foreach takes exactly one step, not %d", len(targets))
+		ok = false
+	}
+	return targets, foreach, ok
+}
+
+func (x *extractor) notBareName(arg syntax.Expr) {
+	start, _ := arg.Span()
+	hint := "write the step's name as it is defined, e.g. next_step(train)"
+	if lit, ok := arg.(*syntax.Literal); ok && lit.Token == syntax.STRING {
+		hint = "write next_step(" + lit.Value.(string) + "), without quotes"
+	}
+	x.errorf(start, hint, "next_step takes bare step names")
+}
+
+// target reports whether id names a step, explaining why not otherwise.
+func (x *extractor) target(id *syntax.Ident) bool {
+	if _, ok := x.g.steps[id.Name]; ok {
+		return true
+	}
+	if d, ok := x.defs[id.Name]; ok {
+		x.errorf(id.NamePos, "a step's name does not start with _",
+			"%s is a helper function (line %d), not a step", id.Name, d.Name.NamePos.Line)
+		return false
+	}
+	if l, ok := x.loads[id.Name]; ok {
+		x.errorf(id.NamePos, "only functions defined in the flow file are steps",
+			"%s is loaded from %q, not a step", id.Name, l.Module)
+		return false
+	}
+	if p, ok := x.globals[id.Name]; ok {
+		x.errorf(id.NamePos, "", "%s is a variable (line %d), not a step", id.Name, p.Line)
+		return false
+	}
+	hint := ""
+	if m := closest(id.Name, x.stepNames()); m != "" {
+		hint = "did you mean " + m + "?"
+	} else if names := x.stepNames(); len(names) <= 12 {
+		hint = "the steps are " + strings.Join(names, ", ")
+	}
+	x.errorf(id.NamePos, hint, "unknown step %s", id.Name)
+	return false
+}
+
+func (x *extractor) stepNames() []string {
+	names := make([]string, len(x.g.Steps))
+	for i, s := range x.g.Steps {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// calls checks every use of next_step, param and step against where it
+// stands, and reads the params and step options.
+func (x *extractor) calls(f *syntax.File) {
+	var stack []syntax.Node
+	syntax.Walk(f, func(n syntax.Node) bool {
+		if n == nil {
+			stack = stack[:len(stack)-1]
+			return true
+		}
+		stack = append(stack, n)
+		switch n := n.(type) {
+		case *syntax.CallExpr:
+			switch name, call := builtinCall(n); name {
+			case "next_step":
+				if !x.accepted[call] {
+					x.misplaced(call, stack)
+				}
+			case "param", "step":
+				if fn := enclosingFunction(stack); fn != nil {
+					start, _ := fn.Span()
+					x.errorf(n.Lparen, "call it at top level, outside every function",
+						"%s is called inside the function at line %d", name, start.Line)
+				} else if name == "param" {
+					x.param(call, stack)
+				} else {
+					x.options(call)
+				}
+			}
+		case *syntax.Ident:
+			if isBuiltin(n, "next_step") {
+				if call, ok := stack[len(stack)-2].(*syntax.CallExpr); !ok || call.Fn != n {
+					x.errorf(n.NamePos, "", "next_step must be called, not used as a value")
+				}
+			}
+		}
+		return true
+	})
+}
+
+func enclosingFunction(stack []syntax.Node) syntax.Node {
+	for i := len(stack) - 1; i >= 0; i-- {
+		switch n := stack[i].(type) {
+		case *syntax.DefStmt, *syntax.LambdaExpr:
+			return n
+		}
+	}
+	return nil
+}
+
+// misplaced explains why a next_step call does not end a path of a step.
+func (x *extractor) misplaced(call *syntax.CallExpr, stack []syntax.Node) {
+	const hint = "call next_step as the last statement of a step's body"
+	inLoop := false
+	for i := len(stack) - 2; i >= 0; i-- {
+		switch n := stack[i].(type) {
+		case *syntax.ForStmt, *syntax.WhileStmt, *syntax.Comprehension:
+			inLoop = true
+		case *syntax.LambdaExpr:
+			x.errorf(call.Lparen, hint, "next_step is called inside a lambda")
+			return
+		case *syntax.DefStmt:
+			name := n.Name.Name
+			switch {
+			case i != 1: // not a top-level function
+				x.errorf(call.Lparen, hint, "next_step is called inside the nested function %s", name)
+			case strings.HasPrefix(name, "_"):
+				x.errorf(call.Lparen, hint, "next_step is called in the helper %s; only steps call it", name)
+			case name == "finish":
+				x.errorf(call.Lparen, "finish ends the flow; remove this call", "finish must not call next_step")
+			case inLoop:
+				x.errorf(call.Lparen, "choose the step after the loop, or use foreach to run a step per element",
+					"next_step is called inside a loop")
+			default:
+				if _, ok := stack[len(stack)-2].(*syntax.ExprStmt); !ok {
+					x.errorf(call.Lparen, hint, "next_step must be a statement of its own, not part of an expression")
+				} else {
+					x.errorf(call.Lparen, "nothing may follow next_step on its path", "next_step is not the last statement on its path through %s", name)
+				}
+			}
+			return
+		}
+	}
+	x.errorf(call.Lparen, hint, "next_step is called at top level")
+}
+
+// closest returns the candidate nearest to name when it is close enough to
+// be a likely typo, or "".
+func closest(name string, candidates []string) string {
+	best, bestDist := "", len(name)/3+1
+	for _, c := range candidates {
+		if d := editDistance(name, c); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
