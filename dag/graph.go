@@ -48,10 +48,10 @@ type Step struct {
 	Name string `json:"name"`
 	Pos
 	Doc     string      `json:"doc,omitempty"`
-	Params  []string    `json:"params"`     // "ctx" and, for a join, "inputs"
-	Join    bool        `json:"join"`       // declared with an inputs parameter
-	Next    *Transition `json:"next"`       // nil for finish, or where next_step is misused
-	Options []*Option   `json:"options"`    // from step() calls, in source order
+	Params  []string    `json:"params"`  // "ctx" and, for a join, "inputs"
+	Join    bool        `json:"join"`    // declared with an inputs parameter
+	Next    *Transition `json:"next"`    // nil for finish, or where next_step is misused
+	Options []*Option   `json:"options"` // from step() calls, in source order
 
 	index int // in Graph.Steps
 }
