@@ -136,7 +136,7 @@ func (x *extractor) declarations(f *syntax.File) {
 			}
 		case *syntax.LoadStmt:
 			l := &Load{Module: stmt.ModuleName(), Pos: position(stmt.Load)}
-			for _, id := range stmt.From {
+			for _, id := range stmt.To { // the names bound here; From are the module's
 				x.bind(id)
 				l.Names = append(l.Names, id.Name)
 				x.loads[id.Name] = l
@@ -544,7 +544,7 @@ func (x *extractor) misplaced(call *syntax.CallExpr, stack []syntax.Node) {
 // closest returns the candidate nearest to name when it is close enough to
 // be a likely typo, or "".
 func closest(name string, candidates []string) string {
-	best, bestDist := "", len(name)/3+1
+	best, bestDist := "", max(1, len(name)/3)+1
 	for _, c := range candidates {
 		if d := editDistance(name, c); d < bestDist {
 			best, bestDist = c, d
@@ -553,9 +553,12 @@ func closest(name string, candidates []string) string {
 	return best
 }
 
+// editDistance is the optimal string alignment distance of a and b: the
+// insertions, deletions, substitutions and transpositions of adjacent bytes
+// that turn one into the other.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
+	rows := [3][]int{make([]int, len(b)+1), make([]int, len(b)+1), make([]int, len(b)+1)}
+	prev2, prev, cur := rows[0], rows[1], rows[2]
 	for j := range prev {
 		prev[j] = j
 	}
@@ -567,8 +570,11 @@ func editDistance(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		prev2, prev, cur = prev, cur, prev2
 	}
 	return prev[len(b)]
 }

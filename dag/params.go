@@ -64,8 +64,11 @@ func CheckOption(name string, value any) error {
 				problem = "must be positive"
 			}
 		case float64:
-			if v <= 0 || name == "memory" {
-				problem = "must be positive, and a whole number for memory"
+			switch {
+			case name == "memory":
+				problem = `must be a whole number of bytes or a quantity string such as "2Gi"`
+			case v <= 0:
+				problem = "must be positive"
 			}
 		default:
 			problem = `must be a number or a Kubernetes quantity string such as "500m" or "2Gi"`
