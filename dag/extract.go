@@ -1,11 +1,9 @@
 package dag
 
 import (
-	"errors"
 	"path/filepath"
 	"strings"
 
-	"go.starlark.net/resolve"
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 )
@@ -41,9 +39,6 @@ func IsBuiltin(name string) bool {
 // top-level names that shadow builtins as an ErrorList. Graph-wide rules are
 // Validate's.
 //
-// Extract resolves the names of f (to tell a call of the builtin step from a
-// call of a local variable called step), which sets the Binding fields of
-// its identifiers; execution resolves the file again.
 func Extract(f *syntax.File) (*Graph, error) {
 	x := &extractor{
 		g: &Graph{
@@ -56,10 +51,17 @@ func Extract(f *syntax.File) (*Graph, error) {
 		globals:  make(map[string]syntax.Position),
 		accepted: make(map[*syntax.CallExpr]bool),
 	}
-	x.resolve(f)
 	x.declarations(f)
+	x.refs = builtinRefs(f, func(name string) bool {
+		_, isDef := x.defs[name]
+		_, isGlobal := x.globals[name]
+		return isDef || isGlobal
+	})
 	for _, s := range x.g.Steps {
 		x.transition(s, x.defs[s.Name])
+	}
+	for _, d := range x.duplicates {
+		x.ignoreNextSteps(d)
 	}
 	x.calls(f)
 	return x.g, x.errs.Err()
@@ -72,6 +74,9 @@ type extractor struct {
 	loads    map[string]*Load           // names bound by load
 	globals  map[string]syntax.Position // other top-level names
 	accepted map[*syntax.CallExpr]bool  // next_step calls where they belong
+	refs     map[*syntax.Ident]bool     // identifiers that refer to builtins
+	// duplicates are functions defined again, whose bodies are ignored.
+	duplicates []*syntax.DefStmt
 	params   map[string]*Param
 }
 
@@ -79,40 +84,20 @@ func (x *extractor) errorf(p syntax.Position, hint, format string, args ...any) 
 	x.errs.addf(position(p), hint, format, args...)
 }
 
-// resolve binds every identifier of f. Every free name counts as
-// predeclared here: the builtins an embedder adds are not known to this
-// package, and undefined names are reported where the flow is compiled.
-func (x *extractor) resolve(f *syntax.File) {
-	err := resolve.File(f, func(string) bool { return true }, starlark.Universe.Has)
-	var rl resolve.ErrorList
-	if errors.As(err, &rl) {
-		for _, e := range rl {
-			x.errorf(e.Pos, "", "%s", e.Msg)
-		}
-	}
-}
-
 // isBuiltin reports whether id refers to the predeclared name, not to a
 // global or local of the same name.
-func isBuiltin(id *syntax.Ident, name string) bool {
-	if id.Name != name {
-		return false
-	}
-	b, ok := id.Binding.(*resolve.Binding)
-	return ok && b.Scope == resolve.Predeclared
+func (x *extractor) isBuiltin(id *syntax.Ident, name string) bool {
+	return id.Name == name && x.refs[id]
 }
 
-// builtinCall returns the builtin that call calls, or "".
-func builtinCall(e syntax.Expr) (string, *syntax.CallExpr) {
+// builtinCall returns the builtin that e calls, if e is such a call.
+func (x *extractor) builtinCall(e syntax.Expr) (string, *syntax.CallExpr) {
 	call, ok := e.(*syntax.CallExpr)
 	if !ok {
 		return "", nil
 	}
 	id, ok := call.Fn.(*syntax.Ident)
-	if !ok {
-		return "", nil
-	}
-	if b, ok := id.Binding.(*resolve.Binding); !ok || b.Scope != resolve.Predeclared {
+	if !ok || !x.refs[id] {
 		return "", nil
 	}
 	return id.Name, call
@@ -125,9 +110,7 @@ func (x *extractor) declarations(f *syntax.File) {
 		case *syntax.DefStmt:
 			x.bind(stmt.Name)
 			if _, dup := x.defs[stmt.Name.Name]; dup {
-				// The resolver reports the redefinition; the body of the
-				// second definition is never reached.
-				x.ignoreNextSteps(stmt)
+				x.duplicates = append(x.duplicates, stmt)
 				continue
 			}
 			x.defs[stmt.Name.Name] = stmt
@@ -159,7 +142,7 @@ func (x *extractor) declarations(f *syntax.File) {
 func (x *extractor) ignoreNextSteps(def *syntax.DefStmt) {
 	syntax.Walk(def, func(n syntax.Node) bool {
 		if e, ok := n.(syntax.Expr); ok {
-			if name, call := builtinCall(e); name == "next_step" {
+			if name, call := x.builtinCall(e); name == "next_step" {
 				x.accepted[call] = true
 			}
 		}
@@ -172,6 +155,10 @@ func (x *extractor) ignoreNextSteps(def *syntax.DefStmt) {
 func (x *extractor) bind(id *syntax.Ident) {
 	if IsBuiltin(id.Name) {
 		x.errorf(id.NamePos, "rename it", "%s shadows the builtin %s", id.Name, id.Name)
+	}
+	if d, ok := x.defs[id.Name]; ok {
+		x.errorf(id.NamePos, "", "%s is already defined as a function at line %d", id.Name, d.Name.NamePos.Line)
+		return
 	}
 	if _, ok := x.globals[id.Name]; !ok {
 		x.globals[id.Name] = id.NamePos
@@ -243,7 +230,7 @@ func (x *extractor) transition(s *Step, def *syntax.DefStmt) {
 	if s.Name == "finish" {
 		return // next_step in finish is reported by calls
 	}
-	if !callsNextStep(def.Body) {
+	if !x.callsNextStep(def.Body) {
 		x.errorf(def.Name.NamePos, "end it with next_step(<step>), or call it finish if it ends the flow",
 			"step %s never calls next_step", s.Name)
 		return
@@ -288,11 +275,11 @@ func (x *extractor) transition(s *Step, def *syntax.DefStmt) {
 }
 
 // callsNextStep reports whether next_step is called anywhere in body.
-func callsNextStep(body []syntax.Stmt) bool {
+func (x *extractor) callsNextStep(body []syntax.Stmt) bool {
 	found := false
 	for _, stmt := range body {
 		syntax.Walk(stmt, func(n syntax.Node) bool {
-			if id, ok := n.(*syntax.Ident); ok && isBuiltin(id, "next_step") {
+			if id, ok := n.(*syntax.Ident); ok && x.isBuiltin(id, "next_step") {
 				found = true
 			}
 			return !found
@@ -309,7 +296,7 @@ func (x *extractor) ends(s *Step, stmts []syntax.Stmt, calls *[]*syntax.CallExpr
 	last := stmts[len(stmts)-1]
 	switch last := last.(type) {
 	case *syntax.ExprStmt:
-		switch name, call := builtinCall(last.X); name {
+		switch name, call := x.builtinCall(last.X); name {
 		case "next_step":
 			*calls = append(*calls, call)
 			return
@@ -330,7 +317,7 @@ func (x *extractor) ends(s *Step, stmts []syntax.Stmt, calls *[]*syntax.CallExpr
 	}
 	for _, stmt := range stmts {
 		if es, ok := stmt.(*syntax.ExprStmt); ok {
-			if name, _ := builtinCall(es.X); name == "next_step" {
+			if name, _ := x.builtinCall(es.X); name == "next_step" {
 				return // statements after next_step, reported by calls
 			}
 		}
@@ -468,7 +455,7 @@ func (x *extractor) calls(f *syntax.File) {
 		stack = append(stack, n)
 		switch n := n.(type) {
 		case *syntax.CallExpr:
-			switch name, call := builtinCall(n); name {
+			switch name, call := x.builtinCall(n); name {
 			case "next_step":
 				if !x.accepted[call] {
 					x.misplaced(call, stack)
@@ -485,7 +472,7 @@ func (x *extractor) calls(f *syntax.File) {
 				}
 			}
 		case *syntax.Ident:
-			if isBuiltin(n, "next_step") {
+			if x.isBuiltin(n, "next_step") {
 				if call, ok := stack[len(stack)-2].(*syntax.CallExpr); !ok || call.Fn != n {
 					x.errorf(n.NamePos, "", "next_step must be called, not used as a value")
 				}

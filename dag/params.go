@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"go.starlark.net/resolve"
 	"go.starlark.net/syntax"
 )
 
@@ -122,7 +121,7 @@ func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 		case "name":
 			nameExpr = val
 		case "default":
-			v, ok := literal(val)
+			v, ok := x.literal(val)
 			if !ok || v == nil {
 				vs, _ := val.Span()
 				x.errorf(vs, "leave the default out to make the parameter required",
@@ -131,7 +130,7 @@ func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 			}
 			p.Default, p.HasDefault, p.Type = v, true, typeName(v)
 		case "help":
-			h, ok := literal(val)
+			h, ok := x.literal(val)
 			if s, isStr := h.(string); ok && isStr {
 				p.Help = s
 			} else {
@@ -146,7 +145,7 @@ func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 		x.errorf(call.Lparen, hint, "param needs the parameter's name")
 		return
 	}
-	name, _ := literal(nameExpr)
+	name, _ := x.literal(nameExpr)
 	start, _ := nameExpr.Span()
 	s, ok := name.(string)
 	if !ok || !isIdent(s) {
@@ -205,7 +204,7 @@ func (x *extractor) options(call *syntax.CallExpr) {
 			continue
 		}
 		o := &Option{Name: kw, Pos: position(start)}
-		if v, ok := literal(val); ok {
+		if v, ok := x.literal(val); ok {
 			o.Value, o.Literal = v, true
 			if err := CheckOption(kw, v); err != nil {
 				vs, _ := val.Span()
@@ -235,7 +234,7 @@ func keyword(arg syntax.Expr) (string, syntax.Expr) {
 // literal returns the value of a literal expression: a string, an int that
 // fits in 64 bits, a float, True, False, None, or a list, tuple or dict
 // (with string keys) of literals.
-func literal(e syntax.Expr) (any, bool) {
+func (x *extractor) literal(e syntax.Expr) (any, bool) {
 	switch e := e.(type) {
 	case *syntax.Literal:
 		switch v := e.Value.(type) {
@@ -247,7 +246,7 @@ func literal(e syntax.Expr) (any, bool) {
 			return v, true
 		}
 	case *syntax.Ident:
-		if b, ok := e.Binding.(*resolve.Binding); ok && b.Scope != resolve.Universal && b.Scope != resolve.Predeclared {
+		if !x.refs[e] {
 			return nil, false // a variable called True
 		}
 		switch e.Name {
@@ -259,7 +258,7 @@ func literal(e syntax.Expr) (any, bool) {
 			return nil, true
 		}
 	case *syntax.UnaryExpr:
-		v, ok := literal(e.X)
+		v, ok := x.literal(e.X)
 		if !ok || (e.Op != syntax.MINUS && e.Op != syntax.PLUS) {
 			return nil, false
 		}
@@ -276,21 +275,21 @@ func literal(e syntax.Expr) (any, bool) {
 			return n, true
 		}
 	case *syntax.ParenExpr:
-		return literal(e.X)
+		return x.literal(e.X)
 	case *syntax.ListExpr:
-		return literalList(e.List)
+		return x.literalList(e.List)
 	case *syntax.TupleExpr:
-		return literalList(e.List)
+		return x.literalList(e.List)
 	case *syntax.DictExpr:
 		m := make(map[string]any, len(e.List))
 		for _, entry := range e.List {
 			entry := entry.(*syntax.DictEntry)
-			k, ok := literal(entry.Key)
+			k, ok := x.literal(entry.Key)
 			ks, isStr := k.(string)
 			if !ok || !isStr {
 				return nil, false
 			}
-			v, ok := literal(entry.Value)
+			v, ok := x.literal(entry.Value)
 			if !ok {
 				return nil, false
 			}
@@ -301,10 +300,10 @@ func literal(e syntax.Expr) (any, bool) {
 	return nil, false
 }
 
-func literalList(list []syntax.Expr) (any, bool) {
+func (x *extractor) literalList(list []syntax.Expr) (any, bool) {
 	vs := make([]any, len(list))
 	for i, e := range list {
-		v, ok := literal(e)
+		v, ok := x.literal(e)
 		if !ok {
 			return nil, false
 		}
