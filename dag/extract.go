@@ -38,7 +38,6 @@ func IsBuiltin(name string) bool {
 // reports misuse of next_step, param and step, bad step signatures and
 // top-level names that shadow builtins as an ErrorList. Graph-wide rules are
 // Validate's.
-//
 func Extract(f *syntax.File) (*Graph, error) {
 	x := &extractor{
 		g: &Graph{
@@ -77,7 +76,7 @@ type extractor struct {
 	refs     map[*syntax.Ident]bool     // identifiers that refer to builtins
 	// duplicates are functions defined again, whose bodies are ignored.
 	duplicates []*syntax.DefStmt
-	params   map[string]*Param
+	params     map[string]*Param
 }
 
 func (x *extractor) errorf(p syntax.Position, hint, format string, args ...any) {

@@ -76,12 +76,12 @@ step(a, retries = n, timeout = "1h", env = {"K": "v"}, cpu = +0.5)
 			Name: "f", File: "f.star",
 			Loads: []*Load{{Module: "lib/x.star", Pos: p(1, 1), Names: []string{"helper", "h2"}}},
 			Steps: []*Step{
-				{Name: "start", Pos: p(3, 5), Params: []string{}, Options: []*Option{},
+				{Name: "start", Pos: p(3, 5), Params: []string{}, Options: []*Option{}, JoinedBy: "j2",
 					Next: &Transition{Kind: Split, Targets: []Target{
 						{Step: "a", Pos: p(4, 15), Call: p(4, 14)},
 						{Step: "b", Pos: p(4, 18), Call: p(4, 14)},
 					}}},
-				{Name: "a", Pos: p(6, 5), Params: []string{"ctx"},
+				{Name: "a", Pos: p(6, 5), Params: []string{"ctx"}, JoinedBy: "j1",
 					Next: &Transition{Kind: Foreach, Foreach: &Pos{File: "f.star", Line: 7, Col: 21},
 						Targets: []Target{{Step: "body", Pos: p(7, 15), Call: p(7, 14)}}},
 					Options: []*Option{

@@ -47,11 +47,14 @@ func (g *Graph) Step(name string) *Step { return g.steps[name] }
 type Step struct {
 	Name string `json:"name"`
 	Pos
-	Doc     string      `json:"doc,omitempty"`
-	Params  []string    `json:"params"`  // "ctx" and, for a join, "inputs"
-	Join    bool        `json:"join"`    // declared with an inputs parameter
-	Next    *Transition `json:"next"`    // nil for finish, or where next_step is misused
-	Options []*Option   `json:"options"` // from step() calls, in source order
+	Doc    string      `json:"doc,omitempty"`
+	Params []string    `json:"params"` // "ctx" and, for a join, "inputs"
+	Join   bool        `json:"join"`   // declared with an inputs parameter
+	Next   *Transition `json:"next"`   // nil for finish, or where next_step is misused
+	// JoinedBy is the join that closes this step's split or foreach, once
+	// Validate has found it.
+	JoinedBy string    `json:"joined_by,omitempty"`
+	Options  []*Option `json:"options"` // from step() calls, in source order
 
 	index int // in Graph.Steps
 }

@@ -203,6 +203,10 @@ func (x *extractor) options(call *syntax.CallExpr) {
 			x.errorf(start, "", "option %s of step %s is already set at line %d", kw, s.Name, prev.Line)
 			continue
 		}
+		if kw == "catch" && s.Next != nil && (s.Next.Kind == Foreach || s.Next.Kind == Switch) {
+			x.errorf(start, "catch a failure in the step before, or in the step after",
+				"step %s cannot catch its failure: a %s needs the step to finish to know where to go", s.Name, s.Next.Kind)
+		}
 		o := &Option{Name: kw, Pos: position(start)}
 		if v, ok := x.literal(val); ok {
 			o.Value, o.Literal = v, true

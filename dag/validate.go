@@ -279,6 +279,7 @@ func (v *validator) fansAt(s *Step, in []arrival, closedBy map[*Step]*Step) ([]f
 			"%s is closed by two joins, %s and %s", top, other.Name, s.Name)
 	} else {
 		closedBy[top.step] = s
+		top.step.JoinedBy = s.Name
 	}
 	return outer, true
 }
