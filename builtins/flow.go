@@ -1,0 +1,238 @@
+package builtins
+
+import (
+	"fmt"
+	"math/big"
+	"slices"
+
+	"go.starlark.net/lib/json"
+	"go.starlark.net/starlark"
+
+	"github.com/daggerflow/dagger/dag"
+)
+
+const (
+	setupKey = "dagger.setup"
+	nextKey  = "dagger.next"
+)
+
+// A Setup is the state of a flow's top-level code: it gives param the
+// run's values and collects the options step declares. Attach it to the
+// thread that runs the top-level code.
+type Setup struct {
+	Params  map[string]starlark.Value // the values given for the run; others take their defaults
+	Options map[string]map[string]any // step -> option -> value, as dag reads literals
+	steps   map[string]bool
+}
+
+// NewSetup returns a Setup for the flow g with the param values given for
+// the run.
+func NewSetup(g *dag.Graph, params map[string]starlark.Value) *Setup {
+	s := &Setup{Params: params, Options: make(map[string]map[string]any), steps: make(map[string]bool)}
+	for _, st := range g.Steps {
+		s.steps[st.Name] = true
+	}
+	return s
+}
+
+// Attach makes s the setup of thread.
+func (s *Setup) Attach(thread *starlark.Thread) { thread.SetLocal(setupKey, s) }
+
+func param(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name string
+	var def starlark.Value
+	var help string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "default?", &def, "help?", &help); err != nil {
+		return nil, err
+	}
+	setup, ok := thread.Local(setupKey).(*Setup)
+	if !ok {
+		return nil, fmt.Errorf("param: called while no flow is being set up; call it at top level")
+	}
+	if v, ok := setup.Params[name]; ok {
+		return v, nil
+	}
+	if def == nil {
+		return nil, fmt.Errorf("param: %s is required; give it with -p %s=<value>", name, name)
+	}
+	return def, nil
+}
+
+func stepOptions(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	setup, ok := thread.Local(setupKey).(*Setup)
+	if !ok {
+		return nil, fmt.Errorf("step: called while no flow is being set up; call it at top level")
+	}
+	if len(args) != 1 {
+		return nil, fmt.Errorf("step: want the step and then options as name = value, got %d positional arguments", len(args))
+	}
+	fn, ok := args[0].(*starlark.Function)
+	if !ok || !setup.steps[fn.Name()] {
+		return nil, fmt.Errorf("step: %s is not a step of the flow", args[0])
+	}
+	opts := setup.Options[fn.Name()]
+	if opts == nil {
+		opts = make(map[string]any)
+		setup.Options[fn.Name()] = opts
+	}
+	for _, kv := range kwargs {
+		name := string(kv[0].(starlark.String))
+		if !slices.Contains(dag.OptionNames(), name) {
+			return nil, fmt.Errorf("step: unknown option %s", name)
+		}
+		if _, dup := opts[name]; dup {
+			return nil, fmt.Errorf("step: option %s of step %s is already set", name, fn.Name())
+		}
+		v, err := goValue(kv[1])
+		if err != nil {
+			return nil, fmt.Errorf("step %s: option %s: %w", fn.Name(), name, err)
+		}
+		if err := dag.CheckOption(name, v); err != nil {
+			return nil, fmt.Errorf("step %s: %w", fn.Name(), err)
+		}
+		opts[name] = v
+	}
+	return starlark.None, nil
+}
+
+// goValue converts an option's value to the Go value dag reads literals as.
+func goValue(v starlark.Value) (any, error) {
+	switch v := v.(type) {
+	case starlark.NoneType:
+		return nil, nil
+	case starlark.Bool:
+		return bool(v), nil
+	case starlark.Int:
+		n, ok := v.Int64()
+		if !ok {
+			return nil, fmt.Errorf("%s is too large", v)
+		}
+		return n, nil
+	case starlark.Float:
+		return float64(v), nil
+	case starlark.String:
+		return string(v), nil
+	case *starlark.List, starlark.Tuple:
+		var list []any
+		iter := starlark.Iterate(v)
+		defer iter.Done()
+		var x starlark.Value
+		for iter.Next(&x) {
+			gv, err := goValue(x)
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, gv)
+		}
+		return list, nil
+	case *starlark.Dict:
+		m := make(map[string]any, v.Len())
+		for _, kv := range v.Items() {
+			k, ok := kv[0].(starlark.String)
+			if !ok {
+				return nil, fmt.Errorf("dict key %s is not a string", kv[0])
+			}
+			gv, err := goValue(kv[1])
+			if err != nil {
+				return nil, err
+			}
+			m[string(k)] = gv
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("a %s is not an option value", v.Type())
+}
+
+// A Next is what next_step recorded while a task ran: the steps chosen,
+// and the sequence to fan out over, if any. Attach one to the thread that
+// runs a step.
+type Next struct {
+	Targets []string
+	Foreach starlark.Value // nil unless next_step was given foreach
+	Called  bool
+}
+
+// Attach makes n the recorder of next_step calls on thread.
+func (n *Next) Attach(thread *starlark.Thread) { thread.SetLocal(nextKey, n) }
+
+func nextStep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	n, ok := thread.Local(nextKey).(*Next)
+	if !ok {
+		return nil, fmt.Errorf("next_step: called while no step runs")
+	}
+	if n.Called {
+		return nil, fmt.Errorf("next_step: called twice in one task")
+	}
+	var foreach starlark.Value
+	if err := starlark.UnpackArgs(b.Name(), nil, kwargs, "foreach?", &foreach); err != nil {
+		return nil, err
+	}
+	if len(args) == 0 {
+		return nil, fmt.Errorf("next_step: name the next step")
+	}
+	for _, a := range args {
+		fn, ok := a.(*starlark.Function)
+		if !ok {
+			return nil, fmt.Errorf("next_step: %s is not a step", a)
+		}
+		n.Targets = append(n.Targets, fn.Name())
+	}
+	if foreach != nil {
+		if _, ok := foreach.(starlark.Iterable); !ok {
+			return nil, fmt.Errorf("next_step: foreach wants a sequence, not a %s", foreach.Type())
+		}
+		n.Foreach = foreach
+	}
+	n.Called = true
+	return starlark.None, nil
+}
+
+// ParamValue converts the text given for p on the command line to a value
+// of the param's type: ints of any size, floats, booleans (true, false, 1,
+// 0, yes, no), strings as they are, lists and dicts as JSON.
+func ParamValue(p *dag.Param, text string) (starlark.Value, error) {
+	switch p.Type {
+	case "string":
+		return starlark.String(text), nil
+	case "int":
+		n, ok := new(big.Int).SetString(text, 0)
+		if !ok {
+			return nil, fmt.Errorf("param %s: %q is not an int", p.Name, text)
+		}
+		return starlark.MakeBigInt(n), nil
+	case "float":
+		var f float64
+		if _, err := fmt.Sscan(text, &f); err != nil {
+			return nil, fmt.Errorf("param %s: %q is not a float", p.Name, text)
+		}
+		return starlark.Float(f), nil
+	case "bool":
+		switch text {
+		case "true", "True", "1", "yes":
+			return starlark.True, nil
+		case "false", "False", "0", "no":
+			return starlark.False, nil
+		}
+		return nil, fmt.Errorf("param %s: %q is not a bool (true or false)", p.Name, text)
+	case "list", "dict":
+		v, err := fromJSON(text)
+		if err != nil {
+			return nil, fmt.Errorf("param %s: %w", p.Name, err)
+		}
+		if got := v.Type(); got != p.Type {
+			return nil, fmt.Errorf("param %s: want a JSON %s, got a %s", p.Name, map[string]string{"list": "array", "dict": "object"}[p.Type], got)
+		}
+		return v, nil
+	}
+	return nil, fmt.Errorf("param %s has unknown type %s", p.Name, p.Type)
+}
+
+// fromJSON decodes JSON text to a Starlark value with the json module.
+func fromJSON(text string) (starlark.Value, error) {
+	decode := json.Module.Members["decode"]
+	v, err := starlark.Call(&starlark.Thread{Name: "param"}, decode, starlark.Tuple{starlark.String(text)}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not JSON: %w", text, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,524 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	sl "go.starlark.net/starlark"
+
+	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/dag"
+	"github.com/daggerflow/dagger/starlark"
+	"github.com/daggerflow/dagger/store"
+)
+
+// Options configure a run.
+type Options struct {
+	// Params are the param values given for the run, as text from the
+	// command line; ParamValues checks them.
+	Params map[string]string
+	// MaxWorkers is how many tasks run at once; 0 means one per CPU.
+	MaxWorkers int
+	// Executor runs the tasks; nil runs them in this process.
+	Executor Executor
+	// Builtins are what the flow can call; nil means builtins.Standard().
+	Builtins *builtins.Set
+	// MaxSteps bounds the Starlark execution steps of each task; 0 for no
+	// limit.
+	MaxSteps uint64
+	// OnEvent, if set, is called with every event of the run, one at a
+	// time, in order.
+	OnEvent func(Event)
+}
+
+// A RunError reports a run that did not succeed.
+type RunError struct {
+	RunID  string
+	Status store.RunStatus
+	TaskID string // the task that failed, if one did
+	Err    error
+}
+
+func (e *RunError) Error() string {
+	if e.TaskID != "" {
+		return fmt.Sprintf("run %s %s: task %s: %v", e.RunID, e.Status, e.TaskID, e.Err)
+	}
+	return fmt.Sprintf("run %s %s: %v", e.RunID, e.Status, e.Err)
+}
+
+func (e *RunError) Unwrap() error { return e.Err }
+
+// Run runs flow from start to finish, recording the run, its tasks and
+// their artifacts in st, and returns the run's record. The error is a
+// *RunError when a task failed or ctx was cancelled; tasks that finished
+// stay recorded either way. Cancelling ctx cancels the running tasks.
+func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options) (store.Run, error) {
+	if opts.Builtins == nil {
+		opts.Builtins = builtins.Standard()
+	}
+	if opts.MaxWorkers <= 0 {
+		opts.MaxWorkers = runtime.NumCPU()
+	}
+	g := flow.Graph
+	values, err := ParamValues(g, opts.Params)
+	if err != nil {
+		return store.Run{}, err
+	}
+	params, err := ParamsJSON(g, values)
+	if err != nil {
+		return store.Run{}, err
+	}
+	code, err := st.Blobs().Put(ctx, flow.Package.Encode())
+	if err != nil {
+		return store.Run{}, fmt.Errorf("saving the flow's code: %w", err)
+	}
+	path, err := filepath.Abs(flow.Path())
+	if err != nil {
+		return store.Run{}, err
+	}
+	run, err := st.CreateRun(ctx, store.Run{Flow: g.Name, FlowPath: path, CodeHash: code, Params: params})
+	if err != nil {
+		return store.Run{}, err
+	}
+	s := &scheduler{
+		ctx:   ctx,
+		st:    st,
+		flow:  flow,
+		g:     g,
+		opts:  opts,
+		run:   run,
+		code:  string(code),
+		joins: make(map[string]*joinState),
+		done:  make(chan *attempt),
+		retry: make(chan *pending),
+	}
+	s.emit(Event{Kind: RunStarted})
+	s.runner, err = NewRunner(ctx, flow, opts.Builtins, opts.Params, st.Blobs(), func(line string) {
+		s.emit(Event{Kind: SetupOutput, Line: line})
+	})
+	if err != nil {
+		return s.end(store.RunFailed, "", err)
+	}
+	s.exec = opts.Executor
+	if s.exec == nil {
+		s.exec = s.runner
+	}
+	s.ready = append(s.ready, s.newPending("start", nil, "", nil, nil, nil))
+	return s.loop()
+}
+
+type scheduler struct {
+	ctx    context.Context
+	st     *store.Store
+	flow   *starlark.Flow
+	g      *dag.Graph
+	opts   Options
+	run    store.Run
+	code   string
+	runner *Runner
+	exec   Executor
+
+	ready    []*pending
+	running  int // tasks executing
+	waiting  int // retries waiting for their delay
+	joins    map[string]*joinState
+	done     chan *attempt
+	retry    chan *pending
+	failure  *RunError // the first failure; nothing starts after it
+	finished bool      // finish succeeded
+
+	emitMu sync.Mutex
+}
+
+// A pending task is ready to run, or to run again.
+type pending struct {
+	spec    *TaskSpec
+	parents []string
+	fans    []fan // the fan-outs open around the task, outermost first
+}
+
+// A fan is one branch of a split or foreach that a task runs inside.
+type fan struct {
+	task   *pending // the task that fanned out
+	n      int      // how many branches it has
+	branch int      // which one this is
+	base   map[string]string
+}
+
+type joinState struct {
+	inputs []Input
+	got    int
+}
+
+// An attempt is the outcome of one execution of a pending task.
+type attempt struct {
+	p        *pending
+	res      *TaskResult
+	err      error
+	again    bool // retry
+	start    time.Time
+	duration time.Duration
+}
+
+func taskID(step string, index []int) string {
+	if len(index) == 0 {
+		return step
+	}
+	var b strings.Builder
+	b.WriteString(step)
+	for _, i := range index {
+		b.WriteByte('.')
+		b.WriteString(strconv.Itoa(i))
+	}
+	return b.String()
+}
+
+func (s *scheduler) newPending(step string, index []int, input string, artifacts map[string]string, parents []string, fans []fan) *pending {
+	return &pending{
+		spec: &TaskSpec{
+			RunID:     s.run.ID,
+			Code:      s.code,
+			Dir:       s.flow.Dir(),
+			Store:     s.st.Dir(),
+			Params:    s.opts.Params,
+			Step:      step,
+			TaskID:    taskID(step, index),
+			Attempt:   1,
+			Index:     index,
+			Input:     input,
+			Artifacts: artifacts,
+			MaxSteps:  s.opts.MaxSteps,
+		},
+		parents: parents,
+		fans:    fans,
+	}
+}
+
+func (s *scheduler) emit(e Event) {
+	if s.opts.OnEvent == nil {
+		return
+	}
+	e.RunID = s.run.ID
+	e.Time = time.Now()
+	s.emitMu.Lock()
+	defer s.emitMu.Unlock()
+	s.opts.OnEvent(e)
+}
+
+func (s *scheduler) loop() (store.Run, error) {
+	cancelled := s.ctx.Done()
+	for {
+		for len(s.ready) > 0 && s.running < s.opts.MaxWorkers && !s.stopped() {
+			p := s.ready[0]
+			s.ready[0] = nil
+			s.ready = s.ready[1:]
+			s.launch(p)
+		}
+		if s.running == 0 && s.waiting == 0 && (len(s.ready) == 0 || s.stopped()) {
+			break
+		}
+		select {
+		case a := <-s.done:
+			s.running--
+			s.handle(a)
+		case p := <-s.retry:
+			s.waiting--
+			if !s.stopped() {
+				s.ready = append(s.ready, p)
+			}
+		case <-cancelled:
+			// Running tasks are cancelled with the context; wait for them.
+			cancelled = nil
+		}
+	}
+	switch {
+	case s.failure != nil:
+		return s.end(store.RunFailed, s.failure.TaskID, s.failure.Err)
+	case s.ctx.Err() != nil:
+		return s.end(store.RunCancelled, "", context.Cause(s.ctx))
+	case !s.finished:
+		return s.end(store.RunFailed, "", errors.New("the run ended without reaching finish"))
+	}
+	return s.end(store.RunSucceeded, "", nil)
+}
+
+// stopped reports whether no task may start: one failed, or the run was
+// cancelled.
+func (s *scheduler) stopped() bool { return s.failure != nil || s.ctx.Err() != nil }
+
+// end records how the run ended.
+func (s *scheduler) end(status store.RunStatus, task string, cause error) (store.Run, error) {
+	msg := ""
+	if cause != nil {
+		msg = cause.Error()
+		if task != "" {
+			msg = "task " + task + ": " + msg
+		}
+	}
+	ctx := context.WithoutCancel(s.ctx)
+	if err := s.st.FinishRun(ctx, s.run.ID, status, msg); err != nil {
+		return s.run, fmt.Errorf("recording the end of run %s: %w", s.run.ID, err)
+	}
+	run, err := s.st.Run(ctx, s.run.ID)
+	if err != nil {
+		return s.run, err
+	}
+	s.emit(Event{Kind: RunFinished, Status: string(status), Duration: run.Ended.Sub(run.Created), Error: msg, TaskID: task})
+	if status != store.RunSucceeded {
+		return run, &RunError{RunID: run.ID, Status: status, TaskID: task, Err: cause}
+	}
+	return run, nil
+}
+
+// launch starts a task in a goroutine of its own, which records the
+// attempt durably before it reports it.
+func (s *scheduler) launch(p *pending) {
+	s.running++
+	spec := p.spec
+	s.emit(Event{Kind: TaskStarted, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt})
+	opts := s.runner.Options(spec.Step)
+	go func() {
+		a := &attempt{p: p, start: time.Now()}
+		a.err = s.st.StartTask(s.ctx, store.Task{
+			RunID: spec.RunID, ID: spec.TaskID, Step: spec.Step, Parents: p.parents, Index: spec.Index,
+			Status: store.TaskRunning, Attempt: spec.Attempt, Started: a.start,
+		})
+		if a.err == nil {
+			s.execute(a, opts)
+		}
+		s.done <- a
+	}()
+}
+
+// execute runs an attempt under the step's timeout, decides whether it is
+// retried or caught, and records it.
+func (s *scheduler) execute(a *attempt, opts map[string]any) {
+	spec := a.p.spec
+	ctx := s.ctx
+	if d, ok := duration(opts["timeout"]); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, d, fmt.Errorf("step %s timed out after %s", spec.Step, d))
+		defer cancel()
+	}
+	a.res, a.err = s.exec.Execute(ctx, spec, func(line string) {
+		s.emit(Event{Kind: TaskOutput, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Line: line})
+	})
+	a.duration = time.Since(a.start)
+	if a.err != nil {
+		return
+	}
+	res := a.res
+	status := store.TaskSucceeded
+	if !res.OK {
+		status = store.TaskFailed
+		retries, _ := opts["retries"].(int64)
+		switch {
+		case s.ctx.Err() != nil:
+			status = store.TaskCancelled
+		case int64(spec.Attempt) <= retries:
+			a.again = true
+		case opts["catch"] != nil:
+			a.err = s.catch(ctx, spec, opts["catch"].(string), res)
+			if a.err != nil {
+				return
+			}
+			status = store.TaskSucceeded
+		}
+	}
+	end := a.start.Add(a.duration)
+	att := store.Attempt{RunID: spec.RunID, TaskID: spec.TaskID, N: spec.Attempt, Status: status,
+		Started: a.start, Ended: end, Error: res.Error, Logs: store.Hash(res.Logs)}
+	task := store.Task{RunID: spec.RunID, ID: spec.TaskID, Step: spec.Step, Parents: a.p.parents, Index: spec.Index,
+		Status: status, Attempt: spec.Attempt, Started: a.start, Ended: end, Next: res.Next,
+		ForeachLen: len(res.Foreach), Artifacts: hashes(res.Artifacts), Logs: store.Hash(res.Logs), Error: res.Error}
+	a.err = s.st.CommitTask(context.WithoutCancel(s.ctx), task, att)
+}
+
+// catch turns a failed result into a successful one that goes on to the
+// step's next steps with the error in the artifact the catch option names.
+func (s *scheduler) catch(ctx context.Context, spec *TaskSpec, name string, res *TaskResult) error {
+	data, err := starlark.Encode(sl.String(res.Error))
+	if err != nil {
+		return err
+	}
+	h, err := s.st.Blobs().Put(context.WithoutCancel(ctx), data)
+	if err != nil {
+		return fmt.Errorf("saving the caught error of %s: %w", spec.TaskID, err)
+	}
+	res.OK = true
+	res.Artifacts = maps.Clone(spec.Artifacts)
+	if res.Artifacts == nil {
+		res.Artifacts = make(map[string]string)
+	}
+	res.Artifacts[name] = string(h)
+	res.Next = s.g.Step(spec.Step).Next.Names()
+	return nil
+}
+
+func duration(v any) (time.Duration, bool) {
+	text, ok := v.(string)
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(text)
+	return d, err == nil && d > 0
+}
+
+func hashes(m map[string]string) map[string]store.Hash {
+	out := make(map[string]store.Hash, len(m))
+	for k, v := range m {
+		out[k] = store.Hash(v)
+	}
+	return out
+}
+
+// handle takes the outcome of an attempt: a retry, a failure that stops
+// the run, or a success whose next tasks become ready.
+func (s *scheduler) handle(a *attempt) {
+	spec := a.p.spec
+	ev := Event{Kind: TaskFinished, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Duration: a.duration}
+	switch {
+	case a.err != nil:
+		ev.Status, ev.Error = "failed", a.err.Error()
+		s.fail(spec.TaskID, a.err)
+	case a.again:
+		ev.Kind, ev.Status, ev.Error = TaskRetrying, "failed", a.res.Error
+		s.waiting++
+		delay, _ := duration(s.runner.Options(spec.Step)["retry_delay"])
+		next := *a.p
+		nextSpec := *spec
+		nextSpec.Attempt++
+		next.spec = &nextSpec
+		go func() {
+			t := time.NewTimer(delay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-s.ctx.Done():
+			}
+			s.retry <- &next
+		}()
+	case !a.res.OK:
+		ev.Status, ev.Error = "failed", a.res.Error
+		if s.ctx.Err() != nil {
+			ev.Status = "cancelled"
+			break
+		}
+		s.fail(spec.TaskID, errors.New(a.res.Error))
+	default:
+		ev.Status = "succeeded"
+		if spec.Step == "finish" {
+			s.finished = true
+		}
+		s.advance(a.p, a.res)
+	}
+	s.emit(ev)
+}
+
+func (s *scheduler) fail(task string, err error) {
+	if s.failure == nil {
+		s.failure = &RunError{RunID: s.run.ID, Status: store.RunFailed, TaskID: task, Err: err}
+	}
+}
+
+// advance makes ready the tasks that follow a successful one.
+func (s *scheduler) advance(p *pending, res *TaskResult) {
+	step := s.g.Step(p.spec.Step)
+	if step.Next == nil {
+		return
+	}
+	index := p.spec.Index
+	switch step.Next.Kind {
+	case dag.Linear, dag.Switch:
+		s.arrive(res.Next[0], p, res, index, "", p.fans)
+	case dag.Split:
+		for i, t := range res.Next {
+			s.arrive(t, p, res, index, "", append(slices.Clip(p.fans), fan{task: p, n: len(res.Next), branch: i, base: res.Artifacts}))
+		}
+	case dag.Foreach:
+		n := len(res.Foreach)
+		if n == 0 {
+			// Nothing runs inside; the join starts at once, from the
+			// artifacts of the task that fanned out.
+			s.ready = append(s.ready, s.newPending(step.JoinedBy, index, "", res.Artifacts, []string{p.spec.TaskID}, p.fans))
+			s.ready[len(s.ready)-1].spec.Inputs = []Input{}
+			return
+		}
+		for i, h := range res.Foreach {
+			s.arrive(res.Next[0], p, res, append(slices.Clip(index), i), h, append(slices.Clip(p.fans), fan{task: p, n: n, branch: i, base: res.Artifacts}))
+		}
+	}
+}
+
+// arrive makes the task of step that follows from ready, or, at a join,
+// counts from in and makes the join ready when every input has arrived.
+func (s *scheduler) arrive(step string, from *pending, res *TaskResult, index []int, input string, fans []fan) {
+	if !s.g.Step(step).Join {
+		s.ready = append(s.ready, s.newPending(step, index, input, res.Artifacts, []string{from.spec.TaskID}, fans))
+		return
+	}
+	f := fans[len(fans)-1]
+	key := step + "\x00" + f.task.spec.TaskID
+	js := s.joins[key]
+	if js == nil {
+		js = &joinState{inputs: make([]Input, f.n)}
+		s.joins[key] = js
+	}
+	js.inputs[f.branch] = Input{TaskID: from.spec.TaskID, Step: from.spec.Step, Artifacts: res.Artifacts}
+	js.got++
+	if js.got < f.n {
+		return
+	}
+	delete(s.joins, key)
+	parents := make([]string, len(js.inputs))
+	for i, in := range js.inputs {
+		parents[i] = in.TaskID
+	}
+	fanStep := s.g.Step(f.task.spec.Step)
+	artifacts, conflicts := merge(js.inputs, fanStep.Next.Kind == dag.Split)
+	p := s.newPending(step, f.task.spec.Index, "", artifacts, parents, fans[:len(fans)-1])
+	p.spec.Inputs = js.inputs
+	p.spec.Conflicts = conflicts
+	s.ready = append(s.ready, p)
+}
+
+// merge returns the artifacts a join's ctx starts with: those whose value
+// is the same in every input that has them. The others are conflicts,
+// described by two inputs that disagree.
+func merge(inputs []Input, split bool) (artifacts, conflicts map[string]string) {
+	artifacts = make(map[string]string)
+	first := make(map[string]int) // artifact -> first input that has it
+	for i, in := range inputs {
+		for name, h := range in.Artifacts {
+			j, seen := first[name]
+			switch {
+			case !seen:
+				first[name] = i
+				artifacts[name] = h
+			case inputs[j].Artifacts[name] != h && conflicts[name] == "":
+				if conflicts == nil {
+					conflicts = make(map[string]string)
+				}
+				conflicts[name] = fmt.Sprintf("%s and %s disagree", label(inputs, j, split), label(inputs, i, split))
+				delete(artifacts, name)
+			}
+		}
+	}
+	return artifacts, conflicts
+}
+
+func label(inputs []Input, i int, split bool) string {
+	if split {
+		return "branch " + inputs[i].Step
+	}
+	return "element " + strconv.Itoa(i)
+}

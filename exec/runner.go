@@ -1,0 +1,211 @@
+package exec
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	sl "go.starlark.net/starlark"
+
+	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/dag"
+	"github.com/daggerflow/dagger/starlark"
+	"github.com/daggerflow/dagger/store"
+)
+
+// A Runner runs the tasks of one flow in this process. It runs the flow's
+// top-level code once, when it is made, and its tasks share the resulting
+// globals, frozen; each task runs on a thread of its own, so tasks run in
+// parallel on every core.
+type Runner struct {
+	flow    *starlark.Flow
+	code    string
+	globals sl.StringDict
+	blobs   store.Blobs
+	setup   *builtins.Setup
+	// splitJoins are the joins that close a split, whose inputs are also
+	// named by step.
+	splitJoins map[string]bool
+}
+
+// NewRunner runs the top-level code of flow, with the param values given
+// for the run (as on the command line) and the builtins of set, and
+// returns a Runner for its tasks. print receives each line the top-level
+// code prints.
+func NewRunner(ctx context.Context, flow *starlark.Flow, set *builtins.Set, params map[string]string, blobs store.Blobs, print func(line string)) (*Runner, error) {
+	values, err := ParamValues(flow.Graph, params)
+	if err != nil {
+		return nil, err
+	}
+	setup := builtins.NewSetup(flow.Graph, values)
+	thread := &sl.Thread{Name: "setup", Print: func(_ *sl.Thread, msg string) { printLines(msg, print) }}
+	setup.Attach(thread)
+	globals, err := flow.Init(ctx, thread, set.Predeclared())
+	if err != nil {
+		return nil, fmt.Errorf("running the flow's top-level code: %w", err)
+	}
+	splitJoins := make(map[string]bool)
+	for _, s := range flow.Graph.Steps {
+		if s.Next != nil && s.Next.Kind == dag.Split {
+			splitJoins[s.JoinedBy] = true
+		}
+	}
+	return &Runner{flow: flow, code: flow.Package.Hash(), globals: globals, blobs: blobs, setup: setup, splitJoins: splitJoins}, nil
+}
+
+// Options returns the options of a step as the flow's top-level code set
+// them with step().
+func (r *Runner) Options(step string) map[string]any { return r.setup.Options[step] }
+
+func printLines(msg string, print func(string)) {
+	for line := range strings.SplitSeq(msg, "\n") {
+		print(line)
+	}
+}
+
+// Execute runs one task of the flow.
+func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line string)) (*TaskResult, error) {
+	if spec.Code != r.code {
+		return nil, fmt.Errorf("task %s is of code %s, not of the code this runner loaded (%s)", spec.TaskID, spec.Code, r.code)
+	}
+	step := r.flow.Graph.Step(spec.Step)
+	if step == nil {
+		return nil, fmt.Errorf("task %s: the flow has no step %s", spec.TaskID, spec.Step)
+	}
+	load := func(h string) (sl.Value, error) {
+		data, err := r.blobs.Get(ctx, store.Hash(h))
+		if err != nil {
+			return nil, err
+		}
+		return starlark.Decode(data)
+	}
+	info := builtins.TaskInfo{RunID: spec.RunID, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Index: -1, Input: spec.Input}
+	if spec.Input != "" {
+		info.Index = spec.Index[len(spec.Index)-1]
+	}
+	conflicts := make(map[string]string, len(spec.Conflicts))
+	for k, v := range spec.Conflicts {
+		conflicts[k] = v
+	}
+	taskCtx := builtins.NewContext(info, spec.Artifacts, conflicts, load)
+	args := []sl.Value{taskCtx}
+	switch len(step.Params) {
+	case 0:
+		args = nil
+	case 2:
+		args = append(args, r.inputs(spec, load))
+	}
+
+	var logs strings.Builder
+	thread := &sl.Thread{Name: spec.TaskID, Print: func(_ *sl.Thread, msg string) {
+		logs.WriteString(msg)
+		logs.WriteByte('\n')
+		printLines(msg, print)
+	}}
+	if spec.MaxSteps > 0 {
+		thread.SetMaxExecutionSteps(spec.MaxSteps)
+	}
+	next := &builtins.Next{}
+	next.Attach(thread)
+	_, err := starlark.Call(ctx, thread, r.globals[spec.Step], args...)
+	res := &TaskResult{}
+	if err == nil {
+		err = r.finish(ctx, step, next, taskCtx, res)
+	}
+	if logs.Len() > 0 {
+		h, perr := r.blobs.Put(ctx, []byte(logs.String()))
+		if perr != nil {
+			return nil, fmt.Errorf("task %s: saving its output: %w", spec.TaskID, perr)
+		}
+		res.Logs = string(h)
+	}
+	if err != nil {
+		res.Error = err.Error()
+		return res, nil
+	}
+	res.OK = true
+	return res, nil
+}
+
+// inputs builds the inputs value of a join.
+func (r *Runner) inputs(spec *TaskSpec, load builtins.Loader) *builtins.Inputs {
+	items := make([]*builtins.Context, len(spec.Inputs))
+	for i, in := range spec.Inputs {
+		info := builtins.TaskInfo{RunID: spec.RunID, Step: in.Step, TaskID: in.TaskID, Index: -1}
+		items[i] = builtins.NewContext(info, in.Artifacts, nil, load).ReadOnly()
+	}
+	return builtins.NewInputs(items, r.splitJoins[spec.Step])
+}
+
+// finish checks the transition the task took against the graph and saves
+// its artifacts and foreach elements.
+func (r *Runner) finish(ctx context.Context, step *dag.Step, next *builtins.Next, taskCtx *builtins.Context, res *TaskResult) error {
+	if err := checkTransition(step, next); err != nil {
+		return err
+	}
+	res.Next = next.Targets
+	if next.Foreach != nil {
+		iter := sl.Iterate(next.Foreach)
+		defer iter.Done()
+		var x sl.Value
+		for i := 0; iter.Next(&x); i++ {
+			h, err := r.save(ctx, x)
+			if err != nil {
+				return fmt.Errorf("foreach element %d: %w", i, err)
+			}
+			res.Foreach = append(res.Foreach, h)
+		}
+		if res.Foreach == nil {
+			res.Foreach = []string{}
+		}
+	}
+	values, unchanged := taskCtx.Touched()
+	res.Artifacts = unchanged
+	for _, name := range sortedKeys(values) {
+		h, err := r.save(ctx, values[name])
+		if err != nil {
+			return fmt.Errorf("artifact %s: %w", name, err)
+		}
+		res.Artifacts[name] = h
+	}
+	return nil
+}
+
+func (r *Runner) save(ctx context.Context, v sl.Value) (string, error) {
+	data, err := starlark.Encode(v)
+	if err != nil {
+		return "", err
+	}
+	h, err := r.blobs.Put(ctx, data)
+	return string(h), err
+}
+
+// checkTransition reports a next_step call that does not match the graph.
+// Validation makes that all but impossible; the check keeps the scheduler
+// from trusting a task blindly.
+func checkTransition(step *dag.Step, next *builtins.Next) error {
+	if step.Next == nil {
+		if next.Called {
+			return fmt.Errorf("step %s called next_step, but it ends the flow", step.Name)
+		}
+		return nil
+	}
+	if !next.Called {
+		return fmt.Errorf("step %s ended without calling next_step", step.Name)
+	}
+	want := step.Next.Names()
+	ok := false
+	switch step.Next.Kind {
+	case dag.Linear, dag.Split:
+		ok = slices.Equal(next.Targets, want) && next.Foreach == nil
+	case dag.Foreach:
+		ok = slices.Equal(next.Targets, want) && next.Foreach != nil
+	case dag.Switch:
+		ok = len(next.Targets) == 1 && slices.Contains(want, next.Targets[0]) && next.Foreach == nil
+	}
+	if !ok {
+		return fmt.Errorf("step %s called next_step(%s), which its source does not say", step.Name, strings.Join(next.Targets, ", "))
+	}
+	return nil
+}

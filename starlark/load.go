@@ -1,0 +1,340 @@
+package starlark
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.starlark.net/resolve"
+	sl "go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+
+	"github.com/daggerflow/dagger/dag"
+)
+
+// A Package is the code of a flow: the flow file and every module it
+// loads, transitively, by slash-separated path relative to the flow file's
+// folder. It is what runs a flow anywhere: a subprocess or a pod gets the
+// package, not the folder.
+type Package struct {
+	Flow  string            // the flow file, e.g. "hello.star"
+	Files map[string]string // path -> source
+}
+
+const packageMagic = "dagger package 1\n"
+
+// Encode returns the package's canonical encoding: the flow's path, then
+// every file as its path, its length and its bytes, in path order.
+func (p *Package) Encode() []byte {
+	var b strings.Builder
+	b.WriteString(packageMagic)
+	fmt.Fprintf(&b, "%s\n", p.Flow)
+	for _, name := range slices.Sorted(maps.Keys(p.Files)) {
+		fmt.Fprintf(&b, "%s\n%d\n%s", name, len(p.Files[name]), p.Files[name])
+	}
+	return []byte(b.String())
+}
+
+// Hash returns the package's content hash, which changes whenever the code
+// of the flow or of a module it loads changes.
+func (p *Package) Hash() string {
+	sum := sha256.Sum256(p.Encode())
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// DecodePackage decodes a package encoded by Encode.
+func DecodePackage(data []byte) (*Package, error) {
+	rest, ok := strings.CutPrefix(string(data), packageMagic)
+	if !ok {
+		return nil, errors.New("decoding code package: not a dagger code package")
+	}
+	line := func() (string, bool) {
+		l, r, ok := strings.Cut(rest, "\n")
+		rest = r
+		return l, ok
+	}
+	flow, ok := line()
+	if !ok {
+		return nil, errors.New("decoding code package: truncated")
+	}
+	p := &Package{Flow: flow, Files: make(map[string]string)}
+	for rest != "" {
+		name, ok1 := line()
+		size, ok2 := line()
+		n, err := strconv.Atoi(size)
+		if !ok1 || !ok2 || err != nil || n < 0 || n > len(rest) {
+			return nil, fmt.Errorf("decoding code package: bad entry for %q", name)
+		}
+		p.Files[name], rest = rest[:n], rest[n:]
+	}
+	if _, ok := p.Files[p.Flow]; !ok {
+		return nil, fmt.Errorf("decoding code package: flow file %q is missing", p.Flow)
+	}
+	return p, nil
+}
+
+// A Flow is a flow whose code passed every static check: ready to run,
+// nothing of it run yet.
+type Flow struct {
+	Graph   *dag.Graph
+	Package *Package
+
+	dir   string                 // folder prefix of file names in positions
+	progs map[string]*sl.Program // compiled files by package path
+}
+
+// Dir returns the folder of the flow file as positions name it: "" or a
+// path ending in a slash.
+func (f *Flow) Dir() string { return f.dir }
+
+// Path returns the flow file's path as positions name it.
+func (f *Flow) Path() string { return f.dir + f.Package.Flow }
+
+// flowOnly are the builtins that only a flow file may call: modules are
+// plain Starlark.
+func flowOnly(name string) bool { return name == "next_step" || name == "param" || name == "step" }
+
+// Load reads the flow file at path and every module it loads, and makes
+// every static check of them, running none of their code: parse errors,
+// the graph's rules (dag.Extract and dag.Validate), undefined names, loads
+// that are missing, cyclic or outside the flow's folder. Positions name
+// files as path does. isPredeclared reports the builtins flows can use.
+//
+// The error, if any, is a dag.ErrorList with every problem in source order;
+// the Flow is then returned too, as far as the flow file could be read, so
+// that its graph can still be shown.
+func Load(filename string, isPredeclared func(string) bool) (*Flow, error) {
+	dir, base := filepath.Split(filename)
+	root, err := os.OpenRoot(cmp.Or(dir, "."))
+	if err != nil {
+		return nil, dag.ErrorList{{Msg: err.Error(), Hint: "check the flow's path"}}
+	}
+	defer root.Close()
+	src, err := root.ReadFile(base)
+	if err != nil {
+		return nil, dag.ErrorList{{Msg: fmt.Sprintf("reading flow: %v", err), Hint: "check the flow's path"}}
+	}
+	l := &loader{
+		dir:           filepath.ToSlash(dir),
+		isPredeclared: isPredeclared,
+		pkg:           &Package{Flow: base, Files: map[string]string{base: string(src)}},
+		read: func(rel string) ([]byte, error) {
+			return root.ReadFile(filepath.FromSlash(rel))
+		},
+	}
+	return l.load()
+}
+
+// LoadPackage is Load for a code package; positions name files as dir +
+// their path in the package.
+func LoadPackage(pkg *Package, dir string, isPredeclared func(string) bool) (*Flow, error) {
+	l := &loader{
+		dir:           dir,
+		isPredeclared: isPredeclared,
+		pkg:           &Package{Flow: pkg.Flow, Files: map[string]string{pkg.Flow: pkg.Files[pkg.Flow]}},
+		read: func(rel string) ([]byte, error) {
+			src, ok := pkg.Files[rel]
+			if !ok {
+				return nil, fmt.Errorf("%s is not in the code package: %w", rel, fs.ErrNotExist)
+			}
+			return []byte(src), nil
+		},
+	}
+	return l.load()
+}
+
+// Check makes every static check of the flow in filename, as Load does,
+// and returns its graph.
+func Check(filename string, isPredeclared func(string) bool) (*dag.Graph, error) {
+	f, err := Load(filename, isPredeclared)
+	if f == nil {
+		return nil, err
+	}
+	return f.Graph, err
+}
+
+type loader struct {
+	dir           string
+	isPredeclared func(string) bool
+	read          func(rel string) ([]byte, error)
+	pkg           *Package
+	progs         map[string]*sl.Program
+	errs          dag.ErrorList
+}
+
+func (l *loader) load() (*Flow, error) {
+	name := l.pkg.Flow
+	f, err := dag.Parse(l.dir+name, l.pkg.Files[name])
+	if err != nil {
+		return nil, err
+	}
+	g, err := dag.Extract(f)
+	l.errs = append(l.errs, errList(err)...)
+	l.errs = append(l.errs, errList(dag.Validate(g))...)
+	l.progs = make(map[string]*sl.Program)
+	l.compile(name, f, l.isPredeclared, map[string]bool{name: true})
+	flow := &Flow{Graph: g, Package: l.pkg, dir: l.dir, progs: l.progs}
+	l.errs.Sort()
+	return flow, l.errs.Err()
+}
+
+// compile resolves and compiles a parsed file, then loads, parses and
+// compiles the modules it loads. active holds the files being loaded, to
+// find cycles.
+func (l *loader) compile(rel string, f *syntax.File, isPredeclared func(string) bool, active map[string]bool) {
+	prog, err := sl.FileProgram(f, isPredeclared)
+	if err != nil {
+		// The graph checks may have explained the same problem already.
+		seen := make(map[dag.Pos]bool)
+		for _, e := range l.errs {
+			seen[e.Pos] = true
+		}
+		for _, e := range errList(err) {
+			if !seen[e.Pos] {
+				l.errs = append(l.errs, e)
+			}
+		}
+		return
+	}
+	l.progs[rel] = prog
+	for _, stmt := range f.Stmts {
+		load, ok := stmt.(*syntax.LoadStmt)
+		if !ok {
+			continue
+		}
+		at := dag.Pos{File: l.dir + rel, Line: int(load.Load.Line), Col: int(load.Load.Col)}
+		mod, err := modulePath(rel, load.ModuleName())
+		if err != nil {
+			l.errs = append(l.errs, &dag.Error{Pos: at, Msg: err.Error(), Hint: "load modules by a path relative to the loading file, inside the flow's folder"})
+			continue
+		}
+		if active[mod] {
+			l.errs = append(l.errs, &dag.Error{Pos: at, Msg: fmt.Sprintf("load cycle: %s loads %s, which loads it again", rel, mod)})
+			continue
+		}
+		if _, done := l.progs[mod]; done {
+			continue
+		}
+		src, err := l.read(mod)
+		if err != nil {
+			msg := fmt.Sprintf("cannot load %s: %v", mod, err)
+			if errors.Is(err, fs.ErrNotExist) {
+				msg = fmt.Sprintf("cannot load %s (from %s): no such file", l.dir+mod, l.dir+rel)
+			}
+			l.errs = append(l.errs, &dag.Error{Pos: at, Msg: msg})
+			continue
+		}
+		l.pkg.Files[mod] = string(src)
+		mf, err := dag.Parse(l.dir+mod, src)
+		if err != nil {
+			l.errs = append(l.errs, dag.AsList(err)...)
+			continue
+		}
+		active[mod] = true
+		l.compile(mod, mf, func(name string) bool { return isPredeclared(name) && !flowOnly(name) }, active)
+		delete(active, mod)
+		if _, ok := l.progs[mod]; ok {
+			l.checkExports(at, mod, mf, load)
+		}
+	}
+}
+
+// checkExports reports names a load statement asks of a module that the
+// module does not define.
+func (l *loader) checkExports(at dag.Pos, mod string, f *syntax.File, load *syntax.LoadStmt) {
+	defined := make(map[string]bool)
+	for _, b := range f.Module.(*resolve.Module).Globals {
+		defined[b.First.Name] = true
+	}
+	for _, id := range load.From {
+		if !defined[id.Name] {
+			l.errs = append(l.errs, &dag.Error{
+				Pos: dag.Pos{File: at.File, Line: int(id.NamePos.Line), Col: int(id.NamePos.Col)},
+				Msg: fmt.Sprintf("%s does not define %s", l.dir+mod, id.Name),
+			})
+		}
+	}
+}
+
+// modulePath returns the package path of module as loaded from the file
+// from, refusing paths outside the flow's folder.
+func modulePath(from, module string) (string, error) {
+	if module == "" || path.IsAbs(module) || strings.Contains(module, `\`) {
+		return "", fmt.Errorf("cannot load %q: use a relative path with forward slashes", module)
+	}
+	p := path.Join(path.Dir(from), module)
+	if p == ".." || strings.HasPrefix(p, "../") {
+		return "", fmt.Errorf("cannot load %q: it is outside the flow's folder", module)
+	}
+	return p, nil
+}
+
+// errList converts the errors of the dag and resolve packages to one list.
+func errList(err error) dag.ErrorList {
+	if err == nil {
+		return nil
+	}
+	var rl resolve.ErrorList
+	if errors.As(err, &rl) {
+		l := make(dag.ErrorList, len(rl))
+		for i, e := range rl {
+			l[i] = &dag.Error{Pos: dag.Pos{File: e.Pos.Filename(), Line: int(e.Pos.Line), Col: int(e.Pos.Col)}, Msg: e.Msg}
+		}
+		return l
+	}
+	return dag.AsList(err)
+}
+
+// Init runs the top-level code of the flow, and of the modules it loads,
+// on thread, and returns the flow's globals, frozen so that tasks can share
+// them. The thread's Print and locals are the caller's; Init sets its Load
+// and cancels it when ctx is done.
+func (f *Flow) Init(ctx context.Context, thread *sl.Thread, predeclared sl.StringDict) (sl.StringDict, error) {
+	modulePredeclared := make(sl.StringDict, len(predeclared))
+	for name, v := range predeclared {
+		if !flowOnly(name) {
+			modulePredeclared[name] = v
+		}
+	}
+	cache := make(map[string]sl.StringDict)
+	thread.Load = func(thread *sl.Thread, module string) (sl.StringDict, error) {
+		from := strings.TrimPrefix(thread.CallFrame(0).Pos.Filename(), f.dir)
+		rel, err := modulePath(from, module)
+		if err != nil {
+			return nil, err
+		}
+		if globals, ok := cache[rel]; ok {
+			return globals, nil
+		}
+		prog, ok := f.progs[rel]
+		if !ok {
+			return nil, fmt.Errorf("cannot load %s: not in the flow's code package", module)
+		}
+		globals, err := prog.Init(thread, modulePredeclared)
+		if err != nil {
+			return nil, err
+		}
+		globals.Freeze()
+		cache[rel] = globals
+		return globals, nil
+	}
+	stop := cancelOnDone(ctx, thread)
+	defer stop()
+	globals, err := f.progs[f.Package.Flow].Init(thread, predeclared)
+	if err != nil {
+		return nil, evalError(err)
+	}
+	globals.Freeze()
+	return globals, nil
+}
