@@ -41,9 +41,12 @@ func IsBuiltin(name string) bool {
 func Extract(f *syntax.File) (*Graph, error) {
 	x := &extractor{
 		g: &Graph{
-			Name:  strings.TrimSuffix(filepath.Base(f.Path), ".star"),
-			File:  f.Path,
-			steps: make(map[string]*Step),
+			Name:   strings.TrimSuffix(filepath.Base(f.Path), ".star"),
+			File:   f.Path,
+			Params: []*Param{},
+			Steps:  []*Step{},
+			Loads:  []*Load{},
+			steps:  make(map[string]*Step),
 		},
 		defs:     make(map[string]*syntax.DefStmt),
 		loads:    make(map[string]*Load),
@@ -186,9 +189,29 @@ func identsOf(list []syntax.Expr) []*syntax.Ident {
 	return ids
 }
 
+// docString returns a docstring without the indentation of the code
+// around it, as Python's inspect.cleandoc does: the first line is
+// stripped, the common indentation of the others removed, and leading and
+// trailing blank lines dropped.
 func docString(lit *syntax.Literal) string {
 	s, _ := lit.Value.(string)
-	return strings.TrimSpace(s)
+	lines := strings.Split(strings.ReplaceAll(s, "\t", "    "), "\n")
+	indent := -1
+	for _, line := range lines[1:] {
+		if trimmed := strings.TrimLeft(line, " "); trimmed != "" {
+			if n := len(line) - len(trimmed); indent < 0 || n < indent {
+				indent = n
+			}
+		}
+	}
+	lines[0] = strings.TrimSpace(lines[0])
+	for i := 1; i < len(lines); i++ {
+		if len(lines[i]) >= indent && indent > 0 {
+			lines[i] = lines[i][indent:]
+		}
+		lines[i] = strings.TrimRight(lines[i], " ")
+	}
+	return strings.Trim(strings.Join(lines, "\n"), "\n")
 }
 
 // step records a step definition and checks its signature.
@@ -252,7 +275,7 @@ func (x *extractor) transition(s *Step, def *syntax.DefStmt) {
 		if len(ends) > 1 {
 			t.Kind = Switch
 			if len(targets) != 1 || foreach != nil {
-				x.errorf(call.Lparen, "name one step here and split or fan out in that step",
+				x.errorf(callStart(call), "name one step here and split or fan out in that step",
 					"each alternative of a switch must be next_step with exactly one step")
 				ok = false
 				continue
@@ -347,7 +370,7 @@ func (x *extractor) returns(s *Step, body []syntax.Stmt) {
 func (x *extractor) nextStepArgs(call *syntax.CallExpr) (targets []Target, foreach *Pos, ok bool) {
 	ok = true
 	var foreachPos syntax.Position
-	callPos := position(call.Lparen)
+	callPos := position(callStart(call))
 	seen := make(map[string]bool)
 	for _, arg := range call.Args {
 		switch arg := arg.(type) {
@@ -386,7 +409,7 @@ func (x *extractor) nextStepArgs(call *syntax.CallExpr) (targets []Target, forea
 	switch {
 	case !ok:
 	case len(targets) == 0:
-		x.errorf(call.Lparen, "name the next step: next_step(<step>)", "next_step names no step")
+		x.errorf(callStart(call), "name the next step: next_step(<step>)", "next_step names no step")
 		ok = false
 	case foreach != nil && len(targets) > 1:
 		x.errorf(foreachPos, "run the steps one after another, or split inside the foreach's step",
@@ -394,6 +417,13 @@ func (x *extractor) nextStepArgs(call *syntax.CallExpr) (targets []Target, forea
 		ok = false
 	}
 	return targets, foreach, ok
+}
+
+// callStart returns the position of a call's function, where the call
+// starts.
+func callStart(call *syntax.CallExpr) syntax.Position {
+	start, _ := call.Span()
+	return start
 }
 
 func (x *extractor) notBareName(arg syntax.Expr) {
@@ -462,7 +492,7 @@ func (x *extractor) calls(f *syntax.File) {
 			case "param", "step":
 				if fn := enclosingFunction(stack); fn != nil {
 					start, _ := fn.Span()
-					x.errorf(n.Lparen, "call it at top level, outside every function",
+					x.errorf(callStart(n), "call it at top level, outside every function",
 						"%s is called inside the function at line %d", name, start.Line)
 				} else if name == "param" {
 					x.param(call, stack)
@@ -500,31 +530,31 @@ func (x *extractor) misplaced(call *syntax.CallExpr, stack []syntax.Node) {
 		case *syntax.ForStmt, *syntax.WhileStmt, *syntax.Comprehension:
 			inLoop = true
 		case *syntax.LambdaExpr:
-			x.errorf(call.Lparen, hint, "next_step is called inside a lambda")
+			x.errorf(callStart(call), hint, "next_step is called inside a lambda")
 			return
 		case *syntax.DefStmt:
 			name := n.Name.Name
 			switch {
 			case i != 1: // not a top-level function
-				x.errorf(call.Lparen, hint, "next_step is called inside the nested function %s", name)
+				x.errorf(callStart(call), hint, "next_step is called inside the nested function %s", name)
 			case strings.HasPrefix(name, "_"):
-				x.errorf(call.Lparen, hint, "next_step is called in the helper %s; only steps call it", name)
+				x.errorf(callStart(call), hint, "next_step is called in the helper %s; only steps call it", name)
 			case name == "finish":
-				x.errorf(call.Lparen, "finish ends the flow; remove this call", "finish must not call next_step")
+				x.errorf(callStart(call), "finish ends the flow; remove this call", "finish must not call next_step")
 			case inLoop:
-				x.errorf(call.Lparen, "choose the step after the loop, or use foreach to run a step per element",
+				x.errorf(callStart(call), "choose the step after the loop, or use foreach to run a step per element",
 					"next_step is called inside a loop")
 			default:
 				if _, ok := stack[len(stack)-2].(*syntax.ExprStmt); !ok {
-					x.errorf(call.Lparen, hint, "next_step must be a statement of its own, not part of an expression")
+					x.errorf(callStart(call), hint, "next_step must be a statement of its own, not part of an expression")
 				} else {
-					x.errorf(call.Lparen, "nothing may follow next_step on its path", "next_step is not the last statement on its path through %s", name)
+					x.errorf(callStart(call), "nothing may follow next_step on its path", "next_step is not the last statement on its path through %s", name)
 				}
 			}
 			return
 		}
 	}
-	x.errorf(call.Lparen, hint, "next_step is called at top level")
+	x.errorf(callStart(call), hint, "next_step is called at top level")
 }
 
 // closest returns the candidate nearest to name when it is close enough to

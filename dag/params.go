@@ -95,10 +95,7 @@ func CheckOption(name string, value any) error {
 
 // param reads a param(...) call at top level.
 func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
-	p := &Param{Pos: position(call.Lparen)}
-	if fn, ok := call.Fn.(*syntax.Ident); ok {
-		p.Pos = position(fn.NamePos)
-	}
+	p := &Param{Pos: position(callStart(call))}
 	if a, ok := stack[len(stack)-2].(*syntax.AssignStmt); ok && a.Op == syntax.EQ {
 		if id, ok := a.LHS.(*syntax.Ident); ok {
 			p.Var = id.Name
@@ -142,7 +139,7 @@ func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 		}
 	}
 	if nameExpr == nil {
-		x.errorf(call.Lparen, hint, "param needs the parameter's name")
+		x.errorf(callStart(call), hint, "param needs the parameter's name")
 		return
 	}
 	name, _ := x.literal(nameExpr)
@@ -171,7 +168,7 @@ func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 func (x *extractor) options(call *syntax.CallExpr) {
 	const hint = "configure a step as step(train, retries = 2, timeout = \"1h\")"
 	if len(call.Args) == 0 {
-		x.errorf(call.Lparen, hint, "step needs the step it configures")
+		x.errorf(callStart(call), hint, "step needs the step it configures")
 		return
 	}
 	id, ok := call.Args[0].(*syntax.Ident)

@@ -111,20 +111,22 @@ func flowOnly(name string) bool { return name == "next_step" || name == "param" 
 // that are missing, cyclic or outside the flow's folder. Positions name
 // files as path does. isPredeclared reports the builtins flows can use.
 //
-// The error, if any, is a dag.ErrorList with every problem in source order;
-// the Flow is then returned too, as far as the flow file could be read, so
-// that its graph can still be shown.
+// An invalid flow gives a dag.ErrorList with every problem in source order,
+// and the Flow too, as far as the flow file could be read, so that its graph
+// can still be shown; a file that cannot be read gives an ordinary error.
 func Load(filename string, isPredeclared func(string) bool) (*Flow, error) {
+	src, err := os.ReadFile(filename)
+	if err != nil {
+		return nil, err
+	}
 	dir, base := filepath.Split(filename)
+	// Modules are read through root, which refuses paths that leave the
+	// flow's folder, symbolic links included.
 	root, err := os.OpenRoot(cmp.Or(dir, "."))
 	if err != nil {
-		return nil, dag.ErrorList{{Msg: err.Error(), Hint: "check the flow's path"}}
+		return nil, err
 	}
 	defer root.Close()
-	src, err := root.ReadFile(base)
-	if err != nil {
-		return nil, dag.ErrorList{{Msg: fmt.Sprintf("reading flow: %v", err), Hint: "check the flow's path"}}
-	}
 	l := &loader{
 		dir:           filepath.ToSlash(dir),
 		isPredeclared: isPredeclared,

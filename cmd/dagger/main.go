@@ -1,0 +1,192 @@
+// Command dagger checks, shows and runs workflows written in Starlark.
+//
+// Usage:
+//
+//	dagger check FLOW                          check a flow without running it
+//	dagger show [--json] FLOW                  print a flow's parameters and steps
+//	dagger graph [--format dot|mermaid] FLOW   draw a flow's step graph
+//
+// Flags may also follow the flow: dagger show flow.star --json.
+//
+// The exit code is 0 on success, 1 when a run fails, and 2 for an invalid
+// flow or a usage error.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
+}
+
+// run runs the command line args (args[0] is the program name), writing to
+// stdout and stderr, and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	if len(args) > 0 {
+		rest, err := flagsFirst(app.Name, args[1:], app.Flags, app.Commands)
+		if err != nil {
+			return report(stderr, err)
+		}
+		args = slices.Concat(args[:1], rest)
+	}
+	return report(stderr, app.RunContext(ctx, args))
+}
+
+// newApp builds the command line afresh for each run: dagger keeps no
+// state between runs. (urfave/cli v2 itself updates its package-level help
+// command and flags as it runs, so runs in one process must not overlap.)
+func newApp(stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:      "dagger",
+		Usage:     "workflows written in Starlark",
+		UsageText: "dagger command [options] [arguments...]",
+		Version:   version(),
+		Commands: []*cli.Command{
+			checkCommand(),
+			showCommand(),
+			graphCommand(),
+		},
+		Writer:       stdout,
+		ErrWriter:    stderr,
+		Action:       noCommand,
+		OnUsageError: onUsageError,
+		// run reports errors and chooses the exit code; urfave/cli's
+		// default handler would print them and exit the process.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	configure(app.Commands)
+	return app
+}
+
+// configure gives every command dagger's usage error handling and, for
+// the commands that have no subcommands, the help of a plain command
+// without a help subcommand (so that "dagger check help" checks a file
+// called help).
+func configure(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = onUsageError
+		if len(c.Subcommands) == 0 {
+			c.HideHelpCommand = true
+			c.CustomHelpTemplate = cli.CommandHelpTemplate
+		}
+		configure(c.Subcommands)
+	}
+}
+
+// noCommand runs when no command is named: with arguments, the first is
+// an unknown command; without, dagger prints its help.
+func noCommand(c *cli.Context) error {
+	if c.Args().Present() {
+		return &usageError{cmd: c.App.Name, msg: fmt.Sprintf("unknown command %q", c.Args().First())}
+	}
+	cli.HelpPrinter(c.App.ErrWriter, cli.AppHelpTemplate, c.App)
+	return &usageError{cmd: c.App.Name}
+}
+
+// onUsageError turns urfave/cli's flag parsing errors into usage errors,
+// which report prints as one line and a pointer to the help, instead of
+// urfave/cli's whole help.
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	return &usageError{cmd: c.Command.HelpName, msg: err.Error()}
+}
+
+// flagsFirst returns args, the arguments after the program name, with the
+// flags of the command they name moved before its arguments: urfave/cli
+// v2, like the flag package, stops parsing flags at the first argument,
+// and dagger's commands take flags after the flow as well ("dagger show
+// flow.star --json"). A flag's value stays with it, "--" still ends the
+// flags, and -h or --help among a command's arguments asks for its help.
+// name is the full name of the command whose arguments args are, flags
+// and cmds its flags and subcommands.
+func flagsFirst(name string, args []string, flags []cli.Flag, cmds []*cli.Command) ([]string, error) {
+	var front, back []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			back = append(back, args[i+1:]...)
+			i = len(args)
+		case len(a) > 1 && a[0] == '-':
+			front = append(front, a)
+			if takesValue(flags, a) {
+				if i+1 == len(args) {
+					return nil, &usageError{cmd: name, msg: "flag needs an argument: " + a}
+				}
+				i++
+				front = append(front, args[i])
+			}
+		case len(cmds) > 0:
+			// The first argument of a command with subcommands names one;
+			// leave an unknown one, and all after it, for the command to
+			// report.
+			sub := findCommand(cmds, a)
+			if sub == nil {
+				return slices.Concat(front, args[i:]), nil
+			}
+			rest, err := flagsFirst(name+" "+sub.Name, args[i+1:], sub.Flags, sub.Subcommands)
+			return slices.Concat(front, []string{a}, rest), err
+		default:
+			back = append(back, a)
+		}
+	}
+	switch {
+	case len(cmds) == 0 && slices.ContainsFunc(front, isHelp):
+		// urfave/cli would take the arguments for help topics.
+		return []string{"--help"}, nil
+	case len(back) == 0:
+		return front, nil
+	}
+	return slices.Concat(front, []string{"--"}, back), nil
+}
+
+func isHelp(arg string) bool {
+	switch strings.TrimLeft(arg, "-") {
+	case "h", "help":
+		return true
+	}
+	return false
+}
+
+// takesValue reports whether arg is one of flags that takes its value
+// from the next argument.
+func takesValue(flags []cli.Flag, arg string) bool {
+	name := strings.TrimLeft(arg, "-")
+	if strings.Contains(name, "=") {
+		return false
+	}
+	for _, f := range flags {
+		if slices.Contains(f.Names(), name) {
+			v, ok := f.(interface{ TakesValue() bool })
+			return ok && v.TakesValue()
+		}
+	}
+	return false
+}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
+}
+
+// version returns the version of the dagger module this binary was built
+// from, as the go command recorded it.
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return info.Main.Version
+	}
+	return "(devel)"
+}

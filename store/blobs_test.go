@@ -1,0 +1,436 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+// openTestStore opens a store in a new temporary directory, to be closed
+// when the test ends.
+func openTestStore(t testing.TB) *Store {
+	t.Helper()
+	return openStoreAt(t, t.TempDir())
+}
+
+func openStoreAt(t testing.TB, dir string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+// randomBytes returns n pseudo-random bytes determined by seed.
+func randomBytes(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	for i := n &^ 7; i < n; i++ {
+		b[i] = byte(r.Uint64())
+	}
+	return b
+}
+
+func sumOf(data []byte) Hash {
+	return hashOf(sha256.Sum256(data))
+}
+
+// blobFiles returns the paths of the files under dir/blobs, failing the test
+// on anything but fan-out directories and files.
+func blobFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	root := filepath.Join(dir, "blobs")
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		depth := len(strings.Split(filepath.ToSlash(rel), "/"))
+		switch {
+		case p == root:
+		case d.IsDir() && depth == 1 && len(d.Name()) == 2:
+		case d.Type().IsRegular() && depth == 2 && len(d.Name()) == 62:
+			files = append(files, p)
+		default:
+			t.Errorf("unexpected entry %s in blobs/", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// hashOfFile returns the Hash named by the path of a blob file.
+func hashOfFile(p string) Hash {
+	return Hash(hashPrefix + filepath.Base(filepath.Dir(p)) + filepath.Base(p))
+}
+
+func TestBlobsRoundTrip(t *testing.T) {
+	s := openTestStore(t)
+	b := s.Blobs()
+	ctx := t.Context()
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"empty", []byte{}},
+		{"one byte", []byte{42}},
+		{"text", []byte("hello, dagger\n")},
+		{"1 MiB", randomBytes(1, 1<<20)},
+		// Larger than a chunk, and not a multiple of one, so that Get
+		// reads and hashes concurrently.
+		{"9 MiB and a bit", randomBytes(2, 9<<20+123)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := b.Put(ctx, tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := sumOf(tt.data); h != want {
+				t.Fatalf("Put = %s, want %s", h, want)
+			}
+			got, err := b.Get(ctx, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tt.data) {
+				t.Fatalf("Get returned %d bytes differing from the %d put", len(got), len(tt.data))
+			}
+
+			// The streaming variants agree with Put and Get.
+			h2, n, err := b.PutReader(ctx, iotest.HalfReader(bytes.NewReader(tt.data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h2 != h || n != int64(len(tt.data)) {
+				t.Errorf("PutReader = %s, %d; want %s, %d", h2, n, h, len(tt.data))
+			}
+			rc, err := b.Open(ctx, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if _, err := io.Copy(&buf, rc); err != nil {
+				t.Errorf("reading opened blob: %v", err)
+			}
+			if err := rc.Close(); err != nil {
+				t.Error(err)
+			}
+			if !bytes.Equal(buf.Bytes(), tt.data) {
+				t.Errorf("Open read %d bytes differing from the %d put", buf.Len(), len(tt.data))
+			}
+		})
+	}
+	if err := b.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPutIdempotent(t *testing.T) {
+	s := openTestStore(t)
+	b := s.Blobs()
+	ctx := t.Context()
+	data := []byte("same content")
+	h1, err := b.Put(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.blobs.path(h1)
+	before, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, err := b.Put(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h1 != h2 {
+		t.Fatalf("second Put = %s, want %s", h2, h1)
+	}
+	after, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Error("second Put replaced the blob file instead of leaving it in place")
+	}
+	if after.Mode().Perm()&0o222 != 0 {
+		t.Errorf("blob file mode %v is writable", after.Mode())
+	}
+}
+
+func TestPutConcurrentSameContent(t *testing.T) {
+	s := openTestStore(t)
+	data := randomBytes(3, 64<<10)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			if _, err := s.Blobs().Put(t.Context(), data); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := s.Blobs().Get(t.Context(), sumOf(data))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get after concurrent Puts: %d bytes, %v", len(got), err)
+	}
+}
+
+func TestGetMissing(t *testing.T) {
+	s := openTestStore(t)
+	h := sumOf([]byte("never stored"))
+	if _, err := s.Blobs().Get(t.Context(), h); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), string(h)) {
+		t.Errorf("Get of missing blob: %v; want error wrapping fs.ErrNotExist and naming %s", err, h)
+	}
+	if _, err := s.Blobs().Open(t.Context(), h); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open of missing blob: %v; want error wrapping fs.ErrNotExist", err)
+	}
+}
+
+func TestGetInvalidHash(t *testing.T) {
+	s := openTestStore(t)
+	for _, h := range []Hash{"", "sha256:abc", "sha256:../../../../etc/passwd"} {
+		if _, err := s.Blobs().Get(t.Context(), h); err == nil || !strings.Contains(err.Error(), "invalid hash") {
+			t.Errorf("Get(%q): %v; want invalid hash error", h, err)
+		}
+	}
+}
+
+// corrupt applies damage to the file of blob h.
+func corrupt(t *testing.T, s *Store, h Hash, damage func([]byte) []byte) {
+	t.Helper()
+	p := s.blobs.path(h)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, damage(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGetCorrupt(t *testing.T) {
+	tests := []struct {
+		name   string
+		size   int
+		damage func([]byte) []byte
+	}{
+		{"flipped bit", 1000, func(b []byte) []byte { b[500] ^= 1; return b }},
+		{"flipped bit in large blob", 9 << 20, func(b []byte) []byte { b[len(b)-1] ^= 0x80; return b }},
+		{"truncated", 1000, func(b []byte) []byte { return b[:999] }},
+		{"extended", 1000, func(b []byte) []byte { return append(b, 0) }},
+		{"emptied", 1000, func(b []byte) []byte { return nil }},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTestStore(t)
+			b := s.Blobs()
+			h, err := b.Put(t.Context(), randomBytes(uint64(i), tt.size))
+			if err != nil {
+				t.Fatal(err)
+			}
+			corrupt(t, s, h, tt.damage)
+
+			_, err = b.Get(t.Context(), h)
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), string(h)) {
+				t.Errorf("Get of corrupt blob: %v; want error wrapping ErrCorrupt and naming %s", err, h)
+			}
+
+			rc, err := b.Open(t.Context(), h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			if _, err := io.Copy(io.Discard, rc); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("reading opened corrupt blob: %v; want error wrapping ErrCorrupt", err)
+			}
+		})
+	}
+}
+
+// TestPutRepairsShortBlob covers blob files that lost their content in a
+// power failure, which leaves them shorter than they should be.
+func TestPutRepairsShortBlob(t *testing.T) {
+	s := openTestStore(t)
+	b := s.Blobs()
+	data := randomBytes(4, 4096)
+	h, err := b.Put(t.Context(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt(t, s, h, func([]byte) []byte { return nil })
+	if _, err := b.Put(t.Context(), data); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Get(t.Context(), h); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("Get after repairing Put: %d bytes, %v", len(got), err)
+	}
+}
+
+func TestPutLeavesNoTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := openStoreAt(t, dir)
+	b := s.Blobs()
+	const n = 500
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			data := randomBytes(uint64(i), 100+i)
+			var err error
+			if i%2 == 0 {
+				_, err = b.Put(t.Context(), data)
+			} else {
+				_, _, err = b.PutReader(t.Context(), bytes.NewReader(data))
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := b.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	files := blobFiles(t, dir)
+	if len(files) != n {
+		t.Errorf("%d files under blobs/, want %d", len(files), n)
+	}
+	for _, p := range files {
+		if _, err := b.Get(t.Context(), hashOfFile(p)); err != nil {
+			t.Error(err)
+		}
+	}
+	tmp, err := os.ReadDir(filepath.Join(dir, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tmp) != 0 {
+		t.Errorf("%d files left in tmp/", len(tmp))
+	}
+}
+
+func TestPutCancelled(t *testing.T) {
+	dir := t.TempDir()
+	s := openStoreAt(t, dir)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.Blobs().Put(ctx, []byte("x")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Put with cancelled context: %v", err)
+	}
+	if _, _, err := s.Blobs().PutReader(ctx, strings.NewReader("x")); !errors.Is(err, context.Canceled) {
+		t.Errorf("PutReader with cancelled context: %v", err)
+	}
+	if err := s.Blobs().Sync(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Sync with cancelled context: %v", err)
+	}
+	if files := blobFiles(t, dir); len(files) != 0 {
+		t.Errorf("cancelled Puts left %d blobs", len(files))
+	}
+	if tmp, err := os.ReadDir(filepath.Join(dir, "tmp")); err != nil || len(tmp) != 0 {
+		t.Errorf("cancelled Puts left %d temporary files (%v)", len(tmp), err)
+	}
+}
+
+func TestPutReaderError(t *testing.T) {
+	dir := t.TempDir()
+	s := openStoreAt(t, dir)
+	boom := errors.New("boom")
+	r := io.MultiReader(strings.NewReader("partial content"), iotest.ErrReader(boom))
+	if _, _, err := s.Blobs().PutReader(t.Context(), r); !errors.Is(err, boom) {
+		t.Errorf("PutReader of failing reader: %v; want error wrapping %v", err, boom)
+	}
+	if files := blobFiles(t, dir); len(files) != 0 {
+		t.Errorf("failed PutReader left %d blobs", len(files))
+	}
+	if tmp, err := os.ReadDir(filepath.Join(dir, "tmp")); err != nil || len(tmp) != 0 {
+		t.Errorf("failed PutReader left %d temporary files (%v)", len(tmp), err)
+	}
+}
+
+func TestOpenRemovesStaleTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "tmp")
+	stale, fresh := filepath.Join(tmp, "blob-stale"), filepath.Join(tmp, "blob-fresh")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("debris"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-staleTempAge - time.Minute)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	openStoreAt(t, dir)
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale temporary file survived Open: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh temporary file, maybe of another process, removed by Open: %v", err)
+	}
+}
+
+func TestSyncFailureIsSticky(t *testing.T) {
+	s := openTestStore(t)
+	b := s.blobs
+	if _, err := b.Put(t.Context(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// Closing the flusher's resources makes the next flush fail, as a
+	// write-back error would.
+	if err := b.flusher.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Sync(t.Context()); err == nil {
+		t.Skip("flushing does not depend on open resources on this platform")
+	}
+	f, err := newSyncer(b.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.flusher = f
+	if err := b.Sync(t.Context()); err == nil || !strings.Contains(err.Error(), "earlier failure") {
+		t.Errorf("Sync after a failed Sync: %v; want the earlier failure", err)
+	}
+}

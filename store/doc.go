@@ -1,0 +1,46 @@
+// Package store keeps the durable state of the dagger engine on the local
+// disk: a content-addressed blob store holding artifacts, task logs and code
+// packages, and the metadata of runs, tasks and their attempts in an
+// embedded SQLite database.
+//
+// # Layout
+//
+// A store is a directory, by default .daggerflow in the project (see
+// DefaultDir):
+//
+//	blobs/ab/cdef...   one file per blob, named after the hex SHA-256 of its
+//	                   content: the first two digits name a subdirectory, the
+//	                   other 62 the file
+//	tmp/               blobs being written; renamed into blobs/ when complete
+//	meta.db            the SQLite database (with meta.db-wal and meta.db-shm)
+//
+// # Durability
+//
+// A blob appears under blobs/ atomically and complete, even if the writing
+// process is killed, but it is flushed to stable storage only by
+// Blobs.Sync, which flushes every blob written since the previous Sync at
+// once: on Linux with a single syncfs(2) call, elsewhere file by file.
+// FinishTasks and CommitTask flush the blobs before recording tasks as
+// finished, in one transaction that is durable when they return, so a
+// finished task never refers to a blob a crash could lose. CommitTask also
+// batches concurrent callers, so that finishing many small tasks costs one
+// flush per batch rather than one per task.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use, and several processes, such as two
+// concurrent "dagger run" commands, may share a store directory. Blobs need
+// no coordination: they are immutable and installed by atomic rename. The
+// database is in WAL mode, so that readers never wait for writers; writers
+// of different processes take turns, waiting up to 10 seconds for each
+// other. SQLite was chosen over single-writer key-value stores such as
+// bbolt because it allows this sharing between processes, and because the
+// metadata is queried in more ways than by key.
+//
+// # Run IDs
+//
+// Run IDs are 12 characters, such as "0kv1xq8z3m2t", that sort by creation
+// time: milliseconds since 1970 followed by random bits, in lowercase
+// Crockford base32. Any unique prefix of an ID identifies the run, as does
+// "latest" the most recent one.
+package store

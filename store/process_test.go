@@ -1,0 +1,336 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Tests that need several processes run the test binary again as a child,
+// selecting one test with -test.run and giving it its job in environment
+// variables. The child prints its results on lines of standard output
+// starting with resultPrefix.
+
+const resultPrefix = "result: "
+
+// startChild starts this test binary running test in a child process with
+// the given environment variables added. It returns the child's standard
+// output.
+func startChild(t *testing.T, test string, env ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(stdout)
+}
+
+// results returns the results printed by a child.
+func results(sc *bufio.Scanner) ([]string, error) {
+	var out []string
+	for sc.Scan() {
+		if r, ok := strings.CutPrefix(sc.Text(), resultPrefix); ok {
+			out = append(out, r)
+		}
+	}
+	return out, sc.Err()
+}
+
+// TestKillDuringPut kills a process storing large blobs at random moments,
+// then checks that every blob file is complete and every task recorded as
+// finished has its blobs.
+func TestKillDuringPut(t *testing.T) {
+	if dir := os.Getenv("STORE_TEST_KILL_DIR"); dir != "" {
+		seed, err := strconv.ParseUint(os.Getenv("STORE_TEST_SEED"), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		putForever(t, dir, seed)
+		return
+	}
+	if testing.Short() {
+		t.Skip("slow: starts and kills processes")
+	}
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(1, 2))
+	const minRounds, maxRounds = 5, 30
+	killedMidWrite := 0
+	round := 0
+	for ; round < maxRounds && (round < minRounds || killedMidWrite == 0); round++ {
+		cmd, out := startChild(t, "TestKillDuringPut", "STORE_TEST_KILL_DIR="+dir, fmt.Sprintf("STORE_TEST_SEED=%d", round))
+		// Let the child store a few blobs, then kill it at a random
+		// moment, most likely in the middle of writing one.
+		for range 1 + rng.IntN(3) {
+			if !out.Scan() {
+				t.Fatalf("child exited early: %v", cmd.Wait())
+			}
+		}
+		time.Sleep(time.Duration(rng.IntN(50_000)) * time.Microsecond)
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := results(out); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err == nil {
+			t.Fatal("child exited normally; want killed")
+		}
+		tmp, err := os.ReadDir(filepath.Join(dir, "tmp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		killedMidWrite = len(tmp) // temporary files are left by kills only
+	}
+	t.Logf("%d rounds, %d killed while writing a blob", round, killedMidWrite)
+	if killedMidWrite == 0 {
+		t.Errorf("no child was killed while writing a blob in %d rounds", round)
+	}
+
+	s := openStoreAt(t, dir)
+	files := blobFiles(t, dir)
+	for _, p := range files {
+		if _, err := s.Blobs().Get(t.Context(), hashOfFile(p)); err != nil {
+			t.Errorf("blob left by a killed process: %v", err)
+		}
+	}
+	runs, err := s.Runs(t.Context(), RunFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := 0
+	for _, r := range runs {
+		ts, err := s.Tasks(t.Context(), r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range ts {
+			committed++
+			if _, err := os.Stat(s.blobs.path(task.Artifacts["data"])); err != nil {
+				t.Errorf("task %s/%s: %v", r.ID, task.ID, err)
+			}
+		}
+	}
+	t.Logf("%d blobs, %d tasks committed", len(files), committed)
+	if len(files) == 0 || committed == 0 {
+		t.Error("the children stored nothing")
+	}
+}
+
+// putForever stores large blobs in dir, each the artifact of a committed
+// task, until it is killed.
+func putForever(t *testing.T, dir string, seed uint64) {
+	ctx := t.Context()
+	s := openStoreAt(t, dir)
+	run, err := s.CreateRun(ctx, Run{Flow: "kill"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0))
+	// Blobs are slices of one random buffer, made distinct by a serial
+	// number, so that the child spends its time storing rather than
+	// generating them.
+	buf := randomBytes(seed, 17<<20)
+	for i := 0; ; i++ {
+		n := 1<<20 + rng.IntN(16<<20)
+		data := buf[:n]
+		binary.LittleEndian.PutUint64(data, seed<<32|uint64(i))
+		var h Hash
+		if i%2 == 0 {
+			h, err = s.Blobs().Put(ctx, data)
+		} else {
+			h, _, err = s.Blobs().PutReader(ctx, bytes.NewReader(data))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		task := Task{RunID: run.ID, ID: strconv.Itoa(i), Step: "s", Status: TaskSucceeded, Attempt: 1, Artifacts: map[string]Hash{"data": h}}
+		if err := s.CommitTask(ctx, task, Attempt{}); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println(resultPrefix + string(h))
+	}
+}
+
+// work creates runs of tasks in the store in dir, committing the tasks of
+// each run concurrently, and returns the IDs of the runs.
+func work(ctx context.Context, dir string, runs, tasks int) ([]string, error) {
+	s, err := Open(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := workOn(ctx, s, runs, tasks)
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	return ids, err
+}
+
+func workOn(ctx context.Context, s *Store, runs, tasks int) ([]string, error) {
+	var ids []string
+	for range runs {
+		r, err := s.CreateRun(ctx, Run{Flow: "work"})
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, r.ID)
+		errs := make(chan error, tasks)
+		for i := range tasks {
+			go func() {
+				errs <- func() error {
+					id := strconv.Itoa(i)
+					if err := s.StartTask(ctx, Task{RunID: r.ID, ID: id, Step: "s", Attempt: 1, Started: time.Now()}); err != nil {
+						return err
+					}
+					h, err := s.Blobs().Put(ctx, []byte(r.ID+"/"+id))
+					if err != nil {
+						return err
+					}
+					t := Task{RunID: r.ID, ID: id, Step: "s", Status: TaskSucceeded, Attempt: 1, Artifacts: map[string]Hash{"out": h}}
+					return s.CommitTask(ctx, t, Attempt{RunID: r.ID, TaskID: id, N: 1, Status: TaskSucceeded})
+				}()
+			}()
+		}
+		for range tasks {
+			if err := <-errs; err != nil {
+				return nil, err
+			}
+		}
+		if err := s.FinishRun(ctx, r.ID, RunSucceeded, ""); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// checkWork checks the runs made by work.
+func checkWork(t *testing.T, s *Store, ids []string, tasks int) {
+	t.Helper()
+	seen := make(map[string]bool)
+	for _, id := range ids {
+		if seen[id] {
+			t.Errorf("run ID %s assigned twice", id)
+		}
+		seen[id] = true
+		r, err := s.Run(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != RunSucceeded {
+			t.Errorf("run %s: status %s", id, r.Status)
+		}
+		ts, err := s.Tasks(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ts) != tasks {
+			t.Errorf("run %s: %d tasks, want %d", id, len(ts), tasks)
+		}
+		for _, task := range ts {
+			want := []byte(id + "/" + task.ID)
+			got, err := s.Blobs().Get(t.Context(), task.Artifacts["out"])
+			if task.Status != TaskSucceeded || err != nil || !bytes.Equal(got, want) {
+				t.Errorf("task %s/%s: status %s, artifact %q, %v", id, task.ID, task.Status, got, err)
+			}
+		}
+	}
+	all, err := s.Runs(t.Context(), RunFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != len(ids) {
+		t.Errorf("store has %d runs, want %d", len(all), len(ids))
+	}
+}
+
+func TestConcurrentStores(t *testing.T) {
+	dir := t.TempDir()
+	const stores, runs, tasks = 3, 4, 50
+	s := openStoreAt(t, dir)
+	var (
+		mu  sync.Mutex
+		ids []string
+		wg  sync.WaitGroup
+	)
+	for range stores {
+		wg.Go(func() {
+			got, err := work(t.Context(), dir, runs, tasks)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			ids = append(ids, got...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	checkWork(t, s, ids, tasks)
+}
+
+func TestConcurrentProcesses(t *testing.T) {
+	const runs, tasks = 4, 50
+	if dir := os.Getenv("STORE_TEST_WORK_DIR"); dir != "" {
+		ids, err := work(t.Context(), dir, runs, tasks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			fmt.Println(resultPrefix + id)
+		}
+		return
+	}
+	if testing.Short() {
+		t.Skip("slow: starts processes")
+	}
+	dir := t.TempDir()
+	const children = 2
+	type result struct {
+		ids []string
+		err error
+	}
+	done := make(chan result, children+1)
+	for range children {
+		cmd, out := startChild(t, "TestConcurrentProcesses", "STORE_TEST_WORK_DIR="+dir)
+		go func() {
+			ids, err := results(out)
+			if werr := cmd.Wait(); werr != nil {
+				err = fmt.Errorf("child: %v", werr)
+			}
+			done <- result{ids, err}
+		}()
+	}
+	go func() {
+		ids, err := work(t.Context(), dir, runs, tasks)
+		done <- result{ids, err}
+	}()
+	var ids []string
+	for range children + 1 {
+		r := <-done
+		if r.err != nil {
+			t.Error(r.err)
+		}
+		ids = append(ids, r.ids...)
+	}
+	if len(ids) != (children+1)*runs {
+		t.Fatalf("got %d run IDs, want %d", len(ids), (children+1)*runs)
+	}
+	slices.Sort(ids)
+	checkWork(t, openStoreAt(t, dir), ids, tasks)
+}
