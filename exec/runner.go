@@ -114,7 +114,8 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 		err = r.finish(ctx, step, next, taskCtx, res)
 	}
 	if logs.Len() > 0 {
-		h, perr := r.blobs.Put(ctx, []byte(logs.String()))
+		// What a cancelled task printed is kept too.
+		h, perr := r.blobs.Put(context.WithoutCancel(ctx), []byte(logs.String()))
 		if perr != nil {
 			return nil, fmt.Errorf("task %s: saving its output: %w", spec.TaskID, perr)
 		}
