@@ -90,16 +90,17 @@ func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options
 		return store.Run{}, err
 	}
 	s := &scheduler{
-		ctx:   ctx,
-		st:    st,
-		flow:  flow,
-		g:     g,
-		opts:  opts,
-		run:   run,
-		code:  string(code),
-		joins: make(map[string]*joinState),
-		done:  make(chan *attempt),
-		retry: make(chan *pending),
+		ctx:       ctx,
+		st:        st,
+		flow:      flow,
+		g:         g,
+		opts:      opts,
+		run:       run,
+		code:      string(code),
+		joins:     make(map[string]*joinState),
+		done:      make(chan *attempt),
+		committed: make(chan *attempt),
+		retry:     make(chan *pending),
 	}
 	s.emit(Event{Kind: RunStarted})
 	s.runner, err = NewRunner(ctx, flow, opts.Builtins, opts.Params, st.Blobs(), func(line string) {
@@ -127,14 +128,16 @@ type scheduler struct {
 	runner *Runner
 	exec   Executor
 
-	ready    []*pending
-	running  int // tasks executing
-	waiting  int // retries waiting for their delay
-	joins    map[string]*joinState
-	done     chan *attempt
-	retry    chan *pending
-	failure  *RunError // the first failure; nothing starts after it
-	finished bool      // finish succeeded
+	ready      []*pending
+	running    int // tasks executing
+	committing int // attempts being recorded
+	waiting    int // retries waiting for their delay
+	joins      map[string]*joinState
+	done       chan *attempt // executed
+	committed  chan *attempt // recorded durably
+	retry      chan *pending
+	failure    *RunError // the first failure; nothing starts after it
+	finished   bool      // finish succeeded
 
 	emitMu sync.Mutex
 }
@@ -159,7 +162,8 @@ type joinState struct {
 	got    int
 }
 
-// An attempt is the outcome of one execution of a pending task.
+// An attempt is the outcome of one execution of a pending task, and its
+// records.
 type attempt struct {
 	p        *pending
 	res      *TaskResult
@@ -167,6 +171,8 @@ type attempt struct {
 	again    bool // retry
 	start    time.Time
 	duration time.Duration
+	task     store.Task
+	record   store.Attempt
 }
 
 func taskID(step string, index []int) string {
@@ -223,13 +229,16 @@ func (s *scheduler) loop() (store.Run, error) {
 			s.ready = s.ready[1:]
 			s.launch(p)
 		}
-		if s.running == 0 && s.waiting == 0 && (len(s.ready) == 0 || s.stopped()) {
+		if s.running == 0 && s.waiting == 0 && s.committing == 0 && (len(s.ready) == 0 || s.stopped()) {
 			break
 		}
 		select {
 		case a := <-s.done:
 			s.running--
-			s.handle(a)
+			s.executed(a)
+		case a := <-s.committed:
+			s.committing--
+			s.recorded(a)
 		case p := <-s.retry:
 			s.waiting--
 			if !s.stopped() {
@@ -279,8 +288,7 @@ func (s *scheduler) end(status store.RunStatus, task string, cause error) (store
 	return run, nil
 }
 
-// launch starts a task in a goroutine of its own, which records the
-// attempt durably before it reports it.
+// launch starts a task in a goroutine of its own.
 func (s *scheduler) launch(p *pending) {
 	s.running++
 	spec := p.spec
@@ -300,7 +308,7 @@ func (s *scheduler) launch(p *pending) {
 }
 
 // execute runs an attempt under the step's timeout, decides whether it is
-// retried or caught, and records it.
+// retried or caught, and makes its records.
 func (s *scheduler) execute(a *attempt, opts map[string]any) {
 	spec := a.p.spec
 	ctx := s.ctx
@@ -335,12 +343,11 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 		}
 	}
 	end := a.start.Add(a.duration)
-	att := store.Attempt{RunID: spec.RunID, TaskID: spec.TaskID, N: spec.Attempt, Status: status,
+	a.record = store.Attempt{RunID: spec.RunID, TaskID: spec.TaskID, N: spec.Attempt, Status: status,
 		Started: a.start, Ended: end, Error: res.Error, Logs: store.Hash(res.Logs)}
-	task := store.Task{RunID: spec.RunID, ID: spec.TaskID, Step: spec.Step, Parents: a.p.parents, Index: spec.Index,
+	a.task = store.Task{RunID: spec.RunID, ID: spec.TaskID, Step: spec.Step, Parents: a.p.parents, Index: spec.Index,
 		Status: status, Attempt: spec.Attempt, Started: a.start, Ended: end, Next: res.Next,
 		ForeachLen: len(res.Foreach), Artifacts: hashes(res.Artifacts), Logs: store.Hash(res.Logs), Error: res.Error}
-	a.err = s.st.CommitTask(context.WithoutCancel(s.ctx), task, att)
 }
 
 // catch turns a failed result into a successful one that goes on to the
@@ -381,47 +388,82 @@ func hashes(m map[string]string) map[string]store.Hash {
 	return out
 }
 
-// handle takes the outcome of an attempt: a retry, a failure that stops
-// the run, or a success whose next tasks become ready.
-func (s *scheduler) handle(a *attempt) {
+// executed takes the outcome of an attempt as soon as it ran. Its record
+// is written in the background, so that the records of many tasks share
+// one flush to disk; the tasks after a successful one start at once, since
+// records are written in order, and nothing is reported finished before it
+// is durable.
+func (s *scheduler) executed(a *attempt) {
+	if a.err != nil {
+		s.fail(a.p.spec.TaskID, a.err)
+		s.report(a)
+		return
+	}
+	s.committing++
+	go func() {
+		a.err = s.st.CommitTask(context.WithoutCancel(s.ctx), a.task, a.record)
+		s.committed <- a
+	}()
+	switch {
+	case a.again:
+	case a.res.OK:
+		if a.p.spec.Step == "finish" {
+			s.finished = true
+		}
+		s.advance(a.p, a.res)
+	case s.ctx.Err() == nil:
+		s.fail(a.p.spec.TaskID, errors.New(a.res.Error))
+	}
+}
+
+// recorded takes an attempt once its record is durable: it is reported,
+// and retried if it is to be.
+func (s *scheduler) recorded(a *attempt) {
+	if a.err != nil {
+		s.fail(a.p.spec.TaskID, a.err)
+	} else if a.again {
+		// Only now: the next attempt's records must not race this one's.
+		s.retryLater(a.p)
+	}
+	s.report(a)
+}
+
+func (s *scheduler) report(a *attempt) {
 	spec := a.p.spec
 	ev := Event{Kind: TaskFinished, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Duration: a.duration}
 	switch {
 	case a.err != nil:
 		ev.Status, ev.Error = "failed", a.err.Error()
-		s.fail(spec.TaskID, a.err)
 	case a.again:
 		ev.Kind, ev.Status, ev.Error = TaskRetrying, "failed", a.res.Error
-		s.waiting++
-		delay, _ := duration(s.runner.Options(spec.Step)["retry_delay"])
-		next := *a.p
-		nextSpec := *spec
-		nextSpec.Attempt++
-		next.spec = &nextSpec
-		go func() {
-			t := time.NewTimer(delay)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-s.ctx.Done():
-			}
-			s.retry <- &next
-		}()
-	case !a.res.OK:
-		ev.Status, ev.Error = "failed", a.res.Error
-		if s.ctx.Err() != nil {
-			ev.Status = "cancelled"
-			break
-		}
-		s.fail(spec.TaskID, errors.New(a.res.Error))
-	default:
+	case a.res.OK:
 		ev.Status = "succeeded"
-		if spec.Step == "finish" {
-			s.finished = true
-		}
-		s.advance(a.p, a.res)
+	case s.ctx.Err() != nil:
+		ev.Status, ev.Error = "cancelled", a.res.Error
+	default:
+		ev.Status, ev.Error = "failed", a.res.Error
 	}
 	s.emit(ev)
+}
+
+// retryLater makes a task ready again, as its next attempt, after the
+// step's retry delay.
+func (s *scheduler) retryLater(p *pending) {
+	s.waiting++
+	delay, _ := duration(s.runner.Options(p.spec.Step)["retry_delay"])
+	next := *p
+	spec := *p.spec
+	spec.Attempt++
+	next.spec = &spec
+	go func() {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+		}
+		s.retry <- &next
+	}()
 }
 
 func (s *scheduler) fail(task string, err error) {
