@@ -203,9 +203,14 @@ func (l *loader) compile(rel string, f *syntax.File, isPredeclared func(string) 
 			seen[e.Pos] = true
 		}
 		for _, e := range errList(err) {
-			if !seen[e.Pos] {
-				l.errs = append(l.errs, e)
+			if seen[e.Pos] {
+				continue
 			}
+			if name, ok := strings.CutPrefix(e.Msg, "undefined: "); ok && flowOnly(name) && rel != l.pkg.Flow {
+				e.Msg = name + " can be called in the flow file only, not in a module"
+				e.Hint = "modules hold plain helpers; call " + name + " in the flow"
+			}
+			l.errs = append(l.errs, e)
 		}
 		return
 	}
