@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -183,6 +184,7 @@ func (e *codecEncoder) encode(v sl.Value, depth int) *codecFailure {
 			return f
 		}
 		e.encodeLen(codecTagList, v.Len())
+		e.buf = slices.Grow(e.buf, v.Len()) // each element takes a byte or more
 		for i := range v.Len() {
 			if f := e.encode(v.Index(i), depth+1); f != nil {
 				return f.in(codecIndex(i))
@@ -195,6 +197,7 @@ func (e *codecEncoder) encode(v sl.Value, depth int) *codecFailure {
 			return &codecFailure{kind: codecTooDeep}
 		}
 		e.encodeLen(codecTagTuple, len(v))
+		e.buf = slices.Grow(e.buf, len(v))
 		for i, x := range v {
 			if f := e.encode(x, depth+1); f != nil {
 				return f.in(codecIndex(i))
@@ -202,46 +205,23 @@ func (e *codecEncoder) encode(v sl.Value, depth int) *codecFailure {
 		}
 
 	case *sl.Dict:
-		if f := e.push(v, depth); f != nil {
-			return f
-		}
-		e.encodeLen(codecTagDict, v.Len())
-		i := 0
-		for k, x := range v.Entries() {
-			if f := e.encode(k, depth+1); f != nil {
-				return f.in(".keys()" + codecIndex(i))
-			}
-			if f := e.encode(x, depth+1); f != nil {
-				return f.in("[" + k.String() + "]")
-			}
-			i++
-		}
-		e.pop()
+		return e.encodeDict(v, depth)
 
 	case *sl.Set:
-		if depth >= codecMaxDepth {
-			return &codecFailure{kind: codecTooDeep}
-		}
-		e.encodeLen(codecTagSet, v.Len())
-		i := 0
-		for x := range v.Elements() {
-			if f := e.encode(x, depth+1); f != nil {
-				return f.in(codecIndex(i))
-			}
-			i++
-		}
+		return e.encodeSet(v, depth)
 
 	case *starlarkstruct.Struct:
 		// A constructor brands a struct, typically with a provider or
 		// other callable that an artifact cannot hold.
 		if c, ok := v.Constructor().(sl.String); !ok || c != starlarkstruct.Default {
-			return &codecFailure{typ: "struct with constructor " + v.Constructor().String()}
+			return &codecFailure{kind: codecUnsupported, typ: "struct with constructor " + v.Constructor().String()}
 		}
 		if depth >= codecMaxDepth {
 			return &codecFailure{kind: codecTooDeep}
 		}
 		e.encodeLen(codecTagStruct, v.Len())
-		for name, x := range v.Entries() {
+		for i := range v.Len() {
+			name, x := v.AttrAt(i)
 			e.buf = binary.AppendUvarint(e.buf, uint64(len(name)))
 			e.buf = append(e.buf, name...)
 			if f := e.encode(x, depth+1); f != nil {
@@ -250,10 +230,48 @@ func (e *codecEncoder) encode(v sl.Value, depth int) *codecFailure {
 		}
 
 	case nil:
-		return &codecFailure{typ: "nil"}
+		return &codecFailure{kind: codecUnsupported, typ: "nil"}
 
 	default:
-		return &codecFailure{typ: v.Type()}
+		return &codecFailure{kind: codecUnsupported, typ: v.Type()}
+	}
+	return nil
+}
+
+// encodeDict is apart from encode because its range-over-func loop moves
+// variables to the heap, which would cost an allocation on every call of
+// encode, not just on those for dicts.
+func (e *codecEncoder) encodeDict(d *sl.Dict, depth int) *codecFailure {
+	if f := e.push(d, depth); f != nil {
+		return f
+	}
+	e.encodeLen(codecTagDict, d.Len())
+	i := 0
+	for k, x := range d.Entries() {
+		if f := e.encode(k, depth+1); f != nil {
+			return f.in(".keys()" + codecIndex(i))
+		}
+		if f := e.encode(x, depth+1); f != nil {
+			return f.in("[" + k.String() + "]")
+		}
+		i++
+	}
+	e.pop()
+	return nil
+}
+
+// encodeSet is apart from encode for the same reason as encodeDict.
+func (e *codecEncoder) encodeSet(s *sl.Set, depth int) *codecFailure {
+	if depth >= codecMaxDepth {
+		return &codecFailure{kind: codecTooDeep}
+	}
+	e.encodeLen(codecTagSet, s.Len())
+	i := 0
+	for x := range s.Elements() {
+		if f := e.encode(x, depth+1); f != nil {
+			return f.in(codecIndex(i))
+		}
+		i++
 	}
 	return nil
 }
@@ -383,11 +401,12 @@ type codecDecoder struct {
 	data []byte
 	off  int // offset of the next unread byte
 
-	// reserved is the number of bytes at the end of data that belong to
-	// elements counted by enclosing containers but not yet decoded, one
-	// or two per element. Reserving them stops nested containers from
-	// each claiming the rest of data, which would let a short input
-	// demand huge allocations.
+	// reserved is the least number of bytes that the elements counted by
+	// enclosing containers, but not yet begun, will take: one for each
+	// element, or two for each dict entry or struct field. The item being
+	// decoded may use only the bytes before them. Without this, nested
+	// containers could each claim all the rest of data, and a short input
+	// could demand huge allocations.
 	reserved int
 }
 
