@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/daggerflow/dagger/dag"
+	"github.com/daggerflow/dagger/exec"
 )
 
 // The exit codes of dagger.
@@ -13,6 +15,10 @@ const (
 	exitOK      = 0
 	exitFailed  = 1 // a run failed, or dagger could not do what it was asked
 	exitInvalid = 2 // an invalid flow, or a usage error
+	// exitInterrupted is the shells' code for a process killed by SIGINT:
+	// dagger exits with it when interrupted twice, without waiting for
+	// its tasks.
+	exitInterrupted = 130
 )
 
 // A usageError is a command line dagger cannot follow.
@@ -29,6 +35,33 @@ type invalidError struct {
 }
 
 func (e *invalidError) Error() string { return e.errs.Error() }
+
+// A runFailedError is a run that failed or was cancelled: the flow's
+// failure, not dagger's.
+type runFailedError struct {
+	err *exec.RunError
+}
+
+// Error returns "run ID STATUS", then ": task ID" if a task failed, then
+// the error: on the same line when it is one line and no task failed,
+// else on the lines below, so that a backtrace starts on a line of its
+// own.
+func (e *runFailedError) Error() string {
+	msg := fmt.Sprintf("run %s %s", e.err.RunID, e.err.Status)
+	if e.err.TaskID != "" {
+		msg += ": task " + e.err.TaskID
+	}
+	if e.err.Err == nil {
+		return msg
+	}
+	cause := e.err.Err.Error()
+	if e.err.TaskID == "" && !strings.Contains(cause, "\n") {
+		return msg + ": " + cause
+	}
+	return msg + "\n" + cause
+}
+
+func (e *runFailedError) Unwrap() error { return e.err }
 
 // An exitError is any other error of a command, with its exit code.
 type exitError struct {
@@ -49,6 +82,7 @@ func report(stderr io.Writer, err error) int {
 	var (
 		usage   *usageError
 		invalid *invalidError
+		runErr  *runFailedError
 		exit    *exitError
 	)
 	switch {
@@ -64,6 +98,11 @@ func report(stderr io.Writer, err error) int {
 		// editors and tools can read their file:line:col positions.
 		fmt.Fprintf(stderr, "%s\n%s\n", invalid, plural(len(invalid.errs), "error"))
 		return exitInvalid
+	case errors.As(err, &runErr):
+		// Without "dagger:": the error is the flow's, and its backtrace
+		// is the flow's positions.
+		fmt.Fprintln(stderr, runErr)
+		return exitFailed
 	case errors.As(err, &exit):
 		fmt.Fprintf(stderr, "dagger: %v\n", exit)
 		return exit.code

@@ -1,15 +1,18 @@
-// Command dagger checks, shows and runs workflows written in Starlark.
+// Command dagger runs, checks and shows workflows written in Starlark.
 //
 // Usage:
 //
+//	dagger run [-p name=value]... FLOW         run a flow
 //	dagger check FLOW                          check a flow without running it
 //	dagger show [--json] FLOW                  print a flow's parameters and steps
 //	dagger graph [--format dot|mermaid] FLOW   draw a flow's step graph
 //
-// Flags may also follow the flow: dagger show flow.star --json.
+// Flags may also follow the flow: dagger show flow.star --json. The hidden
+// command dagger step runs one task for an executor.
 //
-// The exit code is 0 on success, 1 when a run fails, and 2 for an invalid
-// flow or a usage error.
+// The exit code is 0 on success, 1 when a run fails or is cancelled, 2 for
+// an invalid flow, a bad parameter value or a usage error, and 130 when a
+// run is interrupted twice.
 package main
 
 import (
@@ -55,11 +58,15 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			checkCommand(),
 			showCommand(),
 			graphCommand(),
+			runCommand(),
+			stepCommand(),
 		},
-		Writer:       stdout,
-		ErrWriter:    stderr,
-		Action:       noCommand,
-		OnUsageError: onUsageError,
+		// Parameter values, such as JSON lists, may hold commas.
+		DisableSliceFlagSeparator: true,
+		Writer:                    stdout,
+		ErrWriter:                 stderr,
+		Action:                    noCommand,
+		OnUsageError:              onUsageError,
 		// run reports errors and chooses the exit code; urfave/cli's
 		// default handler would print them and exit the process.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -106,8 +113,9 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 // and dagger's commands take flags after the flow as well ("dagger show
 // flow.star --json"). A flag's value stays with it, "--" still ends the
 // flags, and -h or --help among a command's arguments asks for its help.
-// name is the full name of the command whose arguments args are, flags
-// and cmds its flags and subcommands.
+// A repeatable flag given by an alias gets its first name (see
+// repeatable). name is the full name of the command whose arguments args
+// are, flags and cmds its flags and subcommands.
 func flagsFirst(name string, args []string, flags []cli.Flag, cmds []*cli.Command) ([]string, error) {
 	var front, back []string
 	for i := 0; i < len(args); i++ {
@@ -117,7 +125,7 @@ func flagsFirst(name string, args []string, flags []cli.Flag, cmds []*cli.Comman
 			back = append(back, args[i+1:]...)
 			i = len(args)
 		case len(a) > 1 && a[0] == '-':
-			front = append(front, a)
+			front = append(front, repeatable(flags, a))
 			if takesValue(flags, a) {
 				if i+1 == len(args) {
 					return nil, &usageError{cmd: name, msg: "flag needs an argument: " + a}
@@ -155,6 +163,26 @@ func isHelp(arg string) bool {
 		return true
 	}
 	return false
+}
+
+// repeatable returns arg, a flag, under its first name if it is an alias
+// of a flag that may be repeated: urfave/cli v2 refuses two names of one
+// flag in a command line, as in "-p a=1 --param b=2".
+func repeatable(flags []cli.Flag, arg string) string {
+	name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	for _, f := range flags {
+		names := f.Names()
+		s, ok := f.(interface{ IsSliceFlag() bool })
+		if !ok || !s.IsSliceFlag() || len(names) < 2 || !slices.Contains(names[1:], name) {
+			continue
+		}
+		arg = "--" + names[0]
+		if hasValue {
+			arg += "=" + value
+		}
+		return arg
+	}
+	return arg
 }
 
 // takesValue reports whether arg is one of flags that takes its value

@@ -24,8 +24,20 @@ var update = flag.Bool("update", false, "rewrite the golden files and testscript
 // appear in the repository (testdata/check/x.star:3:5: ...).
 const repoRoot = "../.."
 
+// mainEnv, set to 1 in its environment, makes the test binary act as
+// dagger: see TestMain.
+const mainEnv = "DAGGER_TEST_MAIN"
+
+// TestMain makes the test binary the dagger command, as well as the tests.
+// The testscript tests run it as "dagger" from their PATH, where
+// testscript.Main links it under that name. The process executor of
+// in-process runs, and the tests of signals, run os.Executable(): this
+// binary under its own name, which testscript.Main takes for "go test";
+// they set mainEnv instead.
 func TestMain(m *testing.M) {
-	// The test binary is also the dagger command of the testscript tests.
+	if os.Getenv(mainEnv) == "1" {
+		main() // which exits
+	}
 	testscript.Main(m, map[string]func(){"dagger": main})
 }
 
@@ -170,6 +182,8 @@ func TestFlagsFirst(t *testing.T) {
 		{args: []string{"help", "check"}, want: []string{"help", "check"}},
 		{args: []string{"nope", "f.star", "--json"}, want: []string{"nope", "f.star", "--json"}},
 		{args: []string{"graph", "f.star", "--format"}, err: "dagger graph: flag needs an argument: --format"},
+		{args: []string{"run", "f.star", "-p", "a=1", "--param", "b=2", "-p=c=3", "--p=d"}, want: []string{"run", "--param", "a=1", "--param", "b=2", "--param=c=3", "--param=d", "--", "f.star"}},
+		{args: []string{"run", "--store", "-p", "f.star"}, want: []string{"run", "--store", "-p", "--", "f.star"}},
 	}
 	for _, tt := range tests {
 		got, err := flagsFirst(app.Name, tt.args, app.Flags, app.Commands)

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/exec"
+	"github.com/daggerflow/dagger/store"
+)
+
+// stepCommand is the runner entry point of executors, hidden from the
+// help: it runs one task, described by a TaskSpec on its standard input,
+// prints the lines the task prints on its standard output and writes the
+// TaskResult to a descriptor or a file. exec.Process runs it in a
+// subprocess, and a Kubernetes pod runs it too.
+func stepCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "step",
+		Usage:     "run one task of a run (for executors)",
+		ArgsUsage: " ",
+		Description: "Step reads a task spec, as JSON, on its standard input, runs that one task\n" +
+			"against the store the spec names, prints what the task prints on its\n" +
+			"standard output and writes the task's result, as JSON, to the descriptor\n" +
+			"--result-fd or the file --result. It exits with 0 when it wrote a result,\n" +
+			"even that of a failed task. An interrupt or SIGTERM cancels the task, which\n" +
+			"then reports itself cancelled; a second one of the same kind exits at once.",
+		Hidden: true,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "result-fd", Value: -1, Usage: "write the result to descriptor `N`, open in this process"},
+			&cli.StringFlag{Name: "result", Usage: "write the result to `FILE`"},
+		},
+		Action: step,
+	}
+}
+
+func step(c *cli.Context) error {
+	name := c.Command.HelpName
+	if c.NArg() > 0 {
+		return &usageError{cmd: name, msg: "takes no arguments: the task spec comes on standard input"}
+	}
+	fd, file := c.Int("result-fd"), c.String("result")
+	var result io.WriteCloser
+	switch {
+	case (fd >= 0) == (file != ""):
+		return &usageError{cmd: name, msg: "give one of --result-fd and --result"}
+	case file != "":
+		// The file is made before the task runs, so that a bad path costs
+		// no work.
+		f, err := os.Create(file)
+		if err != nil {
+			return failed(err)
+		}
+		result = f
+	default:
+		f := os.NewFile(uintptr(fd), fmt.Sprintf("--result-fd %d", fd))
+		if _, err := f.Stat(); err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // without "stat --result-fd N"
+			}
+			return failed(fmt.Errorf("--result-fd %d: %w", fd, err))
+		}
+		result = f
+	}
+	defer result.Close() // again after runTask closes it, to no effect
+
+	// From now on, a signal cancels the task rather than kill the process.
+	ctx, again, stop := notifySignals(c.Context)
+	defer stop()
+	var spec exec.TaskSpec
+	if err := json.NewDecoder(c.App.Reader).Decode(&spec); err != nil {
+		return failed(fmt.Errorf("reading the task spec: %w", err))
+	}
+	done := make(chan error, 1)
+	go func() { done <- runTask(ctx, &spec, c.App.Writer, result) }()
+	select {
+	case err := <-done:
+		return err
+	case <-again:
+		return &exitError{code: exitInterrupted, err: fmt.Errorf("task %s: interrupted again: stopped without a result", spec.TaskID)}
+	}
+}
+
+// runTask runs the task of spec with the standard builtins, printing its
+// output to out, and writes its result to result.
+func runTask(ctx context.Context, spec *exec.TaskSpec, out io.Writer, result io.WriteCloser) error {
+	if spec.Store == "" {
+		// store.Open would make a store in the current directory.
+		return failed(fmt.Errorf("task %s: the task spec names no store", spec.TaskID))
+	}
+	// The store is opened for its blobs: the driver records the task.
+	st, err := store.Open(ctx, spec.Store)
+	if err != nil {
+		return failed(fmt.Errorf("task %s: %w", spec.TaskID, err))
+	}
+	res, err := exec.Step(ctx, spec, builtins.Standard(), st.Blobs(), out)
+	err = errors.Join(err, st.Close())
+	if err != nil {
+		return failed(fmt.Errorf("task %s: %w", spec.TaskID, err))
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		return failed(fmt.Errorf("task %s: encoding its result: %w", spec.TaskID, err))
+	}
+	if _, err := result.Write(data); err != nil {
+		return failed(fmt.Errorf("task %s: writing its result: %w", spec.TaskID, err))
+	}
+	if err := result.Close(); err != nil {
+		return failed(fmt.Errorf("task %s: writing its result: %w", spec.TaskID, err))
+	}
+	return nil
+}
