@@ -313,8 +313,11 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 	spec := a.p.spec
 	ctx := s.ctx
 	if d, ok := duration(opts["timeout"]); ok {
+		// The executor stops the task at its timeout; this is the backstop
+		// for one that does not.
+		spec.Timeout = d
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, d, fmt.Errorf("step %s timed out after %s", spec.Step, d))
+		ctx, cancel = context.WithTimeoutCause(ctx, d+timeoutGrace, fmt.Errorf("step %s did not stop within %s of its timeout, %s", spec.Step, timeoutGrace, d))
 		defer cancel()
 	}
 	a.res, a.err = s.exec.Execute(ctx, spec, func(line string) {
@@ -371,6 +374,10 @@ func (s *scheduler) catch(ctx context.Context, spec *TaskSpec, name string, res 
 	return nil
 }
 
+// timeoutGrace is how long a task may overrun its timeout before the
+// scheduler gives up on it.
+const timeoutGrace = 30 * time.Second
+
 func duration(v any) (time.Duration, bool) {
 	text, ok := v.(string)
 	if !ok {
@@ -388,11 +395,10 @@ func hashes(m map[string]string) map[string]store.Hash {
 	return out
 }
 
-// executed takes the outcome of an attempt as soon as it ran. Its record
-// is written in the background, so that the records of many tasks share
-// one flush to disk; the tasks after a successful one start at once, since
-// records are written in order, and nothing is reported finished before it
-// is durable.
+// executed takes the outcome of an attempt as soon as it ran: its worker
+// is free, and its record is written in the background, so that the
+// records of all the tasks that end meanwhile share one flush to disk. A
+// failure stops the run at once.
 func (s *scheduler) executed(a *attempt) {
 	if a.err != nil {
 		s.fail(a.p.spec.TaskID, a.err)
@@ -404,28 +410,29 @@ func (s *scheduler) executed(a *attempt) {
 		a.err = s.st.CommitTask(context.WithoutCancel(s.ctx), a.task, a.record)
 		s.committed <- a
 	}()
-	switch {
-	case a.again:
-	case a.res.OK:
-		if a.p.spec.Step == "finish" {
-			s.finished = true
-		}
-		s.advance(a.p, a.res)
-	case s.ctx.Err() == nil:
+	if !a.again && !a.res.OK && s.ctx.Err() == nil {
 		s.fail(a.p.spec.TaskID, errors.New(a.res.Error))
 	}
 }
 
 // recorded takes an attempt once its record is durable: it is reported,
-// and retried if it is to be.
+// then retried, or the tasks after it become ready. Nothing starts before
+// what it follows is reported finished, so events come in causal order and
+// a crash never leaves a task recorded without the tasks it came from.
 func (s *scheduler) recorded(a *attempt) {
-	if a.err != nil {
+	s.report(a)
+	switch {
+	case a.err != nil:
 		s.fail(a.p.spec.TaskID, a.err)
-	} else if a.again {
+	case a.again:
 		// Only now: the next attempt's records must not race this one's.
 		s.retryLater(a.p)
+	case a.res.OK:
+		if a.p.spec.Step == "finish" {
+			s.finished = true
+		}
+		s.advance(a.p, a.res)
 	}
-	s.report(a)
 }
 
 func (s *scheduler) report(a *attempt) {
@@ -436,6 +443,8 @@ func (s *scheduler) report(a *attempt) {
 		ev.Status, ev.Error = "failed", a.err.Error()
 	case a.again:
 		ev.Kind, ev.Status, ev.Error = TaskRetrying, "failed", a.res.Error
+	case a.res.OK && a.task.Error != "":
+		ev.Status, ev.Error = "caught", a.task.Error
 	case a.res.OK:
 		ev.Status = "succeeded"
 	case s.ctx.Err() != nil:

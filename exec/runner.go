@@ -66,6 +66,11 @@ func printLines(msg string, print func(string)) {
 
 // Execute runs one task of the flow.
 func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line string)) (*TaskResult, error) {
+	if spec.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, spec.Timeout, fmt.Errorf("step %s timed out after %s", spec.Step, spec.Timeout))
+		defer cancel()
+	}
 	if spec.Code != r.code {
 		return nil, fmt.Errorf("task %s is of code %s, not of the code this runner loaded (%s)", spec.TaskID, spec.Code, r.code)
 	}

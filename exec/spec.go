@@ -26,6 +26,9 @@ type TaskSpec struct {
 	// Inputs are the tasks that meet at a join, in order.
 	Inputs   []Input `json:"inputs,omitempty"`
 	MaxSteps uint64  `json:"max_steps,omitempty"` // Starlark execution steps allowed; 0 for no limit
+	// Timeout is the step's timeout option; the executor stops the task
+	// when it runs out. 0 for none.
+	Timeout time.Duration `json:"timeout_ns,omitempty"`
 }
 
 // An Input is a task whose context reaches a join.
@@ -76,7 +79,7 @@ type Event struct {
 	TaskID   string        `json:"task_id,omitempty"`
 	Attempt  int           `json:"attempt,omitempty"`
 	Line     string        `json:"line,omitempty"`
-	Status   string        `json:"status,omitempty"`
+	Status   string        `json:"status,omitempty"` // succeeded, failed, cancelled, or caught: failed, with its error in the catch artifact
 	Duration time.Duration `json:"duration_ns,omitempty"`
 	Error    string        `json:"error,omitempty"`
 }

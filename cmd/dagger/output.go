@@ -26,6 +26,7 @@ type printer interface {
 //	hello| a line printed by task hello
 //	✓ hello (2ms)
 //	↻ flaky (1ms) attempt 1 failed, retrying: Error in fail: not yet
+//	✓ risky (2ms) failed, caught: Error: floored division by zero
 //	✗ boom (3ms) failed: Error in fail: oops
 //	✗ slow (1.2s) cancelled
 //	run 0kv1xq8z3m2t succeeded in 15ms: 3 tasks
@@ -68,6 +69,8 @@ func (p *textPrinter) event(e exec.Event) {
 		switch e.Status {
 		case "succeeded":
 			p.printf("✓ %s (%s)", e.TaskID, round(e.Duration))
+		case "caught":
+			p.printf("✓ %s (%s) failed, caught: %s", e.TaskID, round(e.Duration), lastLine(e.Error))
 		case "failed":
 			p.printf("✗ %s (%s) failed: %s", e.TaskID, round(e.Duration), lastLine(e.Error))
 		default:

@@ -35,15 +35,6 @@ var runArgs = map[string][]string{
 	"examples/params.star": {"-p", "name=Ada"},
 }
 
-// processSkips are the flows whose runs with --executor process are not
-// compared with those in-process, and why.
-var processSkips = map[string]string{
-	// Engine bug: exec.Process cancels a task that timed out with SIGTERM
-	// and keeps the error the subprocess reports, "cancelled: terminated
-	// signal received", instead of "step slow timed out after 100ms".
-	"testdata/run/timeout.star": "exec.Process reports a timeout as the SIGTERM it sends",
-}
-
 // TestRun runs every example and every flow in testdata/run with both
 // executors. Each run's output, normalized by normalizeRun, must match
 // testdata/run/NAME.txt, and the records of its tasks, artifacts
@@ -65,10 +56,6 @@ func TestRun(t *testing.T) {
 			var outputs []string
 			var tasks []map[string]store.Task
 			for _, executor := range []string{inProcess, subprocess} {
-				if why := processSkips[flow]; why != "" && executor == subprocess {
-					t.Logf("not comparing --executor process: %s", why)
-					continue
-				}
 				dir := t.TempDir()
 				args := slices.Concat([]string{"run", "--store", dir, "--executor", executor, flow}, runArgs[flow])
 				r := runDagger(t, args...)
