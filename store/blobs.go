@@ -8,9 +8,12 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,11 +58,22 @@ const (
 	// ioChunk bounds the size of a single read or write of blob content, so
 	// that large blobs are transferred with few system calls while
 	// cancellation is still noticed promptly.
-	ioChunk = 4 << 20
+	ioChunk = 1 << 20
+
+	// writeAheadMin is the size from which Put writes a blob while hashing
+	// it rather than after.
+	writeAheadMin = ioChunk
+
+	// maxDirOps bounds the file creations and renames in progress at once.
+	// They serialize on directory locks in the kernel anyway, and thousands
+	// of goroutines blocked in them would each hold an OS thread, against
+	// the runtime's limit of 10000.
+	maxDirOps = 4
 
 	// staleTempAge is how old a file in the temporary directory must be for
 	// Open to delete it as debris of a killed process. Temporary files of
-	// live processes are written to continuously, so they stay younger.
+	// live processes are younger, as they are being written to, unless the
+	// source of a PutReader stalls for as long.
 	staleTempAge = 24 * time.Hour
 )
 
@@ -80,10 +94,13 @@ type dirBlobs struct {
 	// turns so that one never returns while a concurrent one is still
 	// flushing files that were pending when the other began.
 	flushing chan struct{}
+	// dirOps holds a token for each file creation or rename in progress.
+	dirOps chan struct{}
 
 	mu      sync.Mutex
-	pending []string // blob files not yet known to be durable
-	syncErr error    // the failure of an earlier flush; see Sync
+	dirty   bool     // blobs were stored since the last flush
+	pending []string // if flushByPath, the files of those blobs
+	syncErr error    // the failure of an earlier flush; see flush
 }
 
 func openBlobs(dir string) (*dirBlobs, error) {
@@ -91,6 +108,7 @@ func openBlobs(dir string) (*dirBlobs, error) {
 		root:     filepath.Join(dir, "blobs"),
 		tmp:      filepath.Join(dir, "tmp"),
 		flushing: make(chan struct{}, 1),
+		dirOps:   make(chan struct{}, maxDirOps),
 	}
 	for _, d := range []string{b.root, b.tmp} {
 		if err := os.MkdirAll(d, 0o777); err != nil {
@@ -141,25 +159,33 @@ func (b *dirBlobs) path(h Hash) string {
 	return filepath.Join(b.root, d[:2], d[2:])
 }
 
-// has reports whether the blob file p exists with the expected size. A size
-// mismatch means the file lost content in a crash, and must be rewritten.
-func (b *dirBlobs) has(p string, size int64) bool {
+// hasBlobFile reports whether the blob file p exists with the expected size.
+// A size mismatch means the file lost content in a crash, and must be
+// rewritten.
+func hasBlobFile(p string, size int64) bool {
 	info, err := os.Lstat(p)
 	return err == nil && info.Mode().IsRegular() && info.Size() == size
 }
 
+// Put hashes data before writing it, so as not to write content that is
+// already present again. Large blobs are instead written while being hashed,
+// which hides the cost of hashing, the slower of the two on fast disks; if
+// the blob turns out to be present, the write is abandoned.
 func (b *dirBlobs) Put(ctx context.Context, data []byte) (Hash, error) {
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("store: put blob: %w", err)
 	}
+	if len(data) >= writeAheadMin {
+		return b.putWriteAhead(ctx, data)
+	}
 	h := hashOf(sha256.Sum256(data))
 	p := b.path(h)
-	if !b.has(p, int64(len(data))) {
-		f, err := os.CreateTemp(b.tmp, "blob-*")
+	if !hasBlobFile(p, int64(len(data))) {
+		f, err := b.createTemp()
 		if err != nil {
 			return "", fmt.Errorf("store: put blob %s: %w", h, err)
 		}
-		if err := writeChunks(ctx, f, data); err != nil {
+		if err := writeChunks(ctx, f, data, nil); err != nil {
 			return "", fmt.Errorf("store: put blob %s: %w", h, errors.Join(err, discard(f)))
 		}
 		if err := b.install(f, p, int64(len(data))); err != nil {
@@ -170,8 +196,38 @@ func (b *dirBlobs) Put(ctx context.Context, data []byte) (Hash, error) {
 	return h, nil
 }
 
+func (b *dirBlobs) putWriteAhead(ctx context.Context, data []byte) (Hash, error) {
+	f, err := b.createTemp()
+	if err != nil {
+		return "", fmt.Errorf("store: put blob: %w", err)
+	}
+	var abandon atomic.Bool
+	written := make(chan error, 1)
+	go func() { written <- writeChunks(ctx, f, data, &abandon) }()
+	h := hashOf(sha256.Sum256(data))
+	p := b.path(h)
+	if hasBlobFile(p, int64(len(data))) {
+		abandon.Store(true)
+		// Whether the write failed does not matter: the blob is present.
+		<-written
+		err = discard(f)
+	} else if err = <-written; err != nil {
+		err = errors.Join(err, discard(f))
+	} else {
+		err = b.install(f, p, int64(len(data)))
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: put blob %s: %w", h, err)
+	}
+	b.addPending(p)
+	return h, nil
+}
+
 func (b *dirBlobs) PutReader(ctx context.Context, r io.Reader) (Hash, int64, error) {
-	f, err := os.CreateTemp(b.tmp, "blob-*")
+	if err := ctx.Err(); err != nil {
+		return "", 0, fmt.Errorf("store: put blob: %w", err)
+	}
+	f, err := b.createTemp()
 	if err != nil {
 		return "", 0, fmt.Errorf("store: put blob: %w", err)
 	}
@@ -183,7 +239,7 @@ func (b *dirBlobs) PutReader(ctx context.Context, r io.Reader) (Hash, int64, err
 	var sum [sha256.Size]byte
 	h := hashOf([sha256.Size]byte(hw.Sum(sum[:0])))
 	p := b.path(h)
-	if b.has(p, n) {
+	if hasBlobFile(p, n) {
 		err = discard(f)
 	} else {
 		err = b.install(f, p, n)
@@ -193,6 +249,20 @@ func (b *dirBlobs) PutReader(ctx context.Context, r io.Reader) (Hash, int64, err
 	}
 	b.addPending(p)
 	return h, n, nil
+}
+
+// createTemp creates a temporary file for a blob. Unlike os.CreateTemp, it
+// gives the file its final permissions at once, saving a chmod.
+func (b *dirBlobs) createTemp() (*os.File, error) {
+	b.dirOps <- struct{}{}
+	defer func() { <-b.dirOps }()
+	for {
+		name := filepath.Join(b.tmp, "blob-"+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, blobPerm)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
 }
 
 // ctxReader makes a copy loop notice cancellation between reads.
@@ -208,10 +278,15 @@ func (r ctxReader) Read(p []byte) (int, error) {
 	return r.r.Read(p)
 }
 
-func writeChunks(ctx context.Context, f *os.File, data []byte) error {
+// writeChunks writes data to f, checking between chunks whether ctx is done
+// or, if abandon is not nil, whether it is set.
+func writeChunks(ctx context.Context, f *os.File, data []byte, abandon *atomic.Bool) error {
 	for len(data) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if abandon != nil && abandon.Load() {
+			return nil
 		}
 		n := min(len(data), ioChunk)
 		if _, err := f.Write(data[:n]); err != nil {
@@ -225,13 +300,12 @@ func writeChunks(ctx context.Context, f *os.File, data []byte) error {
 // install moves the complete temporary file f into place as blob file p of
 // the given size, closing f.
 func (b *dirBlobs) install(f *os.File, p string, size int64) error {
-	if err := f.Chmod(blobPerm); err != nil {
-		return errors.Join(err, discard(f))
-	}
 	tmp := f.Name()
 	if err := f.Close(); err != nil {
 		return errors.Join(err, os.Remove(tmp))
 	}
+	b.dirOps <- struct{}{}
+	defer func() { <-b.dirOps }()
 	err := os.Rename(tmp, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The first blob with this prefix creates its fan-out directory,
@@ -242,9 +316,10 @@ func (b *dirBlobs) install(f *os.File, p string, size int64) error {
 		}
 	}
 	if err != nil {
-		if b.has(p, size) {
-			// A concurrent writer of the same content got there first and
-			// the platform refuses to replace its (read-only) file.
+		if hasBlobFile(p, size) {
+			// A concurrent writer of the same content got there first,
+			// and the platform refuses to replace its file (Windows does
+			// while the file is open).
 			return os.Remove(tmp)
 		}
 		return errors.Join(err, os.Remove(tmp))
@@ -257,9 +332,15 @@ func discard(f *os.File) error {
 	return errors.Join(f.Close(), os.Remove(f.Name()))
 }
 
+// addPending notes that blob file p must be flushed. That includes blobs
+// that were already present, as they may have been stored by another
+// process that has not flushed them yet.
 func (b *dirBlobs) addPending(p string) {
 	b.mu.Lock()
-	b.pending = append(b.pending, p)
+	b.dirty = true
+	if flushByPath {
+		b.pending = append(b.pending, p)
+	}
 	b.mu.Unlock()
 }
 
@@ -428,10 +509,10 @@ func (b *dirBlobs) flush(ctx context.Context) error {
 		b.mu.Unlock()
 		return fmt.Errorf("sync blobs: earlier failure: %w", err)
 	}
-	pending := b.pending
-	b.pending = nil
+	dirty, pending := b.dirty, b.pending
+	b.dirty, b.pending = false, nil
 	b.mu.Unlock()
-	if len(pending) == 0 {
+	if !dirty {
 		return nil
 	}
 	if err := b.flusher.sync(pending); err != nil {

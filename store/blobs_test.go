@@ -157,53 +157,74 @@ func TestBlobsRoundTrip(t *testing.T) {
 }
 
 func TestPutIdempotent(t *testing.T) {
-	s := openTestStore(t)
-	b := s.Blobs()
-	ctx := t.Context()
-	data := []byte("same content")
-	h1, err := b.Put(ctx, data)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"small", []byte("same content")},
+		// Written while being hashed, and abandoned.
+		{"large", randomBytes(5, 5*writeAheadMin+1)},
 	}
-	p := s.blobs.path(h1)
-	before, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h2, err := b.Put(ctx, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h1 != h2 {
-		t.Fatalf("second Put = %s, want %s", h2, h1)
-	}
-	after, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !os.SameFile(before, after) {
-		t.Error("second Put replaced the blob file instead of leaving it in place")
-	}
-	if after.Mode().Perm()&0o222 != 0 {
-		t.Errorf("blob file mode %v is writable", after.Mode())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openStoreAt(t, dir)
+			b := s.Blobs()
+			ctx := t.Context()
+			h1, err := b.Put(ctx, tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := s.blobs.path(h1)
+			before, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h2, err := b.Put(ctx, tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h1 != h2 {
+				t.Fatalf("second Put = %s, want %s", h2, h1)
+			}
+			after, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !os.SameFile(before, after) {
+				t.Error("second Put replaced the blob file instead of leaving it in place")
+			}
+			if after.Mode().Perm()&0o222 != 0 {
+				t.Errorf("blob file mode %v is writable", after.Mode())
+			}
+			if tmp, err := os.ReadDir(filepath.Join(dir, "tmp")); err != nil || len(tmp) != 0 {
+				t.Errorf("second Put left %d temporary files (%v)", len(tmp), err)
+			}
+		})
 	}
 }
 
 func TestPutConcurrentSameContent(t *testing.T) {
-	s := openTestStore(t)
-	data := randomBytes(3, 64<<10)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			if _, err := s.Blobs().Put(t.Context(), data); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	got, err := s.Blobs().Get(t.Context(), sumOf(data))
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("Get after concurrent Puts: %d bytes, %v", len(got), err)
+	for _, size := range []int{64 << 10, 3 * writeAheadMin} {
+		dir := t.TempDir()
+		s := openStoreAt(t, dir)
+		data := randomBytes(3, size)
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				if _, err := s.Blobs().Put(t.Context(), data); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		got, err := s.Blobs().Get(t.Context(), sumOf(data))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("Get after concurrent Puts of %d bytes: %d bytes, %v", size, len(got), err)
+		}
+		if files := blobFiles(t, dir); len(files) != 1 {
+			t.Errorf("concurrent Puts of %d bytes left %d blob files, want 1", size, len(files))
+		}
 	}
 }
 
@@ -285,19 +306,21 @@ func TestGetCorrupt(t *testing.T) {
 // TestPutRepairsShortBlob covers blob files that lost their content in a
 // power failure, which leaves them shorter than they should be.
 func TestPutRepairsShortBlob(t *testing.T) {
-	s := openTestStore(t)
-	b := s.Blobs()
-	data := randomBytes(4, 4096)
-	h, err := b.Put(t.Context(), data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	corrupt(t, s, h, func([]byte) []byte { return nil })
-	if _, err := b.Put(t.Context(), data); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := b.Get(t.Context(), h); err != nil || !bytes.Equal(got, data) {
-		t.Errorf("Get after repairing Put: %d bytes, %v", len(got), err)
+	for _, size := range []int{4096, 3 * writeAheadMin} {
+		s := openTestStore(t)
+		b := s.Blobs()
+		data := randomBytes(4, size)
+		h, err := b.Put(t.Context(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		corrupt(t, s, h, func([]byte) []byte { return nil })
+		if _, err := b.Put(t.Context(), data); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := b.Get(t.Context(), h); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("Get of %d bytes after repairing Put: %d bytes, %v", size, len(got), err)
+		}
 	}
 }
 
@@ -348,8 +371,10 @@ func TestPutCancelled(t *testing.T) {
 	s := openStoreAt(t, dir)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := s.Blobs().Put(ctx, []byte("x")); !errors.Is(err, context.Canceled) {
-		t.Errorf("Put with cancelled context: %v", err)
+	for _, size := range []int{1, 2 * writeAheadMin} {
+		if _, err := s.Blobs().Put(ctx, make([]byte, size)); !errors.Is(err, context.Canceled) {
+			t.Errorf("Put of %d bytes with cancelled context: %v", size, err)
+		}
 	}
 	if _, _, err := s.Blobs().PutReader(ctx, strings.NewReader("x")); !errors.Is(err, context.Canceled) {
 		t.Errorf("PutReader with cancelled context: %v", err)

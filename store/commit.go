@@ -2,13 +2,19 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// committer batches the tasks passed to CommitTask. While one batch is being
-// written, the next accumulates, so the cost of flushing blobs and the
-// database is shared by all the tasks that finish in the meantime.
+// committer batches the records of StartTask and CommitTask. While one
+// batch is being written, the next accumulates, so that the cost of a
+// transaction, and of flushing blobs and the database to disk, is shared by
+// all the tasks that start or finish in the meantime.
 type committer struct {
 	mu      sync.Mutex
 	queue   []*commitRequest
@@ -17,39 +23,60 @@ type committer struct {
 	writers sync.WaitGroup
 }
 
-type commitRequest struct {
-	ctx     context.Context
-	task    Task
-	attempt Attempt
-	done    chan error // buffered, so that writing never waits for a caller
+// taskRecord is a task and its latest attempt, to be recorded as started
+// or, if finished is set, as finished. Attempt number 0 stands for no
+// attempt.
+type taskRecord struct {
+	task     Task
+	attempt  Attempt
+	finished bool
 }
+
+type commitRequest struct {
+	ctx  context.Context
+	rec  taskRecord
+	done chan error // buffered, so that the writer never waits for a caller
+}
+
+var errClosed = errors.New("store is closed")
 
 // CommitTask records that task t and its attempt a have finished, like
 // FinishTasks, and returns once the records and the blobs they refer to are
 // durable. Concurrent calls are batched, so that any number of tasks that
 // finish at about the same time share one flush of the blobs and one
-// transaction. The attempt is not recorded if a.N is 0, as for a task reused
-// from another run.
+// transaction; records are written in the order of the calls. The attempt
+// is not recorded if a.N is 0, as for a task reused from another run.
 //
 // If ctx is done first, CommitTask returns its error and the task may or may
-// not be recorded. A batch that fails as a whole, because the blobs cannot
-// be flushed, fails all its calls; otherwise each call fails only for its
-// own task.
+// not be recorded. If the blobs cannot be flushed or the database cannot be
+// written, all calls in the batch fail, but a record that violates a
+// constraint, such as a task of an unknown run, fails alone.
 func (s *Store) CommitTask(ctx context.Context, t Task, a Attempt) error {
 	var as []Attempt
 	if a.N != 0 {
 		as = []Attempt{a}
 	}
-	if err := checkFinished([]Task{t}, as); err != nil {
-		return fmt.Errorf("store: commit task: %w", err)
+	err := checkFinished([]Task{t}, as)
+	if err == nil {
+		err = s.enqueue(ctx, taskRecord{task: t, attempt: a, finished: true})
 	}
-	req := &commitRequest{ctx: ctx, task: t, attempt: a, done: make(chan error, 1)}
+	if err != nil {
+		return fmt.Errorf("store: commit task %s/%s: %w", t.RunID, t.ID, err)
+	}
+	return nil
+}
 
+// enqueue has rec written in a batch and waits until it is.
+func (s *Store) enqueue(ctx context.Context, rec taskRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	req := &commitRequest{ctx: ctx, rec: rec, done: make(chan error, 1)}
 	c := &s.commits
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return fmt.Errorf("store: commit task %s/%s: store is closed", t.RunID, t.ID)
+		return errClosed
 	}
 	c.queue = append(c.queue, req)
 	if !c.writing {
@@ -60,12 +87,9 @@ func (s *Store) CommitTask(ctx context.Context, t Task, a Attempt) error {
 
 	select {
 	case err := <-req.done:
-		if err != nil {
-			return fmt.Errorf("store: commit task %s/%s: %w", t.RunID, t.ID, err)
-		}
-		return nil
+		return err
 	case <-ctx.Done():
-		return fmt.Errorf("store: commit task %s/%s: %w", t.RunID, t.ID, ctx.Err())
+		return ctx.Err()
 	}
 }
 
@@ -89,55 +113,71 @@ func (s *Store) writeBatches() {
 func (s *Store) writeBatch(batch []*commitRequest) {
 	// The batch belongs to no single caller, and a caller that gives up
 	// must not undo the work of the others: the writes are not cancelled.
-	// They are bounded by the busy timeout and by Close, which waits.
+	// They are bounded by the busy timeout, and Close waits for them.
 	ctx := context.Background()
 
 	live := batch[:0]
+	durable := false
 	for _, req := range batch {
 		if err := req.ctx.Err(); err != nil {
 			req.done <- err
 			continue
 		}
 		live = append(live, req)
+		durable = durable || req.rec.finished
 	}
 	if len(live) == 0 {
 		return
 	}
-	ts := make([]Task, 0, len(live))
-	var as []Attempt
-	for _, req := range live {
-		ts = append(ts, req.task)
-		if req.attempt.N != 0 {
-			as = append(as, req.attempt)
+	if durable {
+		if err := s.blobs.flush(ctx); err != nil {
+			for _, req := range live {
+				req.done <- err
+			}
+			return
 		}
 	}
-
-	if err := s.blobs.flush(ctx); err != nil {
+	err := s.write(ctx, durable, func(tx *sql.Tx) error {
+		w := s.taskWriter(ctx, tx)
+		for _, req := range live {
+			if err := w.record(req.rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || len(live) == 1 || !isConstraintViolation(err) {
 		for _, req := range live {
 			req.done <- err
 		}
 		return
 	}
-	err := s.recordFinished(ctx, ts, as)
-	if err == nil || len(live) == 1 {
-		for _, req := range live {
-			req.done <- err
-		}
-		return
-	}
-	// Something in the batch is wrong, a task of an unknown run say.
-	// Record the tasks one by one so that only the culprit fails.
+	// A record in the batch is wrong, a task of an unknown run say. Write
+	// the records one by one so that only the culprit fails.
 	for _, req := range live {
-		var as []Attempt
-		if req.attempt.N != 0 {
-			as = []Attempt{req.attempt}
-		}
-		req.done <- s.recordFinished(ctx, []Task{req.task}, as)
+		req.done <- s.write(ctx, req.rec.finished, func(tx *sql.Tx) error {
+			return s.taskWriter(ctx, tx).record(req.rec)
+		})
 	}
 }
 
-// close makes later CommitTask calls fail and waits for the batches of
-// earlier ones to be written.
+func isConstraintViolation(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}
+
+func (w *taskWriter) record(rec taskRecord) error {
+	if err := w.task(rec.task); err != nil {
+		return err
+	}
+	if rec.attempt.N == 0 {
+		return nil
+	}
+	return w.attempt(rec.attempt)
+}
+
+// close makes later StartTask and CommitTask calls fail and waits for the
+// batches of earlier ones to be written.
 func (c *committer) close() {
 	c.mu.Lock()
 	c.closed = true

@@ -25,6 +25,10 @@ func TestCommitTaskConcurrent(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			id := strconv.Itoa(i)
+			if err := s.StartTask(ctx, Task{RunID: run, ID: id, Step: "s", Attempt: 1, Started: at(i)}); err != nil {
+				t.Error(err)
+				return
+			}
 			h, err := s.Blobs().Put(ctx, []byte(id))
 			if err != nil {
 				t.Error(err)
@@ -55,8 +59,8 @@ func TestCommitTaskConcurrent(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	if n := len(s.blobs.pending); n != 0 {
-		t.Errorf("%d blobs still pending after all CommitTask calls returned", n)
+	if s.blobs.dirty {
+		t.Error("blobs still pending after all CommitTask calls returned")
 	}
 	ts, err := s.Tasks(ctx, run)
 	if err != nil {

@@ -1,4 +1,4 @@
 package store
 
-// Dir returns the directory the store is in, as given to Open.
+// Dir returns the absolute path of the store directory.
 func (s *Store) Dir() string { return s.dir }

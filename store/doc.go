@@ -19,12 +19,13 @@
 // A blob appears under blobs/ atomically and complete, even if the writing
 // process is killed, but it is flushed to stable storage only by
 // Blobs.Sync, which flushes every blob written since the previous Sync at
-// once: on Linux with a single syncfs(2) call, elsewhere file by file.
-// FinishTasks and CommitTask flush the blobs before recording tasks as
-// finished, in one transaction that is durable when they return, so a
-// finished task never refers to a blob a crash could lose. CommitTask also
-// batches concurrent callers, so that finishing many small tasks costs one
-// flush per batch rather than one per task.
+// once: on Linux with a single syncfs(2) call, which also flushes whatever
+// else is dirty on the file system, elsewhere file by file. FinishTasks and
+// CommitTask flush the blobs before recording tasks as finished, in one
+// transaction that is durable when they return, so a finished task never
+// refers to a blob a crash could lose. StartTask and CommitTask batch
+// concurrent callers, so that many tasks starting or finishing at once
+// share one transaction, and one flush to disk, per batch.
 //
 // # Concurrency
 //
@@ -39,8 +40,8 @@
 //
 // # Run IDs
 //
-// Run IDs are 12 characters, such as "0kv1xq8z3m2t", that sort by creation
+// Run IDs are 12 characters, such as "1m89n0g2q0j4", that sort by creation
 // time: milliseconds since 1970 followed by random bits, in lowercase
-// Crockford base32. Any unique prefix of an ID identifies the run, as does
-// "latest" the most recent one.
+// Crockford base32. Any prefix of an ID that no other ID shares identifies
+// the run, and "latest" identifies the most recent run.
 package store

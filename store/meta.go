@@ -44,7 +44,8 @@ const (
 	TaskCancelled TaskStatus = "cancelled"
 )
 
-// Run is the record of one execution of a flow.
+// Run is the record of one execution of a flow. The store returns times in
+// UTC, and nil for empty maps.
 type Run struct {
 	// ID is assigned by CreateRun: 12 characters of 0-9 and a-z (without i,
 	// l, o and u) that sort by creation time.
@@ -75,7 +76,8 @@ type RunFilter struct {
 	Limit int
 }
 
-// Task is the record of one step execution within a run.
+// Task is the record of one step execution within a run. The store returns
+// times in UTC, and nil for empty lists and maps.
 type Task struct {
 	RunID string
 	// ID identifies the task within its run, for example "train.3.1"; the
@@ -110,7 +112,8 @@ type Task struct {
 }
 
 // Attempt is the record of one attempt at running a task. A task is retried
-// by starting it again with the next attempt number.
+// by starting it again with the next attempt number. The store returns
+// times in UTC.
 type Attempt struct {
 	RunID, TaskID string
 	// N numbers the attempts of a task from 1.
@@ -120,9 +123,6 @@ type Attempt struct {
 	Error          string
 	Logs           Hash
 }
-
-// Lists and maps read back from the database are nil when empty, whether
-// they were stored nil or empty.
 
 // CreateRun records a new run, assigning its ID and creation time and
 // setting its status to running; it ignores the ID, Status, Created, Ended
@@ -305,9 +305,10 @@ const upsertAttemptSQL = `INSERT INTO attempts
 // attempt is recorded as running. Only the identity, Step, Parents, Index,
 // Attempt and Started fields of t are used.
 //
-// The record is not made durable by itself but by the next durable write,
-// such as FinishTasks: after a crash, a task that was merely running is as
-// good as never started.
+// Like CommitTask, StartTask batches concurrent calls, and records are
+// written in the order of the calls. The record is not made durable by
+// itself but by the next durable write, such as that of CommitTask: after a
+// crash, a task that was merely running is as good as never started.
 func (s *Store) StartTask(ctx context.Context, t Task) error {
 	t = Task{
 		RunID:   t.RunID,
@@ -322,9 +323,7 @@ func (s *Store) StartTask(ctx context.Context, t Task) error {
 	a := Attempt{RunID: t.RunID, TaskID: t.ID, N: t.Attempt, Status: TaskRunning, Started: t.Started}
 	err := checkTask(t, false)
 	if err == nil {
-		err = s.write(ctx, false, func(tx *sql.Tx) error {
-			return s.recordTasks(ctx, tx, []Task{t}, []Attempt{a})
-		})
+		err = s.enqueue(ctx, taskRecord{task: t, attempt: a})
 	}
 	if err != nil {
 		return fmt.Errorf("store: start task %s/%s: %w", t.RunID, t.ID, err)
@@ -368,48 +367,73 @@ func checkFinished(ts []Task, as []Attempt) error {
 
 func (s *Store) recordFinished(ctx context.Context, ts []Task, as []Attempt) error {
 	return s.write(ctx, true, func(tx *sql.Tx) error {
-		return s.recordTasks(ctx, tx, ts, as)
+		w := s.taskWriter(ctx, tx)
+		for _, t := range ts {
+			if err := w.task(t); err != nil {
+				return err
+			}
+		}
+		for _, a := range as {
+			if err := w.attempt(a); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
-// recordTasks writes ts, with their artifacts, and as, all of which have
-// been checked.
-func (s *Store) recordTasks(ctx context.Context, tx *sql.Tx, ts []Task, as []Attempt) error {
-	upsertTask := tx.StmtContext(ctx, s.upsertTask)
-	deleteArtifacts := tx.StmtContext(ctx, s.deleteArtifacts)
-	insertArtifact := tx.StmtContext(ctx, s.insertArtifact)
-	upsertAttempt := tx.StmtContext(ctx, s.upsertAttempt)
-	for _, t := range ts {
-		parents, err := marshalJSON(t.Parents, len(t.Parents))
-		if err != nil {
-			return err
-		}
-		index, err := marshalJSON(t.Index, len(t.Index))
-		if err != nil {
-			return err
-		}
-		next, err := marshalJSON(t.Next, len(t.Next))
-		if err != nil {
-			return err
-		}
-		if _, err := upsertTask.ExecContext(ctx, t.RunID, t.ID, t.Step, parents, index, t.Status, t.Attempt,
-			nullTime(t.Started), nullTime(t.Ended), next, t.ForeachLen, t.Logs, t.Error, t.Origin); err != nil {
-			return fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
-		}
-		if _, err := deleteArtifacts.ExecContext(ctx, t.RunID, t.ID); err != nil {
-			return fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
-		}
-		for name, h := range t.Artifacts {
-			if _, err := insertArtifact.ExecContext(ctx, t.RunID, t.ID, name, h); err != nil {
-				return fmt.Errorf("task %s/%s: artifact %s: %w", t.RunID, t.ID, name, err)
-			}
+// taskWriter writes checked task and attempt records in a transaction.
+type taskWriter struct {
+	ctx             context.Context
+	upsertTask      *sql.Stmt
+	deleteArtifacts *sql.Stmt
+	insertArtifact  *sql.Stmt
+	upsertAttempt   *sql.Stmt
+}
+
+func (s *Store) taskWriter(ctx context.Context, tx *sql.Tx) *taskWriter {
+	return &taskWriter{
+		ctx:             ctx,
+		upsertTask:      tx.StmtContext(ctx, s.upsertTask),
+		deleteArtifacts: tx.StmtContext(ctx, s.deleteArtifacts),
+		insertArtifact:  tx.StmtContext(ctx, s.insertArtifact),
+		upsertAttempt:   tx.StmtContext(ctx, s.upsertAttempt),
+	}
+}
+
+// task writes t, replacing its artifacts.
+func (w *taskWriter) task(t Task) error {
+	parents, err := marshalJSON(t.Parents, len(t.Parents))
+	if err != nil {
+		return err
+	}
+	index, err := marshalJSON(t.Index, len(t.Index))
+	if err != nil {
+		return err
+	}
+	next, err := marshalJSON(t.Next, len(t.Next))
+	if err != nil {
+		return err
+	}
+	if _, err := w.upsertTask.ExecContext(w.ctx, t.RunID, t.ID, t.Step, parents, index, t.Status, t.Attempt,
+		nullTime(t.Started), nullTime(t.Ended), next, t.ForeachLen, t.Logs, t.Error, t.Origin); err != nil {
+		return fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
+	}
+	if _, err := w.deleteArtifacts.ExecContext(w.ctx, t.RunID, t.ID); err != nil {
+		return fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
+	}
+	for name, h := range t.Artifacts {
+		if _, err := w.insertArtifact.ExecContext(w.ctx, t.RunID, t.ID, name, h); err != nil {
+			return fmt.Errorf("task %s/%s: artifact %s: %w", t.RunID, t.ID, name, err)
 		}
 	}
-	for _, a := range as {
-		if _, err := upsertAttempt.ExecContext(ctx, a.RunID, a.TaskID, a.N, a.Status,
-			nullTime(a.Started), nullTime(a.Ended), a.Error, a.Logs); err != nil {
-			return fmt.Errorf("task %s/%s attempt %d: %w", a.RunID, a.TaskID, a.N, err)
-		}
+	return nil
+}
+
+func (w *taskWriter) attempt(a Attempt) error {
+	if _, err := w.upsertAttempt.ExecContext(w.ctx, a.RunID, a.TaskID, a.N, a.Status,
+		nullTime(a.Started), nullTime(a.Ended), a.Error, a.Logs); err != nil {
+		return fmt.Errorf("task %s/%s attempt %d: %w", a.RunID, a.TaskID, a.N, err)
 	}
 	return nil
 }

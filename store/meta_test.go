@@ -42,8 +42,32 @@ func TestOpenLayout(t *testing.T) {
 	if mode != "wal" {
 		t.Errorf("journal_mode = %q, want wal", mode)
 	}
+	if s.Dir() != dir {
+		t.Errorf("Dir = %q, want %q", s.Dir(), dir)
+	}
 	// Opening again finds the schema in place.
 	openStoreAt(t, dir)
+}
+
+func TestOpenRelative(t *testing.T) {
+	wd := t.TempDir()
+	t.Chdir(wd)
+	s := openStoreAt(t, "store")
+	if want := filepath.Join(wd, "store"); s.Dir() != want {
+		t.Errorf("Dir = %q, want %q", s.Dir(), want)
+	}
+	h, err := s.Blobs().Put(t.Context(), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The store keeps working in its directory when the process moves.
+	t.Chdir(t.TempDir())
+	if _, err := s.Blobs().Get(t.Context(), h); err != nil {
+		t.Error(err)
+	}
+	if _, err := s.CreateRun(t.Context(), Run{Flow: "f"}); err != nil {
+		t.Error(err)
+	}
 }
 
 func TestOpenNewerSchema(t *testing.T) {
@@ -517,25 +541,23 @@ func TestTaskValidation(t *testing.T) {
 		task    Task
 		attempt Attempt
 		wantErr string
-		// CommitTask takes attempt number 0 for no attempt.
-		finishOnly bool
 	}{
-		{"no run", with(func(t *Task) { t.RunID = "" }), okAttempt, "empty run ID", false},
-		{"no ID", with(func(t *Task) { t.ID = "" }), okAttempt, "empty task ID", false},
-		{"no step", with(func(t *Task) { t.Step = "" }), okAttempt, "empty step", false},
-		{"running", with(func(t *Task) { t.Status = TaskRunning }), okAttempt, `invalid final status "running"`, false},
-		{"no status", with(func(t *Task) { t.Status = "" }), okAttempt, `invalid final status ""`, false},
-		{"negative attempt", with(func(t *Task) { t.Attempt = -1 }), okAttempt, "invalid attempt number -1", false},
-		{"negative foreach", with(func(t *Task) { t.ForeachLen = -1 }), okAttempt, "negative foreach length", false},
-		{"bad logs", with(func(t *Task) { t.Logs = "x" }), okAttempt, `logs: invalid hash "x"`, false},
-		{"bad artifact", with(func(t *Task) { t.Artifacts = map[string]Hash{"m": ""} }), okAttempt, `artifact m: invalid hash ""`, false},
-		{"bad time", with(func(t *Task) { t.Ended = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC) }), okAttempt, "out of range", false},
-		{"attempt 0", ok, withAttempt(func(a *Attempt) { a.N = 0 }), "invalid attempt number 0", true},
-		{"attempt running", ok, withAttempt(func(a *Attempt) { a.Status = TaskRunning }), `invalid final status "running"`, false},
-		{"attempt no task", ok, withAttempt(func(a *Attempt) { a.TaskID = "" }), "empty task ID", false},
-		{"attempt bad logs", ok, withAttempt(func(a *Attempt) { a.Logs = "sha256:" }), "logs: invalid hash", false},
-		{"unknown run", with(func(t *Task) { t.RunID = "nope" }), withAttempt(func(a *Attempt) { a.RunID = "nope" }), "FOREIGN KEY", false},
-		{"attempt of unknown task", ok, withAttempt(func(a *Attempt) { a.TaskID = "u" }), "FOREIGN KEY", false},
+		{"no run", with(func(t *Task) { t.RunID = "" }), okAttempt, "empty run ID"},
+		{"no ID", with(func(t *Task) { t.ID = "" }), okAttempt, "empty task ID"},
+		{"no step", with(func(t *Task) { t.Step = "" }), okAttempt, "empty step"},
+		{"running", with(func(t *Task) { t.Status = TaskRunning }), okAttempt, `invalid final status "running"`},
+		{"no status", with(func(t *Task) { t.Status = "" }), okAttempt, `invalid final status ""`},
+		{"negative attempt", with(func(t *Task) { t.Attempt = -1 }), okAttempt, "invalid attempt number -1"},
+		{"negative foreach", with(func(t *Task) { t.ForeachLen = -1 }), okAttempt, "negative foreach length"},
+		{"bad logs", with(func(t *Task) { t.Logs = "x" }), okAttempt, `logs: invalid hash "x"`},
+		{"bad artifact", with(func(t *Task) { t.Artifacts = map[string]Hash{"m": ""} }), okAttempt, `artifact m: invalid hash ""`},
+		{"bad time", with(func(t *Task) { t.Ended = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC) }), okAttempt, "out of range"},
+		{"attempt 0", ok, withAttempt(func(a *Attempt) { a.N = 0 }), "invalid attempt number 0"},
+		{"attempt running", ok, withAttempt(func(a *Attempt) { a.Status = TaskRunning }), `invalid final status "running"`},
+		{"attempt no task", ok, withAttempt(func(a *Attempt) { a.TaskID = "" }), "empty task ID"},
+		{"attempt bad logs", ok, withAttempt(func(a *Attempt) { a.Logs = "sha256:" }), "logs: invalid hash"},
+		{"unknown run", with(func(t *Task) { t.RunID = "nope" }), withAttempt(func(a *Attempt) { a.RunID = "nope" }), "FOREIGN KEY"},
+		{"attempt of unknown task", ok, withAttempt(func(a *Attempt) { a.TaskID = "u" }), "FOREIGN KEY"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -543,7 +565,8 @@ func TestTaskValidation(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("FinishTasks error = %v; want one containing %q", err, tt.wantErr)
 			}
-			if !tt.finishOnly {
+			// CommitTask takes attempt number 0 for no attempt.
+			if tt.attempt.N != 0 {
 				err = s.CommitTask(ctx, tt.task, tt.attempt)
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Errorf("CommitTask error = %v; want one containing %q", err, tt.wantErr)
@@ -589,8 +612,8 @@ func TestFinishTasksVisibility(t *testing.T) {
 	if err := s1.FinishTasks(ctx, []Task{task}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(s1.blobs.pending); n != 0 {
-		t.Errorf("%d blobs still pending after FinishTasks", n)
+	if s1.blobs.dirty {
+		t.Error("blobs still pending after FinishTasks")
 	}
 	got, err := s2.Task(ctx, run, "t")
 	if err != nil {

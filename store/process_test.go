@@ -105,6 +105,10 @@ func TestKillDuringPut(t *testing.T) {
 	}
 
 	s := openStoreAt(t, dir)
+	var integrity string
+	if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
+		t.Errorf("database integrity check after kills: %q, %v", integrity, err)
+	}
 	files := blobFiles(t, dir)
 	for _, p := range files {
 		if _, err := s.Blobs().Get(t.Context(), hashOfFile(p)); err != nil {

@@ -101,7 +101,9 @@ func open(ctx context.Context, dir string) (_ *Store, err error) {
 	if s.rdb, err = sql.Open("sqlite", dsn(db, false)); err != nil {
 		return nil, err
 	}
-	s.rdb.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	readers := max(4, runtime.GOMAXPROCS(0))
+	s.rdb.SetMaxOpenConns(readers)
+	s.rdb.SetMaxIdleConns(readers)
 	if err := s.rdb.PingContext(ctx); err != nil {
 		return nil, err
 	}
@@ -110,8 +112,10 @@ func open(ctx context.Context, dir string) (_ *Store, err error) {
 
 // dsn returns the data source name for the database at path. All
 // connections wait up to 10s for locks held by other processes. Writers use
-// WAL mode, so that readers never wait, and BEGIN IMMEDIATE, so that two
-// processes never both hold a read lock and deadlock upgrading it.
+// WAL mode, so that readers never wait, synchronous=FULL, so that commits
+// are durable, and BEGIN IMMEDIATE, so that a transaction takes the write
+// lock before reading: upgrading a read transaction fails at once, without
+// waiting, if another process wrote meanwhile.
 func dsn(path string, write bool) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
@@ -131,8 +135,8 @@ func dsn(path string, write bool) string {
 	return u.String()
 }
 
-// Close releases the resources of the store after waiting for CommitTask
-// calls in progress. It does not Sync blobs.
+// Close releases the resources of the store after waiting for the StartTask
+// and CommitTask calls in progress. It does not Sync blobs.
 func (s *Store) Close() error {
 	s.commits.close()
 	if err := s.closeResources(); err != nil {
@@ -191,9 +195,18 @@ func writeConn(ctx context.Context, conn *sql.Conn, durable bool, fn func(*sql.T
 		return err
 	}
 	if err := fn(tx); err != nil {
-		return errors.Join(err, tx.Rollback())
+		return errors.Join(err, rollback(tx))
 	}
 	return tx.Commit()
+}
+
+// rollback rolls tx back unless database/sql already did because its
+// context ended.
+func rollback(tx *sql.Tx) error {
+	if err := tx.Rollback(); !errors.Is(err, sql.ErrTxDone) {
+		return err
+	}
+	return nil
 }
 
 // read runs fn in a read transaction, which sees a consistent snapshot.
@@ -202,9 +215,5 @@ func (s *Store) read(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	err = fn(tx)
-	if rerr := tx.Rollback(); err == nil {
-		err = rerr
-	}
-	return err
+	return errors.Join(fn(tx), rollback(tx))
 }

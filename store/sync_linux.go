@@ -7,8 +7,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// blobPerm makes blob files read-only, as they are immutable.
+// blobPerm makes blob files read-only, as they are immutable. Temporary
+// files are created with it too: the descriptor opened to create a file can
+// write to it whatever its permissions.
 const blobPerm = 0o444
+
+// flushByPath is false because syncer needs no list of the files to flush.
+const flushByPath = false
 
 // syncer flushes blob files with syncfs(2), one system call for the whole
 // file system however many files are pending. It also flushes whatever else

@@ -7,8 +7,13 @@ import (
 	"path/filepath"
 )
 
-// blobPerm makes blob files read-only, as they are immutable.
+// blobPerm makes blob files read-only, as they are immutable. Temporary
+// files are created with it too: the descriptor opened to create a file can
+// write to it whatever its permissions.
 const blobPerm = 0o444
+
+// flushByPath is true because syncer flushes the files it is given.
+const flushByPath = true
 
 // syncer flushes blob files one by one, followed by the directories whose
 // entries they were renamed into, for want of a file-system-wide flush.

@@ -6,6 +6,9 @@ import "os"
 // through a handle opened for writing, which a read-only file refuses.
 const blobPerm = 0o666
 
+// flushByPath is true because syncer flushes the files it is given.
+const flushByPath = true
+
 // syncer flushes blob files one by one. Directories are not flushed: Windows
 // can flush them only through a volume handle, which needs administrator
 // rights, and NTFS journals renames, so they survive a crash consistently.

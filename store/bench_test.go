@@ -1,0 +1,135 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// BenchmarkPutGet measures blob throughput. Every Put stores new content.
+func BenchmarkPutGet(b *testing.B) {
+	for _, size := range []int{1 << 20, 64 << 20} {
+		name := fmt.Sprintf("%dMiB", size>>20)
+		data := randomBytes(1, size)
+		b.Run("Put/"+name, func(b *testing.B) {
+			bs := openTestStore(b).Blobs()
+			b.SetBytes(int64(size))
+			for i := 0; b.Loop(); i++ {
+				binary.LittleEndian.PutUint64(data, uint64(i))
+				if _, err := bs.Put(b.Context(), data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("PutSync/"+name, func(b *testing.B) {
+			bs := openTestStore(b).Blobs()
+			b.SetBytes(int64(size))
+			for i := 0; b.Loop(); i++ {
+				binary.LittleEndian.PutUint64(data, uint64(i))
+				if _, err := bs.Put(b.Context(), data); err != nil {
+					b.Fatal(err)
+				}
+				if err := bs.Sync(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("Get/"+name, func(b *testing.B) {
+			bs := openTestStore(b).Blobs()
+			h, err := bs.Put(b.Context(), data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if _, err := bs.Get(b.Context(), h); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("Open/"+name, func(b *testing.B) {
+			bs := openTestStore(b).Blobs()
+			h, err := bs.Put(b.Context(), data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				rc, err := bs.Open(b.Context(), h)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, err = io.Copy(io.Discard, rc)
+				if err := errors.Join(err, rc.Close()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCommitTasks measures the wall time per task of many tasks
+// finishing concurrently, each storing a small blob and committing itself;
+// ns/op is the total time divided by the number of tasks. Run it with
+// -benchtime=10000x for the case of 10000 tasks finishing at once.
+func BenchmarkCommitTasks(b *testing.B) {
+	for _, workers := range []int{1, 100, 10000} {
+		b.Run(fmt.Sprintf("goroutines=%d", workers), func(b *testing.B) {
+			s := openTestStore(b)
+			run := createRun(b, s)
+			b.ResetTimer()
+			concurrently(b, workers, func(i int) error {
+				id := strconv.Itoa(i)
+				h, err := s.Blobs().Put(b.Context(), []byte("output of task "+id))
+				if err != nil {
+					return err
+				}
+				t := Task{RunID: run, ID: id, Step: "s", Status: TaskSucceeded, Attempt: 1, Artifacts: map[string]Hash{"out": h}}
+				a := Attempt{RunID: run, TaskID: id, N: 1, Status: TaskSucceeded}
+				return s.CommitTask(b.Context(), t, a)
+			})
+		})
+	}
+}
+
+// BenchmarkStartTask measures the wall time per task of recording task
+// starts from one or many goroutines.
+func BenchmarkStartTask(b *testing.B) {
+	for _, workers := range []int{1, 10000} {
+		b.Run(fmt.Sprintf("goroutines=%d", workers), func(b *testing.B) {
+			s := openTestStore(b)
+			run := createRun(b, s)
+			b.ResetTimer()
+			concurrently(b, workers, func(i int) error {
+				t := Task{RunID: run, ID: strconv.Itoa(i), Step: "s", Parents: []string{"start.1"}, Attempt: 1}
+				return s.StartTask(b.Context(), t)
+			})
+		})
+	}
+}
+
+// concurrently calls f(0) to f(b.N-1) from the given number of goroutines.
+func concurrently(b *testing.B, goroutines int, f func(i int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				if err := f(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
