@@ -91,3 +91,30 @@ func starlarkJSON(v sl.Value) ([]byte, error) {
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// ParamsFromRecord returns the param values of a recorded run (JSON text
+// by name, as ParamsJSON made them) as command-line text for a new run of
+// g: the values a resumed run runs with. A value equal to the param's
+// default in g is left out, so the default applies as the flow writes it;
+// params g no longer has are dropped.
+func ParamsFromRecord(g *dag.Graph, recorded map[string]string) (map[string]string, error) {
+	given := make(map[string]string)
+	for _, p := range g.Params {
+		text, ok := recorded[p.Name]
+		if !ok {
+			continue
+		}
+		if def, err := json.Marshal(p.Default); err == nil && p.HasDefault && string(def) == text {
+			continue
+		}
+		if p.Type == "string" {
+			var s string
+			if err := json.Unmarshal([]byte(text), &s); err != nil {
+				return nil, fmt.Errorf("param %s: recorded value %s is not a string", p.Name, text)
+			}
+			text = s
+		}
+		given[p.Name] = text
+	}
+	return given, nil
+}

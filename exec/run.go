@@ -38,6 +38,8 @@ type Options struct {
 	// OnEvent, if set, is called with every event of the run, one at a
 	// time, in order.
 	OnEvent func(Event)
+	// Resume, if set, makes the run a resumption of an earlier one.
+	Resume *Resume
 }
 
 // A RunError reports a run that did not succeed.
@@ -85,7 +87,15 @@ func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options
 	if err != nil {
 		return store.Run{}, err
 	}
-	run, err := st.CreateRun(ctx, store.Run{Flow: g.Name, FlowPath: path, CodeHash: code, Params: params})
+	var resume *resumer
+	origin := ""
+	if opts.Resume != nil {
+		if resume, err = newResumer(ctx, st, g, opts.Resume); err != nil {
+			return store.Run{}, err
+		}
+		origin = opts.Resume.Origin.ID
+	}
+	run, err := st.CreateRun(ctx, store.Run{Flow: g.Name, FlowPath: path, CodeHash: code, Params: params, Origin: origin})
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -97,6 +107,7 @@ func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options
 		opts:      opts,
 		run:       run,
 		code:      string(code),
+		resume:    resume,
 		joins:     make(map[string]*joinState),
 		done:      make(chan *attempt),
 		committed: make(chan *attempt),
@@ -127,6 +138,7 @@ type scheduler struct {
 	code   string
 	runner *Runner
 	exec   Executor
+	resume *resumer // nil unless the run resumes another
 
 	ready      []*pending
 	running    int // tasks executing
@@ -169,6 +181,7 @@ type attempt struct {
 	res      *TaskResult
 	err      error
 	again    bool // retry
+	copied   bool // from the origin of a resumed run, not run
 	start    time.Time
 	duration time.Duration
 	task     store.Task
@@ -290,6 +303,12 @@ func (s *scheduler) end(status store.RunStatus, task string, cause error) (store
 
 // launch starts a task in a goroutine of its own.
 func (s *scheduler) launch(p *pending) {
+	if s.resume != nil {
+		if o, ok := s.resume.reusable(s.g, p); ok {
+			s.reuse(p, o)
+			return
+		}
+	}
 	s.running++
 	spec := p.spec
 	s.emit(Event{Kind: TaskStarted, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt})
@@ -345,12 +364,18 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 			status = store.TaskSucceeded
 		}
 	}
+	var manifest store.Hash
+	if res.OK && res.Foreach != nil {
+		if manifest, a.err = s.writeManifest(context.WithoutCancel(ctx), res.Foreach); a.err != nil {
+			return
+		}
+	}
 	end := a.start.Add(a.duration)
 	a.record = store.Attempt{RunID: spec.RunID, TaskID: spec.TaskID, N: spec.Attempt, Status: status,
 		Started: a.start, Ended: end, Error: res.Error, Logs: store.Hash(res.Logs)}
 	a.task = store.Task{RunID: spec.RunID, ID: spec.TaskID, Step: spec.Step, Parents: a.p.parents, Index: spec.Index,
 		Status: status, Attempt: spec.Attempt, Started: a.start, Ended: end, Next: res.Next,
-		ForeachLen: len(res.Foreach), Artifacts: hashes(res.Artifacts), Logs: store.Hash(res.Logs), Error: res.Error}
+		ForeachLen: len(res.Foreach), Foreach: manifest, Artifacts: hashes(res.Artifacts), Logs: store.Hash(res.Logs), Error: res.Error}
 }
 
 // catch turns a failed result into a successful one that goes on to the
@@ -443,6 +468,8 @@ func (s *scheduler) report(a *attempt) {
 		ev.Status, ev.Error = "failed", a.err.Error()
 	case a.again:
 		ev.Kind, ev.Status, ev.Error = TaskRetrying, "failed", a.res.Error
+	case a.copied:
+		ev.Status = "reused"
 	case a.res.OK && a.task.Error != "":
 		ev.Status, ev.Error = "caught", a.task.Error
 	case a.res.OK:

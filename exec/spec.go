@@ -79,7 +79,7 @@ type Event struct {
 	TaskID   string        `json:"task_id,omitempty"`
 	Attempt  int           `json:"attempt,omitempty"`
 	Line     string        `json:"line,omitempty"`
-	Status   string        `json:"status,omitempty"` // succeeded, failed, cancelled, or caught: failed, with its error in the catch artifact
+	Status   string        `json:"status,omitempty"` // succeeded, failed, cancelled, reused (copied from the run a resumed run resumes), or caught: failed, with its error in the catch artifact
 	Duration time.Duration `json:"duration_ns,omitempty"`
 	Error    string        `json:"error,omitempty"`
 }

@@ -133,3 +133,64 @@ func concurrently(b *testing.B, goroutines int, f func(i int) error) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkBlobSize compares storing blobs of some sizes in the database
+// and in files, which is how inlineMax was chosen. Commit measures the wall
+// time per task of tasks committing concurrently, each with a new blob, and
+// Get the time to read a blob back.
+func BenchmarkBlobSize(b *testing.B) {
+	for _, size := range []int{1 << 10, 8 << 10, 32 << 10, 64 << 10, 128 << 10} {
+		for _, inline := range []bool{true, false} {
+			where := "file"
+			if inline {
+				where = "inline"
+			}
+			name := fmt.Sprintf("%s/%dKiB", where, size>>10)
+			setUp := func(b *testing.B) *Store {
+				s := openTestStore(b)
+				s.inlineMax = -1
+				if inline {
+					s.inlineMax = size
+				}
+				return s
+			}
+			b.Run("Commit/"+name, func(b *testing.B) {
+				s := setUp(b)
+				run := createRun(b, s)
+				data := randomBytes(1, size)
+				b.SetBytes(int64(size))
+				b.ResetTimer()
+				concurrently(b, 100, func(i int) error {
+					data := append([]byte(strconv.Itoa(i)+"/"), data...)[:size]
+					h, err := s.Blobs().Put(b.Context(), data)
+					if err != nil {
+						return err
+					}
+					id := strconv.Itoa(i)
+					t := Task{RunID: run, ID: id, Step: "s", Status: TaskSucceeded, Attempt: 1, Artifacts: map[string]Hash{"out": h}}
+					return s.CommitTask(b.Context(), t, Attempt{})
+				})
+			})
+			b.Run("Get/"+name, func(b *testing.B) {
+				s := setUp(b)
+				var hashes []Hash
+				for i := range 100 {
+					h, err := s.Blobs().Put(b.Context(), randomBytes(uint64(i), size))
+					if err != nil {
+						b.Fatal(err)
+					}
+					hashes = append(hashes, h)
+				}
+				if err := s.Blobs().Sync(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(int64(size))
+				for i := 0; b.Loop(); i++ {
+					if _, err := s.Blobs().Get(b.Context(), hashes[i%len(hashes)]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

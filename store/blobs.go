@@ -19,10 +19,18 @@ import (
 
 // Blobs is a content-addressed store of immutable byte strings.
 //
-// Storing a blob makes it visible atomically under its hash, but does not
-// flush it to stable storage: Sync does that for all blobs stored since the
-// previous Sync at once, because flushing files one by one would dominate the
-// cost of storing many small blobs.
+// Storing a blob does not flush it to stable storage: Sync does that for
+// all blobs stored since the previous Sync at once, because flushing blobs
+// one by one would dominate the cost of storing many small ones. So do
+// Store.CommitTask and Store.FinishTasks for the blobs stored before they
+// are called.
+//
+// A blob is visible to the process that stored it as soon as Put returns.
+// Other processes see a large blob at once too, but a small one (see
+// inlineMax) once it is durable: the store keeps it in memory until then,
+// so that storing it costs no disk access. A process that stores blobs for
+// another, as "dagger step" does, calls Sync before handing their hashes
+// over.
 //
 // Implementations are safe for concurrent use.
 type Blobs interface {
@@ -77,8 +85,165 @@ const (
 	staleTempAge = 24 * time.Hour
 )
 
+// storeBlobs is the Blobs of a Store. It keeps blobs of up to inlineMax
+// bytes in the database, where storing many costs far less than creating as
+// many files, and larger ones in files (see dirBlobs). Small blobs wait in
+// memory for the next durable write to the database (see pendingBlobs).
+//
+// Blobs are looked for in memory, then in the database, then in files,
+// because a small blob stored by an older version of dagger, or by Put when
+// too many were pending, is a file.
+type storeBlobs struct {
+	s *Store
+}
+
+func (b storeBlobs) Put(ctx context.Context, data []byte) (Hash, error) {
+	s := b.s
+	if len(data) > s.inlineMax {
+		return s.blobs.Put(ctx, data)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("store: put blob: %w", err)
+	}
+	if s.closed.Load() {
+		return "", fmt.Errorf("store: put blob: %w", errClosed)
+	}
+	h := hashOf(sha256.Sum256(data))
+	if s.inline.add(h, data, s.maxPending) {
+		return h, nil
+	}
+	return s.blobs.put(ctx, h, data)
+}
+
+func (b storeBlobs) PutReader(ctx context.Context, r io.Reader) (Hash, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return "", 0, fmt.Errorf("store: put blob: %w", err)
+	}
+	// Whether the blob is small is known once that many bytes and one
+	// more are read, or fewer and the end.
+	buf := make([]byte, b.s.inlineMax+1)
+	n, err := io.ReadFull(ctxReader{ctx, r}, buf)
+	switch err {
+	case io.EOF, io.ErrUnexpectedEOF:
+		h, err := b.Put(ctx, buf[:n])
+		return h, int64(n), err
+	case nil:
+		return b.s.blobs.putReader(ctx, buf, r)
+	}
+	return "", 0, fmt.Errorf("store: put blob: %w", err)
+}
+
+func (b storeBlobs) Get(ctx context.Context, h Hash) ([]byte, error) {
+	data, corrupt, err := b.getInline(ctx, h)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("store: get blob %s: %w", h, err)
+	case data != nil && corrupt == nil:
+		return data, nil
+	}
+	data, err = b.s.blobs.Get(ctx, h)
+	if corrupt != nil && errors.Is(err, fs.ErrNotExist) {
+		return nil, corrupt
+	}
+	return data, err
+}
+
+// getInline returns the content of blob h if it is pending in memory or
+// in the database, nil if not. If the content does not match h, it returns
+// it with an error wrapping ErrCorrupt as corrupt; the blob may also be in a
+// file.
+func (b storeBlobs) getInline(ctx context.Context, h Hash) (data []byte, corrupt, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if err := checkHash(string(h)); err != nil {
+		return nil, nil, err
+	}
+	where := "the pending copy"
+	if d, ok := b.s.inline.get(h); ok {
+		// A copy, which the caller may modify.
+		data = append(make([]byte, 0, len(d)), d...)
+	} else {
+		where = "the copy in meta.db"
+		var ok bool
+		data, ok, err = b.s.inlineBlob(ctx, h)
+		if !ok || err != nil {
+			return nil, nil, err
+		}
+	}
+	if got := hashOf(sha256.Sum256(data)); got != h {
+		return data, corruptError(h, where, got), nil
+	}
+	return data, nil, nil
+}
+
+func (b storeBlobs) Open(ctx context.Context, h Hash) (io.ReadCloser, error) {
+	data, corrupt, err := b.getInline(ctx, h)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("store: open blob %s: %w", h, err)
+	case data != nil && corrupt == nil:
+		return &inlineReader{data: data}, nil
+	}
+	rc, err := b.s.blobs.Open(ctx, h)
+	if corrupt != nil && errors.Is(err, fs.ErrNotExist) {
+		return &inlineReader{data: data, err: corrupt}, nil
+	}
+	return rc, err
+}
+
+// inlineReader reads a blob held in memory. It returns err, if not nil, in
+// place of io.EOF.
+type inlineReader struct {
+	data []byte
+	err  error
+}
+
+func (r *inlineReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		return 0, io.EOF
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+func (r *inlineReader) Close() error {
+	return nil
+}
+
+// Sync flushes the blob files stored since the last flush, if any, and
+// writes the pending small blobs in a durable transaction. The transaction
+// goes through the queue of CommitTask, so that it is shared with the
+// records of tasks finishing meanwhile.
+func (b storeBlobs) Sync(ctx context.Context) error {
+	s := b.s
+	var err error
+	if s.inline.empty() {
+		err = s.flushFiles(ctx)
+	} else {
+		err = s.enqueue(ctx, commitRequest{durable: true})
+	}
+	if err != nil {
+		return fmt.Errorf("store: sync blobs: %w", err)
+	}
+	return nil
+}
+
+// flushFiles flushes the blob files stored since the last flush, if any.
+func (s *Store) flushFiles(ctx context.Context) error {
+	if err := s.blobs.flush(ctx); err != nil {
+		return fmt.Errorf("flush blob files: %w", err)
+	}
+	return nil
+}
+
 // dirBlobs stores each blob in its own file, named after the hash, under a
-// two-level fan-out (blobs/ab/cdef...) that keeps directories small.
+// two-level fan-out (blobs/ab/cdef...) that keeps directories small. The
+// store keeps blobs larger than inlineMax there.
 //
 // A blob is written to a temporary file on the same file system and renamed
 // into place when complete, so a file under blobs/ always holds a whole blob
@@ -178,7 +343,11 @@ func (b *dirBlobs) Put(ctx context.Context, data []byte) (Hash, error) {
 	if len(data) >= writeAheadMin {
 		return b.putWriteAhead(ctx, data)
 	}
-	h := hashOf(sha256.Sum256(data))
+	return b.put(ctx, hashOf(sha256.Sum256(data)), data)
+}
+
+// put stores data, whose hash is h, unless it is present.
+func (b *dirBlobs) put(ctx context.Context, h Hash, data []byte) (Hash, error) {
 	p := b.path(h)
 	if !hasBlobFile(p, int64(len(data))) {
 		f, err := b.createTemp()
@@ -223,16 +392,20 @@ func (b *dirBlobs) putWriteAhead(ctx context.Context, data []byte) (Hash, error)
 	return h, nil
 }
 
-func (b *dirBlobs) PutReader(ctx context.Context, r io.Reader) (Hash, int64, error) {
-	if err := ctx.Err(); err != nil {
-		return "", 0, fmt.Errorf("store: put blob: %w", err)
-	}
+// putReader stores prefix followed by everything read from r up to io.EOF.
+func (b *dirBlobs) putReader(ctx context.Context, prefix []byte, r io.Reader) (Hash, int64, error) {
 	f, err := b.createTemp()
 	if err != nil {
 		return "", 0, fmt.Errorf("store: put blob: %w", err)
 	}
 	hw := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(f, hw), ctxReader{ctx, r}, make([]byte, 256<<10))
+	w := io.MultiWriter(f, hw)
+	_, err = w.Write(prefix)
+	var n int64
+	if err == nil {
+		n, err = io.CopyBuffer(w, ctxReader{ctx, r}, make([]byte, 256<<10))
+		n += int64(len(prefix))
+	}
 	if err != nil {
 		return "", 0, fmt.Errorf("store: put blob: %w", errors.Join(err, discard(f)))
 	}
@@ -483,31 +656,25 @@ func (r *blobReader) Close() error {
 	return r.f.Close()
 }
 
-func (b *dirBlobs) Sync(ctx context.Context) error {
-	if err := b.flush(ctx); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	return nil
-}
-
-// flush flushes the pending blob files. A failed flush is reported by every
-// later one as well: the kernel reports a write-back error only once, after
-// which the lost data would look clean, so a retry could wrongly succeed.
+// flush flushes the blob files stored since the last flush, if any. A
+// failed flush is reported by every later one as well: the kernel reports a
+// write-back error only once, after which the lost data would look clean,
+// so a retry could wrongly succeed.
 func (b *dirBlobs) flush(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sync blobs: %w", err)
+		return err
 	}
 	select {
 	case b.flushing <- struct{}{}:
 		defer func() { <-b.flushing }()
 	case <-ctx.Done():
-		return fmt.Errorf("sync blobs: %w", ctx.Err())
+		return ctx.Err()
 	}
 	b.mu.Lock()
 	if b.syncErr != nil {
 		err := b.syncErr
 		b.mu.Unlock()
-		return fmt.Errorf("sync blobs: earlier failure: %w", err)
+		return fmt.Errorf("earlier failure: %w", err)
 	}
 	dirty, pending := b.dirty, b.pending
 	b.dirty, b.pending = false, nil
@@ -519,7 +686,7 @@ func (b *dirBlobs) flush(ctx context.Context) error {
 		b.mu.Lock()
 		b.syncErr = err
 		b.mu.Unlock()
-		return fmt.Errorf("sync blobs: %w", err)
+		return err
 	}
 	return nil
 }

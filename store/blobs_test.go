@@ -105,6 +105,8 @@ func TestBlobsRoundTrip(t *testing.T) {
 		{"empty", []byte{}},
 		{"one byte", []byte{42}},
 		{"text", []byte("hello, dagger\n")},
+		{"largest inline", randomBytes(3, inlineMax)},
+		{"smallest file", randomBytes(4, inlineMax+1)},
 		{"1 MiB", randomBytes(1, 1<<20)},
 		// Larger than a chunk, and not a multiple of one, so that Get
 		// reads and hashes concurrently.
@@ -161,7 +163,7 @@ func TestPutIdempotent(t *testing.T) {
 		name string
 		data []byte
 	}{
-		{"small", []byte("same content")},
+		{"file", randomBytes(6, inlineMax+1)},
 		// Written while being hashed, and abandoned.
 		{"large", randomBytes(5, 5*writeAheadMin+1)},
 	}
@@ -205,7 +207,7 @@ func TestPutIdempotent(t *testing.T) {
 }
 
 func TestPutConcurrentSameContent(t *testing.T) {
-	for _, size := range []int{64 << 10, 3 * writeAheadMin} {
+	for _, size := range []int{inlineMax + 1, 3 * writeAheadMin} {
 		dir := t.TempDir()
 		s := openStoreAt(t, dir)
 		data := randomBytes(3, size)
@@ -249,7 +251,7 @@ func TestGetInvalidHash(t *testing.T) {
 }
 
 // corrupt applies damage to the file of blob h.
-func corrupt(t *testing.T, s *Store, h Hash, damage func([]byte) []byte) {
+func corrupt(t testing.TB, s *Store, h Hash, damage func([]byte) []byte) {
 	t.Helper()
 	p := s.blobs.path(h)
 	data, err := os.ReadFile(p)
@@ -270,11 +272,11 @@ func TestGetCorrupt(t *testing.T) {
 		size   int
 		damage func([]byte) []byte
 	}{
-		{"flipped bit", 1000, func(b []byte) []byte { b[500] ^= 1; return b }},
+		{"flipped bit", inlineMax + 1000, func(b []byte) []byte { b[500] ^= 1; return b }},
 		{"flipped bit in large blob", 9 << 20, func(b []byte) []byte { b[len(b)-1] ^= 0x80; return b }},
-		{"truncated", 1000, func(b []byte) []byte { return b[:999] }},
-		{"extended", 1000, func(b []byte) []byte { return append(b, 0) }},
-		{"emptied", 1000, func(b []byte) []byte { return nil }},
+		{"truncated", inlineMax + 1000, func(b []byte) []byte { return b[:len(b)-1] }},
+		{"extended", inlineMax + 1000, func(b []byte) []byte { return append(b, 0) }},
+		{"emptied", inlineMax + 1000, func(b []byte) []byte { return nil }},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -306,7 +308,7 @@ func TestGetCorrupt(t *testing.T) {
 // TestPutRepairsShortBlob covers blob files that lost their content in a
 // power failure, which leaves them shorter than they should be.
 func TestPutRepairsShortBlob(t *testing.T) {
-	for _, size := range []int{4096, 3 * writeAheadMin} {
+	for _, size := range []int{inlineMax + 4096, 3 * writeAheadMin} {
 		s := openTestStore(t)
 		b := s.Blobs()
 		data := randomBytes(4, size)
@@ -332,7 +334,7 @@ func TestPutLeavesNoTemporaryFiles(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			data := randomBytes(uint64(i), 100+i)
+			data := randomBytes(uint64(i), inlineMax+1+i)
 			var err error
 			if i%2 == 0 {
 				_, err = b.Put(t.Context(), data)
@@ -438,23 +440,23 @@ func TestOpenRemovesStaleTemporaryFiles(t *testing.T) {
 
 func TestSyncFailureIsSticky(t *testing.T) {
 	s := openTestStore(t)
-	b := s.blobs
-	if _, err := b.Put(t.Context(), []byte("x")); err != nil {
+	b := s.Blobs()
+	if _, err := b.Put(t.Context(), make([]byte, inlineMax+1)); err != nil {
 		t.Fatal(err)
 	}
 	// Closing the flusher's resources makes the next flush fail, as a
 	// write-back error would.
-	if err := b.flusher.close(); err != nil {
+	if err := s.blobs.flusher.close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Sync(t.Context()); err == nil {
 		t.Skip("flushing does not depend on open resources on this platform")
 	}
-	f, err := newSyncer(b.root)
+	f, err := newSyncer(s.blobs.root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.flusher = f
+	s.blobs.flusher = f
 	if err := b.Sync(t.Context()); err == nil || !strings.Contains(err.Error(), "earlier failure") {
 		t.Errorf("Sync after a failed Sync: %v; want the earlier failure", err)
 	}

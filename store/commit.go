@@ -11,10 +11,11 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// committer batches the records of StartTask and CommitTask. While one
-// batch is being written, the next accumulates, so that the cost of a
-// transaction, and of flushing blobs and the database to disk, is shared by
-// all the tasks that start or finish in the meantime.
+// committer batches the records of StartTask and CommitTask, and the
+// transactions of Sync. While one batch is being written, the next
+// accumulates, so that the cost of a transaction, and of flushing blobs and
+// the database to disk, is shared by all the tasks that start or finish in
+// the meantime.
 type committer struct {
 	mu      sync.Mutex
 	queue   []*commitRequest
@@ -23,19 +24,20 @@ type committer struct {
 	writers sync.WaitGroup
 }
 
-// taskRecord is a task and its latest attempt, to be recorded as started
-// or, if finished is set, as finished. Attempt number 0 stands for no
-// attempt.
+// taskRecord is a task and its latest attempt, to be recorded. Attempt
+// number 0 stands for no attempt.
 type taskRecord struct {
-	task     Task
-	attempt  Attempt
-	finished bool
+	task    Task
+	attempt Attempt
 }
 
+// commitRequest asks for rec to be written or, if rec is nil, for a durable
+// transaction, which writes the pending small blobs.
 type commitRequest struct {
-	ctx  context.Context
-	rec  taskRecord
-	done chan error // buffered, so that the writer never waits for a caller
+	ctx     context.Context
+	rec     *taskRecord
+	durable bool
+	done    chan error // buffered, so that the writer never waits for a caller
 }
 
 var errClosed = errors.New("store is closed")
@@ -58,7 +60,7 @@ func (s *Store) CommitTask(ctx context.Context, t Task, a Attempt) error {
 	}
 	err := checkFinished([]Task{t}, as)
 	if err == nil {
-		err = s.enqueue(ctx, taskRecord{task: t, attempt: a, finished: true})
+		err = s.enqueue(ctx, commitRequest{rec: &taskRecord{task: t, attempt: a}, durable: true})
 	}
 	if err != nil {
 		return fmt.Errorf("store: commit task %s/%s: %w", t.RunID, t.ID, err)
@@ -66,12 +68,13 @@ func (s *Store) CommitTask(ctx context.Context, t Task, a Attempt) error {
 	return nil
 }
 
-// enqueue has rec written in a batch and waits until it is.
-func (s *Store) enqueue(ctx context.Context, rec taskRecord) error {
+// enqueue has req written in a batch and waits until it is.
+func (s *Store) enqueue(ctx context.Context, r commitRequest) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	req := &commitRequest{ctx: ctx, rec: rec, done: make(chan error, 1)}
+	req := &r
+	req.ctx, req.done = ctx, make(chan error, 1)
 	c := &s.commits
 	c.mu.Lock()
 	if c.closed {
@@ -124,13 +127,13 @@ func (s *Store) writeBatch(batch []*commitRequest) {
 			continue
 		}
 		live = append(live, req)
-		durable = durable || req.rec.finished
+		durable = durable || req.durable
 	}
 	if len(live) == 0 {
 		return
 	}
 	if durable {
-		if err := s.blobs.flush(ctx); err != nil {
+		if err := s.flushFiles(ctx); err != nil {
 			for _, req := range live {
 				req.done <- err
 			}
@@ -153,9 +156,10 @@ func (s *Store) writeBatch(batch []*commitRequest) {
 		return
 	}
 	// A record in the batch is wrong, a task of an unknown run say. Write
-	// the records one by one so that only the culprit fails.
+	// the records one by one so that only the culprit fails. The pending
+	// blobs go with the first durable one.
 	for _, req := range live {
-		req.done <- s.write(ctx, req.rec.finished, func(tx *sql.Tx) error {
+		req.done <- s.write(ctx, req.durable, func(tx *sql.Tx) error {
 			return s.taskWriter(ctx, tx).record(req.rec)
 		})
 	}
@@ -166,7 +170,11 @@ func isConstraintViolation(err error) bool {
 	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
 }
 
-func (w *taskWriter) record(rec taskRecord) error {
+// record writes rec, if not nil.
+func (w *taskWriter) record(rec *taskRecord) error {
+	if rec == nil {
+		return nil
+	}
 	if err := w.task(rec.task); err != nil {
 		return err
 	}

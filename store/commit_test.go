@@ -59,7 +59,7 @@ func TestCommitTaskConcurrent(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	if s.blobs.dirty {
+	if s.blobs.dirty || !s.inline.empty() {
 		t.Error("blobs still pending after all CommitTask calls returned")
 	}
 	ts, err := s.Tasks(ctx, run)

@@ -8,35 +8,45 @@
 // A store is a directory, by default .daggerflow in the project (see
 // DefaultDir):
 //
-//	blobs/ab/cdef...   one file per blob, named after the hex SHA-256 of its
-//	                   content: the first two digits name a subdirectory, the
-//	                   other 62 the file
+//	blobs/ab/cdef...   one file per blob larger than 32 KiB, named after the
+//	                   hex SHA-256 of its content: the first two digits name
+//	                   a subdirectory, the other 62 the file
 //	tmp/               blobs being written; renamed into blobs/ when complete
-//	meta.db            the SQLite database (with meta.db-wal and meta.db-shm)
+//	meta.db            the SQLite database (with meta.db-wal and meta.db-shm),
+//	                   which also holds the blobs of up to 32 KiB
+//	lock               locked by processes while they set the store up
 //
 // # Durability
 //
-// A blob appears under blobs/ atomically and complete, even if the writing
-// process is killed, but it is flushed to stable storage only by
-// Blobs.Sync, which flushes every blob written since the previous Sync at
-// once: on Linux with a single syncfs(2) call, which also flushes whatever
-// else is dirty on the file system, elsewhere file by file. FinishTasks and
-// CommitTask flush the blobs before recording tasks as finished, in one
-// transaction that is durable when they return, so a finished task never
-// refers to a blob a crash could lose. StartTask and CommitTask batch
+// A small blob is held in memory until the next durable write to the
+// database, which stores it: Put does not wait for the disk. A large blob
+// appears under blobs/ atomically and complete, even if the writing process
+// is killed, but it is flushed to stable storage only by the next flush,
+// which flushes every blob file written since the previous one at once: on
+// Linux with a single syncfs(2) call, which also flushes whatever else is
+// dirty on the file system, elsewhere file by file.
+//
+// Blobs.Sync flushes the blob files, if any were written, and stores the
+// small blobs durably. FinishTasks and CommitTask do both before recording
+// tasks as finished, in one transaction that is durable when they return,
+// so a finished task never refers to a blob a crash could lose; CreateRun
+// and FinishRun store small blobs too. StartTask and CommitTask batch
 // concurrent callers, so that many tasks starting or finishing at once
 // share one transaction, and one flush to disk, per batch.
+//
+// Store.Check verifies all of this, as "dagger fsck" does.
 //
 // # Concurrency
 //
 // A Store is safe for concurrent use, and several processes, such as two
 // concurrent "dagger run" commands, may share a store directory. Blobs need
-// no coordination: they are immutable and installed by atomic rename. The
-// database is in WAL mode, so that readers never wait for writers; writers
-// of different processes take turns, waiting up to 10 seconds for each
-// other. SQLite was chosen over single-writer key-value stores such as
-// bbolt because it allows this sharing between processes, and because the
-// metadata is queried in more ways than by key.
+// no coordination: they are immutable, and installed by atomic rename or
+// stored by a transaction. A process sees the small blobs of another once
+// they are durable. The database is in WAL mode, so that readers never wait
+// for writers; writers of different processes take turns, waiting up to 10
+// seconds for each other. SQLite was chosen over single-writer key-value
+// stores such as bbolt because it allows this sharing between processes,
+// and because the metadata is queried in more ways than by key.
 //
 // # Run IDs
 //

@@ -99,6 +99,10 @@ type Task struct {
 	// ForeachLen is the number of elements the task fanned out to with
 	// foreach, or 0.
 	ForeachLen int
+	// Foreach is the blob listing the elements the task fanned out to, ""
+	// if it did not fan out; the engine reads it back to fan out again when
+	// it resumes the run.
+	Foreach Hash
 	// Artifacts maps the name of every artifact visible in the task's
 	// context when it finished to the blob holding its value.
 	Artifacts map[string]Hash
@@ -126,7 +130,8 @@ type Attempt struct {
 
 // CreateRun records a new run, assigning its ID and creation time and
 // setting its status to running; it ignores the ID, Status, Created, Ended
-// and Error fields of r. It returns the run as recorded.
+// and Error fields of r. It returns the run as recorded. The small blobs
+// stored before, such as the code package, are stored durably with the run.
 func (s *Store) CreateRun(ctx context.Context, r Run) (Run, error) {
 	if err := checkOptionalHash(r.CodeHash); err != nil {
 		return Run{}, fmt.Errorf("store: create run of %s: %w", r.Flow, err)
@@ -284,13 +289,13 @@ func (s *Store) queryRuns(ctx context.Context, query string, args ...any) ([]Run
 }
 
 const upsertTaskSQL = `INSERT INTO tasks
-	(run_id, id, step, parents, idx, status, attempt, started, ended, next, foreach_len, logs, error, origin)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	(run_id, id, step, parents, idx, status, attempt, started, ended, next, foreach_len, foreach, logs, error, origin)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (run_id, id) DO UPDATE SET
 		step = excluded.step, parents = excluded.parents, idx = excluded.idx,
 		status = excluded.status, attempt = excluded.attempt,
 		started = excluded.started, ended = excluded.ended, next = excluded.next,
-		foreach_len = excluded.foreach_len, logs = excluded.logs,
+		foreach_len = excluded.foreach_len, foreach = excluded.foreach, logs = excluded.logs,
 		error = excluded.error, origin = excluded.origin`
 
 const upsertAttemptSQL = `INSERT INTO attempts
@@ -323,7 +328,7 @@ func (s *Store) StartTask(ctx context.Context, t Task) error {
 	a := Attempt{RunID: t.RunID, TaskID: t.ID, N: t.Attempt, Status: TaskRunning, Started: t.Started}
 	err := checkTask(t, false)
 	if err == nil {
-		err = s.enqueue(ctx, taskRecord{task: t, attempt: a})
+		err = s.enqueue(ctx, commitRequest{rec: &taskRecord{task: t, attempt: a}})
 	}
 	if err != nil {
 		return fmt.Errorf("store: start task %s/%s: %w", t.RunID, t.ID, err)
@@ -332,17 +337,18 @@ func (s *Store) StartTask(ctx context.Context, t Task) error {
 }
 
 // FinishTasks records that the tasks ts and attempts as have finished,
-// replacing earlier records of the same tasks and attempts. It first Syncs
-// the blobs, and then records all of them in one transaction, so that a
-// task recorded as finished never refers to blobs a crash could lose. The
-// tasks need not have been started: resume records reused tasks this way.
+// replacing earlier records of the same tasks and attempts. It first
+// flushes the blob files, and then records all of them in one durable
+// transaction with the pending small blobs, so that a task recorded as
+// finished never refers to blobs a crash could lose. The tasks need not have
+// been started: resume records reused tasks this way.
 //
 // See CommitTask for recording tasks that finish concurrently.
 func (s *Store) FinishTasks(ctx context.Context, ts []Task, as []Attempt) error {
 	if err := checkFinished(ts, as); err != nil {
 		return fmt.Errorf("store: finish tasks: %w", err)
 	}
-	if err := s.blobs.flush(ctx); err != nil {
+	if err := s.flushFiles(ctx); err != nil {
 		return fmt.Errorf("store: finish tasks: %w", err)
 	}
 	if err := s.recordFinished(ctx, ts, as); err != nil {
@@ -416,7 +422,7 @@ func (w *taskWriter) task(t Task) error {
 		return err
 	}
 	if _, err := w.upsertTask.ExecContext(w.ctx, t.RunID, t.ID, t.Step, parents, index, t.Status, t.Attempt,
-		nullTime(t.Started), nullTime(t.Ended), next, t.ForeachLen, t.Logs, t.Error, t.Origin); err != nil {
+		nullTime(t.Started), nullTime(t.Ended), next, t.ForeachLen, nullHash(t.Foreach), t.Logs, t.Error, t.Origin); err != nil {
 		return fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
 	}
 	if _, err := w.deleteArtifacts.ExecContext(w.ctx, t.RunID, t.ID); err != nil {
@@ -438,7 +444,7 @@ func (w *taskWriter) attempt(a Attempt) error {
 	return nil
 }
 
-const taskColumns = "run_id, id, step, parents, idx, status, attempt, started, ended, next, foreach_len, logs, error, origin"
+const taskColumns = "run_id, id, step, parents, idx, status, attempt, started, ended, next, foreach_len, foreach, logs, error, origin"
 
 // Tasks returns the tasks of run runID (a full ID) in the order they
 // started.
@@ -501,12 +507,14 @@ func queryTasks(ctx context.Context, tx *sql.Tx, runID, taskID string) ([]Task, 
 		var (
 			t                    Task
 			parents, index, next sql.NullString
+			foreach              sql.NullString
 			started, ended       sql.NullInt64
 		)
 		if err := rows.Scan(&t.RunID, &t.ID, &t.Step, &parents, &index, &t.Status, &t.Attempt,
-			&started, &ended, &next, &t.ForeachLen, &t.Logs, &t.Error, &t.Origin); err != nil {
+			&started, &ended, &next, &t.ForeachLen, &foreach, &t.Logs, &t.Error, &t.Origin); err != nil {
 			return nil, err
 		}
+		t.Foreach = Hash(foreach.String)
 		if err := errors.Join(unmarshalJSON(parents, &t.Parents), unmarshalJSON(index, &t.Index), unmarshalJSON(next, &t.Next)); err != nil {
 			return nil, fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
 		}
@@ -605,6 +613,9 @@ func checkTask(t Task, finished bool) error {
 	if err := checkOptionalHash(t.Logs); err != nil {
 		return fmt.Errorf("logs: %w", err)
 	}
+	if err := checkOptionalHash(t.Foreach); err != nil {
+		return fmt.Errorf("foreach: %w", err)
+	}
 	for name, h := range t.Artifacts {
 		if err := checkHash(string(h)); err != nil {
 			return fmt.Errorf("artifact %s: %w", name, err)
@@ -652,6 +663,11 @@ func nullTime(t time.Time) sql.NullInt64 {
 		return sql.NullInt64{}
 	}
 	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
+}
+
+// nullHash stores the empty Hash as NULL.
+func nullHash(h Hash) sql.NullString {
+	return sql.NullString{String: string(h), Valid: h != ""}
 }
 
 func fromNullTime(n sql.NullInt64) time.Time {

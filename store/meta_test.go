@@ -363,7 +363,7 @@ func TestTaskLifecycle(t *testing.T) {
 
 	failed := running
 	failed.Status, failed.Ended, failed.Error, failed.Logs = TaskFailed, at(2), "boom\n  at train.star:3", logsHash
-	failed.Artifacts = map[string]Hash{"model": blobA}
+	failed.Artifacts, failed.Foreach = map[string]Hash{"model": blobA}, blobB
 	attempt1 := Attempt{RunID: run, TaskID: start.ID, N: 1, Status: TaskFailed, Started: at(1), Ended: at(2), Error: failed.Error, Logs: logsHash}
 	if err := s.FinishTasks(ctx, []Task{failed}, []Attempt{attempt1}); err != nil {
 		t.Fatal(err)
@@ -383,7 +383,7 @@ func TestTaskLifecycle(t *testing.T) {
 	wantTask(t, s, running, []Attempt{attempt1, attempt2})
 
 	done := running
-	done.Status, done.Ended, done.Next, done.ForeachLen = TaskSucceeded, at(4), []string{"eval"}, 10
+	done.Status, done.Ended, done.Next, done.ForeachLen, done.Foreach = TaskSucceeded, at(4), []string{"eval"}, 10, blobB
 	done.Artifacts = map[string]Hash{"model": blobB, "data": blobA}
 	attempt2.Status, attempt2.Ended = TaskSucceeded, at(4)
 	if err := s.FinishTasks(ctx, []Task{done}, []Attempt{attempt2}); err != nil {
@@ -550,6 +550,7 @@ func TestTaskValidation(t *testing.T) {
 		{"negative attempt", with(func(t *Task) { t.Attempt = -1 }), okAttempt, "invalid attempt number -1"},
 		{"negative foreach", with(func(t *Task) { t.ForeachLen = -1 }), okAttempt, "negative foreach length"},
 		{"bad logs", with(func(t *Task) { t.Logs = "x" }), okAttempt, `logs: invalid hash "x"`},
+		{"bad foreach", with(func(t *Task) { t.Foreach = "sha256:x" }), okAttempt, `foreach: invalid hash "sha256:x"`},
 		{"bad artifact", with(func(t *Task) { t.Artifacts = map[string]Hash{"m": ""} }), okAttempt, `artifact m: invalid hash ""`},
 		{"bad time", with(func(t *Task) { t.Ended = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC) }), okAttempt, "out of range"},
 		{"attempt 0", ok, withAttempt(func(a *Attempt) { a.N = 0 }), "invalid attempt number 0"},

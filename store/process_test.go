@@ -43,6 +43,25 @@ func startChild(t *testing.T, test string, env ...string) (*exec.Cmd, *bufio.Sca
 	return cmd, bufio.NewScanner(stdout)
 }
 
+// childProcess is a child started by startChild.
+type childProcess struct {
+	cmd *exec.Cmd
+	out *bufio.Scanner
+}
+
+// wait waits for the child to exit, and returns an error with its output if
+// it failed.
+func (c *childProcess) wait() error {
+	var lines []string
+	for c.out.Scan() {
+		lines = append(lines, c.out.Text())
+	}
+	if err := c.cmd.Wait(); err != nil {
+		return fmt.Errorf("child: %v\n%s", err, strings.Join(lines, "\n"))
+	}
+	return nil
+}
+
 // results returns the results printed by a child.
 func results(sc *bufio.Scanner) ([]string, error) {
 	var out []string
@@ -54,9 +73,9 @@ func results(sc *bufio.Scanner) ([]string, error) {
 	return out, sc.Err()
 }
 
-// TestKillDuringPut kills a process storing large blobs at random moments,
-// then checks that every blob file is complete and every task recorded as
-// finished has its blobs.
+// TestKillDuringPut kills a process storing large blobs, and committing
+// tasks with small ones from several goroutines, at random moments; then
+// checks the store.
 func TestKillDuringPut(t *testing.T) {
 	if dir := os.Getenv("STORE_TEST_KILL_DIR"); dir != "" {
 		seed, err := strconv.ParseUint(os.Getenv("STORE_TEST_SEED"), 10, 64)
@@ -105,47 +124,54 @@ func TestKillDuringPut(t *testing.T) {
 	}
 
 	s := openStoreAt(t, dir)
-	var integrity string
-	if err := s.rdb.QueryRowContext(t.Context(), "PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
-		t.Errorf("database integrity check after kills: %q, %v", integrity, err)
-	}
-	files := blobFiles(t, dir)
-	for _, p := range files {
-		if _, err := s.Blobs().Get(t.Context(), hashOfFile(p)); err != nil {
-			t.Errorf("blob left by a killed process: %v", err)
-		}
-	}
+	checkClean(t, s)
 	runs, err := s.Runs(t.Context(), RunFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	committed := 0
+	large, small := 0, 0
 	for _, r := range runs {
 		ts, err := s.Tasks(t.Context(), r.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, task := range ts {
-			committed++
-			if _, err := os.Stat(s.blobs.path(task.Artifacts["data"])); err != nil {
+			if task.Status == TaskRunning {
+				continue // killed between start and commit
+			}
+			if strings.HasPrefix(task.ID, "small.") {
+				small++
+			} else {
+				large++
+			}
+			if _, err := s.Blobs().Get(t.Context(), task.Artifacts["data"]); err != nil {
 				t.Errorf("task %s/%s: %v", r.ID, task.ID, err)
 			}
 		}
 	}
-	t.Logf("%d blobs, %d tasks committed", len(files), committed)
-	if len(files) == 0 || committed == 0 {
-		t.Error("the children stored nothing")
+	t.Logf("%d blob files, %d small blobs; %d tasks with large blobs committed, %d with small", len(blobFiles(t, dir)), inlineRows(t, s), large, small)
+	if large == 0 || small == 0 {
+		t.Error("the children committed no tasks of some kind")
 	}
 }
 
 // putForever stores large blobs in dir, each the artifact of a committed
-// task, until it is killed.
+// task, until it is killed. Meanwhile, other goroutines commit tasks whose
+// artifacts, logs and foreach elements are small blobs, as the engine does.
 func putForever(t *testing.T, dir string, seed uint64) {
 	ctx := t.Context()
 	s := openStoreAt(t, dir)
 	run, err := s.CreateRun(ctx, Run{Flow: "kill"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for w := range 4 {
+		go func() {
+			if err := commitSmallForever(ctx, s, run.ID, w); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}()
 	}
 	rng := rand.New(rand.NewPCG(seed, 0))
 	// Blobs are slices of one random buffer, made distinct by a serial
@@ -170,6 +196,42 @@ func putForever(t *testing.T, dir string, seed uint64) {
 			t.Fatal(err)
 		}
 		fmt.Println(resultPrefix + string(h))
+	}
+}
+
+// commitSmallForever commits tasks of run whose blobs are small, until the
+// process is killed. Every tenth task stores a blob and Syncs it before it
+// starts, as "dagger step" does.
+func commitSmallForever(ctx context.Context, s *Store, run string, worker int) error {
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("small.%d.%d", worker, i)
+		if i%10 == 0 {
+			if _, _, err := s.Blobs().PutReader(ctx, strings.NewReader("synced by "+id)); err != nil {
+				return err
+			}
+			if err := s.Blobs().Sync(ctx); err != nil {
+				return err
+			}
+		}
+		start := Task{RunID: run, ID: id, Step: "small", Attempt: 1, Started: time.Now()}
+		if err := s.StartTask(ctx, start); err != nil {
+			return err
+		}
+		var hashes [3]Hash
+		for j, what := range []string{"data", "logs", "foreach"} {
+			h, err := s.Blobs().Put(ctx, []byte(what+" of "+id))
+			if err != nil {
+				return err
+			}
+			hashes[j] = h
+		}
+		task := start
+		task.Status, task.Ended = TaskSucceeded, time.Now()
+		task.Artifacts, task.Logs, task.Foreach = map[string]Hash{"data": hashes[0]}, hashes[1], hashes[2]
+		attempt := Attempt{RunID: run, TaskID: id, N: 1, Status: TaskSucceeded, Started: task.Started, Ended: task.Ended, Logs: hashes[1]}
+		if err := s.CommitTask(ctx, task, attempt); err != nil {
+			return err
+		}
 	}
 }
 
@@ -286,6 +348,7 @@ func TestConcurrentStores(t *testing.T) {
 	}
 	wg.Wait()
 	checkWork(t, s, ids, tasks)
+	checkClean(t, s)
 }
 
 func TestConcurrentProcesses(t *testing.T) {
@@ -336,5 +399,7 @@ func TestConcurrentProcesses(t *testing.T) {
 		t.Fatalf("got %d run IDs, want %d", len(ids), (children+1)*runs)
 	}
 	slices.Sort(ids)
-	checkWork(t, openStoreAt(t, dir), ids, tasks)
+	s := openStoreAt(t, dir)
+	checkWork(t, s, ids, tasks)
+	checkClean(t, s)
 }

@@ -3,25 +3,27 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 )
 
 // schemaVersion is the version of the schema below. A store whose recorded
 // version is newer was written by a newer dagger and is refused rather than
-// misread.
-const schemaVersion = 1
+// misread; an older one is upgraded by the migrations.
+//
+// Version 2 added the blobs table and tasks.foreach.
+const schemaVersion = 2
 
-// schema creates the metadata tables. Times are Unix nanoseconds in UTC,
-// NULL when unset; lists and maps are JSON text, NULL when empty. Tasks are
-// numbered by seq in the order they were first recorded, which is their
-// start order.
+// schema creates the metadata tables of a new store. Times are Unix
+// nanoseconds in UTC, NULL when unset; lists and maps are JSON text, NULL
+// when empty. Tasks are numbered by seq in the order they were first
+// recorded, which is their start order. Columns added by migrations come
+// last, where ALTER TABLE puts them in upgraded stores.
 const schema = `
-CREATE TABLE IF NOT EXISTS schema_version (
+CREATE TABLE schema_version (
 	version INTEGER NOT NULL
 ) STRICT;
 
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE runs (
 	id        TEXT PRIMARY KEY,
 	flow      TEXT NOT NULL,
 	flow_path TEXT NOT NULL,
@@ -34,9 +36,9 @@ CREATE TABLE IF NOT EXISTS runs (
 	error     TEXT NOT NULL
 ) STRICT;
 
-CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow, id);
+CREATE INDEX runs_by_flow ON runs (flow, id);
 
-CREATE TABLE IF NOT EXISTS tasks (
+CREATE TABLE tasks (
 	seq         INTEGER PRIMARY KEY,
 	run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
 	id          TEXT NOT NULL,
@@ -52,10 +54,11 @@ CREATE TABLE IF NOT EXISTS tasks (
 	logs        TEXT NOT NULL,
 	error       TEXT NOT NULL,
 	origin      TEXT NOT NULL,
+	foreach     TEXT,
 	UNIQUE (run_id, id)
 ) STRICT;
 
-CREATE TABLE IF NOT EXISTS attempts (
+CREATE TABLE attempts (
 	run_id  TEXT NOT NULL,
 	task_id TEXT NOT NULL,
 	n       INTEGER NOT NULL,
@@ -68,7 +71,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 	FOREIGN KEY (run_id, task_id) REFERENCES tasks (run_id, id) ON DELETE CASCADE
 ) STRICT, WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS artifacts (
+CREATE TABLE artifacts (
 	run_id  TEXT NOT NULL,
 	task_id TEXT NOT NULL,
 	name    TEXT NOT NULL,
@@ -79,24 +82,71 @@ CREATE TABLE IF NOT EXISTS artifacts (
 
 -- Finds the tasks that produced a blob, and tells garbage collection which
 -- blobs are still referenced.
-CREATE INDEX IF NOT EXISTS artifacts_by_hash ON artifacts (hash);
+CREATE INDEX artifacts_by_hash ON artifacts (hash);
+` + blobsTable
+
+// blobsTable holds the small blobs (see inlineMax), keyed by their Hash.
+// It has a rowid, unlike the tables of small records above, because rows of
+// up to inlineMax bytes would make a clustered primary key index slow.
+const blobsTable = `
+CREATE TABLE blobs (
+	hash TEXT PRIMARY KEY,
+	data BLOB NOT NULL
+) STRICT;
 `
+
+// migration returns the statements that upgrade the schema from version
+// from to version from+1.
+func migration(from int) string {
+	switch from {
+	case 1:
+		return "ALTER TABLE tasks ADD COLUMN foreach TEXT;\n" + blobsTable
+	}
+	return ""
+}
+
+// querier is what schemaVersionOf needs of a connection or transaction.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// schemaVersionOf returns the schema version of the database, 0 if it has
+// no schema yet.
+func schemaVersionOf(ctx context.Context, q querier) (int, error) {
+	var tables int
+	err := q.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version'").Scan(&tables)
+	if err != nil || tables == 0 {
+		return 0, err
+	}
+	var v int
+	if err := q.QueryRowContext(ctx, "SELECT version FROM schema_version").Scan(&v); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
 
 // migrate brings the schema of a new or older database up to schemaVersion.
 func migrate(ctx context.Context, tx *sql.Tx) error {
-	if _, err := tx.ExecContext(ctx, schema); err != nil {
-		return err
-	}
-	var v int
-	err := tx.QueryRowContext(ctx, "SELECT version FROM schema_version").Scan(&v)
+	v, err := schemaVersionOf(ctx, tx)
 	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		_, err = tx.ExecContext(ctx, "INSERT INTO schema_version (version) VALUES (?)", schemaVersion)
-		return err
 	case err != nil:
 		return err
 	case v > schemaVersion:
 		return fmt.Errorf("schema version %d is newer than the supported version %d; upgrade dagger", v, schemaVersion)
+	case v == schemaVersion:
+		return nil
+	case v == 0:
+		if _, err := tx.ExecContext(ctx, schema); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO schema_version (version) VALUES (?)", schemaVersion)
+		return err
 	}
-	return nil
+	for ; v < schemaVersion; v++ {
+		if _, err := tx.ExecContext(ctx, migration(v)); err != nil {
+			return fmt.Errorf("upgrading schema version %d: %w", v, err)
+		}
+	}
+	_, err = tx.ExecContext(ctx, "UPDATE schema_version SET version = ?", schemaVersion)
+	return err
 }

@@ -9,7 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
@@ -24,12 +27,25 @@ func DefaultDir(projectDir string) string {
 	return filepath.Join(projectDir, ".daggerflow")
 }
 
+// busyTimeout is how long a writer waits for the writers of other processes
+// to release the database, and Open for other processes to finish setting
+// the store up.
+const busyTimeout = 10 * time.Second
+
 // Store is the durable state of the engine: blobs and run metadata. It is
 // safe for concurrent use, and several processes may use the same directory
 // at the same time.
 type Store struct {
 	dir   string
-	blobs *dirBlobs
+	blobs *dirBlobs // blobs larger than inlineMax
+
+	// inline holds the small blobs stored since the last durable write,
+	// which writes them; see write.
+	inline pendingBlobs
+	// inlineMax and maxPending are inlineMax and maxPendingBytes, except
+	// in tests.
+	inlineMax, maxPending int
+	closed                atomic.Bool
 
 	// wdb has a single connection, so that the writers of this process
 	// queue in Go rather than in SQLite's busy handler, which polls with
@@ -38,18 +54,21 @@ type Store struct {
 	// rdb serves reads, which WAL mode runs concurrently with writes.
 	rdb *sql.DB
 
-	// Statements that run once per task are prepared once.
+	// Statements that run once per task or blob are prepared once.
 	upsertTask      *sql.Stmt
 	deleteArtifacts *sql.Stmt
 	insertArtifact  *sql.Stmt
 	upsertAttempt   *sql.Stmt
+	putBlob         *sql.Stmt
+	getBlob         *sql.Stmt // of rdb
 
 	ids     idGen
 	commits committer
 }
 
 // Open opens the store in dir, creating the directory layout and the
-// database schema as needed.
+// database schema, or upgrading the schema of an older store, as needed.
+// Several processes may open the same store at once, even before it exists.
 func Open(ctx context.Context, dir string) (*Store, error) {
 	s, err := open(ctx, dir)
 	if err != nil {
@@ -64,7 +83,7 @@ func open(ctx context.Context, dir string) (_ *Store, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir}
+	s := &Store{dir: dir, inlineMax: inlineMax, maxPending: maxPendingBytes}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.closeResources())
@@ -73,52 +92,111 @@ func open(ctx context.Context, dir string) (_ *Store, err error) {
 	if s.blobs, err = openBlobs(dir); err != nil {
 		return nil, err
 	}
-	db := filepath.Join(dir, "meta.db")
-
-	if s.wdb, err = sql.Open("sqlite", dsn(db, true)); err != nil {
-		return nil, err
-	}
-	s.wdb.SetMaxOpenConns(1)
-	if err := s.write(ctx, true, func(tx *sql.Tx) error { return migrate(ctx, tx) }); err != nil {
+	if err := s.setUp(ctx); err != nil {
 		return nil, err
 	}
 	for _, p := range []struct {
+		db   *sql.DB
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&s.upsertTask, upsertTaskSQL},
-		{&s.deleteArtifacts, "DELETE FROM artifacts WHERE run_id = ? AND task_id = ?"},
-		{&s.insertArtifact, "INSERT INTO artifacts (run_id, task_id, name, hash) VALUES (?, ?, ?, ?)"},
-		{&s.upsertAttempt, upsertAttemptSQL},
+		{s.wdb, &s.upsertTask, upsertTaskSQL},
+		{s.wdb, &s.deleteArtifacts, "DELETE FROM artifacts WHERE run_id = ? AND task_id = ?"},
+		{s.wdb, &s.insertArtifact, "INSERT INTO artifacts (run_id, task_id, name, hash) VALUES (?, ?, ?, ?)"},
+		{s.wdb, &s.upsertAttempt, upsertAttemptSQL},
+		{s.wdb, &s.putBlob, putBlobSQL},
+		{s.rdb, &s.getBlob, "SELECT data FROM blobs WHERE hash = ?"},
 	} {
-		if *p.stmt, err = s.wdb.PrepareContext(ctx, p.sql); err != nil {
+		if *p.stmt, err = p.db.PrepareContext(ctx, p.sql); err != nil {
 			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// setUp opens the database, creating or upgrading its schema.
+//
+// SQLite does not wait for other connections while it turns a new database
+// to WAL mode, which the first connection of each process asks for: when
+// processes open a new store at the same time, all but one would fail with
+// SQLITE_BUSY. So they take turns, holding a lock on the file <dir>/lock
+// during setup. Processes that are done with it do not take the lock.
+func (s *Store) setUp(ctx context.Context) (err error) {
+	unlock, err := lockFile(ctx, filepath.Join(s.dir, "lock"))
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, unlock()) }()
+
+	db := filepath.Join(s.dir, "meta.db")
+	if s.wdb, err = sql.Open("sqlite", dsn(db, true)); err != nil {
+		return err
+	}
+	s.wdb.SetMaxOpenConns(1)
+	// Most opens find the schema up to date, and need not compete with
+	// the writers of other processes to check it.
+	v, err := schemaVersionOf(ctx, s.wdb)
+	if err != nil {
+		return err
+	}
+	if v != schemaVersion {
+		if err := s.write(ctx, true, func(tx *sql.Tx) error { return migrate(ctx, tx) }); err != nil {
+			return err
 		}
 	}
 
 	// The read pool is opened after the schema exists, as its connections
 	// are read-only.
 	if s.rdb, err = sql.Open("sqlite", dsn(db, false)); err != nil {
-		return nil, err
+		return err
 	}
 	readers := max(4, runtime.GOMAXPROCS(0))
 	s.rdb.SetMaxOpenConns(readers)
 	s.rdb.SetMaxIdleConns(readers)
-	if err := s.rdb.PingContext(ctx); err != nil {
+	return s.rdb.PingContext(ctx)
+}
+
+// errNoLocking is returned by tryLock for file systems without file locks.
+var errNoLocking = errors.New("file locking not supported")
+
+// lockFile takes an exclusive lock on the file at path, creating it if
+// needed, and returns the function that releases it. It waits for other
+// processes to release the lock, up to busyTimeout. On a file system
+// without locks, it goes ahead unlocked.
+func lockFile(ctx context.Context, path string) (unlock func() error, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	deadline := time.Now().Add(busyTimeout)
+	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 20*time.Millisecond) {
+		ok, err := tryLock(f)
+		switch {
+		case ok, errors.Is(err, errNoLocking):
+			// Closing the file releases the lock.
+			return f.Close, nil
+		case err != nil:
+			return nil, errors.Join(fmt.Errorf("lock %s: %w", path, err), f.Close())
+		case time.Now().After(deadline):
+			return nil, errors.Join(fmt.Errorf("lock %s: held by another process for over %v", path, busyTimeout), f.Close())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(ctx.Err(), f.Close())
+		case <-time.After(delay):
+		}
+	}
 }
 
 // dsn returns the data source name for the database at path. All
-// connections wait up to 10s for locks held by other processes. Writers use
-// WAL mode, so that readers never wait, synchronous=FULL, so that commits
-// are durable, and BEGIN IMMEDIATE, so that a transaction takes the write
-// lock before reading: upgrading a read transaction fails at once, without
-// waiting, if another process wrote meanwhile.
+// connections wait up to busyTimeout for locks held by other processes.
+// Writers use WAL mode, so that readers never wait, synchronous=FULL, so
+// that commits are durable, and BEGIN IMMEDIATE, so that a transaction takes
+// the write lock before reading: upgrading a read transaction fails at once,
+// without waiting, if another process wrote meanwhile.
 func dsn(path string, write bool) string {
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busyTimeout.Milliseconds(), 10)+")")
 	if write {
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "synchronous(FULL)")
@@ -136,10 +214,18 @@ func dsn(path string, write bool) string {
 }
 
 // Close releases the resources of the store after waiting for the StartTask
-// and CommitTask calls in progress. It does not Sync blobs.
+// and CommitTask calls in progress. It does not Sync blobs, but writes the
+// small blobs that no durable write has taken yet to the database, without
+// flushing them, so that they stay visible like blob files do: they become
+// durable with the next durable write to the store by any process.
 func (s *Store) Close() error {
+	s.closed.Store(true)
 	s.commits.close()
-	if err := s.closeResources(); err != nil {
+	var err error
+	if !s.inline.empty() {
+		err = s.writeTx(context.Background(), false, true, func(*sql.Tx) error { return nil })
+	}
+	if err := errors.Join(err, s.closeResources()); err != nil {
 		return fmt.Errorf("store: close %s: %w", s.dir, err)
 	}
 	return nil
@@ -147,7 +233,7 @@ func (s *Store) Close() error {
 
 func (s *Store) closeResources() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.upsertTask, s.deleteArtifacts, s.insertArtifact, s.upsertAttempt} {
+	for _, st := range []*sql.Stmt{s.upsertTask, s.deleteArtifacts, s.insertArtifact, s.upsertAttempt, s.putBlob, s.getBlob} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -165,19 +251,43 @@ func (s *Store) closeResources() error {
 
 // Blobs returns the blob store.
 func (s *Store) Blobs() Blobs {
-	return s.blobs
+	return storeBlobs{s}
 }
 
 // write runs fn in a write transaction. With durable false, the commit uses
 // synchronous=NORMAL: it is atomic but survives a power failure only once a
 // later durable commit has flushed the write-ahead log, which saves a device
 // flush for records that are worthless after a crash anyway.
+//
+// A durable transaction also writes the small blobs pending in memory, all
+// those stored before write was called, so that no record it commits refers
+// to a small blob a crash could lose. (That the blobs are taken once write
+// holds the only connection of wdb matters: a concurrent durable write
+// cannot commit records while blobs that they refer to are still being
+// written by another.)
 func (s *Store) write(ctx context.Context, durable bool, fn func(*sql.Tx) error) error {
+	return s.writeTx(ctx, durable, durable, fn)
+}
+
+// writeTx is write, but with the writing of pending blobs chosen by
+// withBlobs.
+func (s *Store) writeTx(ctx context.Context, durable, withBlobs bool, fn func(*sql.Tx) error) error {
 	conn, err := s.wdb.Conn(ctx)
 	if err != nil {
 		return err
 	}
-	return errors.Join(writeConn(ctx, conn, durable, fn), conn.Close())
+	if !withBlobs {
+		return errors.Join(writeConn(ctx, conn, durable, fn), conn.Close())
+	}
+	blobs := s.inline.take()
+	err = writeConn(ctx, conn, durable, func(tx *sql.Tx) error {
+		if err := s.writeBlobs(ctx, tx, blobs); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+	s.inline.done(blobs, err == nil)
+	return errors.Join(err, conn.Close())
 }
 
 func writeConn(ctx context.Context, conn *sql.Conn, durable bool, fn func(*sql.Tx) error) error {

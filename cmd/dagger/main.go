@@ -59,6 +59,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			showCommand(),
 			graphCommand(),
 			runCommand(),
+			resumeCommand(),
+			runsCommand(),
+			inspectCommand(),
+			logsCommand(),
 			stepCommand(),
 		},
 		// Parameter values, such as JSON lists, may hold commas.

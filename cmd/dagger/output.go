@@ -27,6 +27,7 @@ type printer interface {
 //	✓ hello (2ms)
 //	↻ flaky (1ms) attempt 1 failed, retrying: Error in fail: not yet
 //	✓ risky (2ms) failed, caught: Error: floored division by zero
+//	✓ start (reused)
 //	✗ boom (3ms) failed: Error in fail: oops
 //	✗ slow (1.2s) cancelled
 //	run 0kv1xq8z3m2t succeeded in 15ms: 3 tasks
@@ -64,11 +65,15 @@ func (p *textPrinter) event(e exec.Event) {
 		p.running--
 		p.printf("↻ %s (%s) attempt %d failed, retrying: %s", e.TaskID, round(e.Duration), e.Attempt, lastLine(e.Error))
 	case exec.TaskFinished:
-		p.running--
+		if e.Status != "reused" { // a reused task never started
+			p.running--
+		}
 		p.done++
 		switch e.Status {
 		case "succeeded":
 			p.printf("✓ %s (%s)", e.TaskID, round(e.Duration))
+		case "reused":
+			p.printf("✓ %s (reused)", e.TaskID)
 		case "caught":
 			p.printf("✓ %s (%s) failed, caught: %s", e.TaskID, round(e.Duration), lastLine(e.Error))
 		case "failed":

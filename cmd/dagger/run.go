@@ -15,6 +15,7 @@ import (
 
 	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/exec"
+	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
 )
 
@@ -81,32 +82,38 @@ func runFlow(c *cli.Context) error {
 	if err != nil {
 		return failed(err)
 	}
-
 	ctx, again, stop := notifySignals(c.Context)
 	defer stop()
 	st, err := store.Open(ctx, dir)
 	if err != nil {
 		return failed(err)
 	}
+	return runInStore(ctx, c, again, st, flow, exec.Options{
+		Params:     given,
+		MaxWorkers: workers,
+		Executor:   executor,
+		Builtins:   set,
+	})
+}
+
+// runInStore runs flow in st, which it closes, printing the run's events,
+// until the run ends or again is closed, and returns what the command
+// returns.
+func runInStore(ctx context.Context, c *cli.Context, again <-chan struct{}, st *store.Store, flow *starlark.Flow, opts exec.Options) error {
 	var p printer
 	if c.Bool("json") {
 		p = newJSONPrinter(c.App.Writer)
 	} else {
 		p = newTextPrinter(c.App.Writer, flow.Graph.Name, isTerminal(c.App.Writer))
 	}
+	opts.OnEvent = p.event
 	type outcome struct {
 		run store.Run
 		err error
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		r, err := exec.Run(ctx, st, flow, exec.Options{
-			Params:     given,
-			MaxWorkers: workers,
-			Executor:   executor,
-			Builtins:   set,
-			OnEvent:    p.event,
-		})
+		r, err := exec.Run(ctx, st, flow, opts)
 		done <- outcome{r, err}
 	}()
 	var o outcome
@@ -126,7 +133,7 @@ func runFlow(c *cli.Context) error {
 	case errors.As(o.err, &runErr):
 		return &runFailedError{runErr}
 	case o.err != nil:
-		return failed(fmt.Errorf("running %s: %w", path, o.err))
+		return failed(fmt.Errorf("running %s: %w", flow.Path(), o.err))
 	}
 	if err := p.err(); err != nil {
 		return failed(fmt.Errorf("writing the output of run %s: %w", o.run.ID, err))

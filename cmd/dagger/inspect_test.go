@@ -1,0 +1,476 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/rogpeppe/go-internal/txtar"
+
+	"github.com/daggerflow/dagger/store"
+)
+
+// recordRun runs dagger run with args, recording the run in the store in
+// dir, and returns the run's ID. The run may fail.
+func recordRun(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	r := runDagger(t, slices.Concat([]string{"run", "--store", dir}, args)...)
+	m := runHeader.FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("dagger run %s: exit %d and no run\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return m[1]
+}
+
+// writeFlow writes a flow file, name, with the source src, in a
+// directory of its own, and returns its path.
+func writeFlow(t *testing.T, name, src string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(src), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestParsePath checks how the paths dagger inspect and dagger logs take
+// are read.
+func TestParsePath(t *testing.T) {
+	tests := []struct {
+		path string
+		want runPath
+		err  string
+	}{
+		{path: "latest", want: runPath{run: "latest"}},
+		{path: "1m89/", want: runPath{run: "1m89"}},
+		{path: "1m89/train", want: runPath{run: "1m89", step: "train"}},
+		{path: "1m89/train/model", want: runPath{run: "1m89", step: "train", artifact: "model"}},
+		{path: "1m89/square/3", want: runPath{run: "1m89", step: "square", index: []int{3}}},
+		{path: "1m89/square/3/x", want: runPath{run: "1m89", step: "square", index: []int{3}, artifact: "x"}},
+		{path: "1m89/inner/0.1", want: runPath{run: "1m89", step: "inner", index: []int{0, 1}}},
+		{path: "1m89/inner/0/1/x/", want: runPath{run: "1m89", step: "inner", index: []int{0, 1}, artifact: "x"}},
+		{path: "1m89/inner/0.1/2", want: runPath{run: "1m89", step: "inner", index: []int{0, 1, 2}}},
+		{path: "", err: `"": want RUN[/STEP[/TASK][/ARTIFACT]]`},
+		{path: "1m89//x", err: `"1m89//x": want RUN[/STEP[/TASK][/ARTIFACT]]`},
+		{path: "/1m89", err: `"/1m89": want RUN[/STEP[/TASK][/ARTIFACT]]`},
+		{path: "1m89/s/x/3", err: `"1m89/s/x/3": x is not a task index, and only the last element can be an artifact`},
+		{path: "1m89/s/3x", err: `"1m89/s/3x": bad task index 3x: want numbers joined by dots, such as 3 or 0.1`},
+		{path: "1m89/s/0..1", err: `"1m89/s/0..1": bad task index 0..1: want numbers joined by dots, such as 3 or 0.1`},
+		{path: "1m89/s/0.-1", err: `"1m89/s/0.-1": bad task index 0.-1: want numbers joined by dots, such as 3 or 0.1`},
+		{path: "1m89/s/0.+1", err: `"1m89/s/0.+1": bad task index 0.+1: want numbers joined by dots, such as 3 or 0.1`},
+	}
+	for _, tt := range tests {
+		got, err := parsePath(tt.path)
+		if tt.err != "" {
+			if err == nil || err.Error() != tt.err {
+				t.Errorf("parsePath(%q) = %+v, %v; want error %s", tt.path, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("parsePath(%q): %v", tt.path, err)
+			continue
+		}
+		if diff := gocmp.Diff(tt.want, got, gocmp.AllowUnexported(runPath{})); diff != "" {
+			t.Errorf("parsePath(%q) (-want +got):\n%s", tt.path, diff)
+		}
+	}
+}
+
+var (
+	localTimeRE = regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`)
+	jsonTimeRE  = regexp.MustCompile(`"\d{4}-\d\d-\d\dT[^"]+"`)
+	durationRE  = regexp.MustCompile(`<1ms|\b\d+(\.\d+)?(µs|ms|s)\b|\b(\d+h)?\d+m\d+(\.\d+)?s\b`)
+	// gapRE is the space between the columns of a table, not the
+	// indentation of a line.
+	gapRE = regexp.MustCompile(`(\S)  +`)
+)
+
+// normalizeHistory makes the output of the commands that read the store
+// the same in every run: each run ID becomes <NAME>, its name in ids;
+// root, the directory of the flows, ROOT; times TIME and durations DUR;
+// and, since these change the width of columns, the gaps between columns
+// two spaces.
+func normalizeHistory(out string, ids map[string]string, root string) string {
+	for name, id := range ids {
+		out = strings.ReplaceAll(out, id, "<"+name+">")
+	}
+	out = strings.ReplaceAll(out, root, "ROOT")
+	out = localTimeRE.ReplaceAllString(out, "TIME")
+	out = jsonTimeRE.ReplaceAllString(out, `"TIME"`)
+	out = durationRE.ReplaceAllString(out, "DUR")
+	return gapRE.ReplaceAllString(out, "$1  ")
+}
+
+// expand returns args with each <NAME> replaced by ids[NAME].
+func expand(args []string, ids map[string]string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		for name, id := range ids {
+			a = strings.ReplaceAll(a, "<"+name+">", id)
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// TestInspectViews runs dagger inspect on runs of the examples and of
+// testdata/run, and compares its output, normalized by normalizeHistory,
+// with testdata/inspect/views.golden.
+func TestInspectViews(t *testing.T) {
+	t.Chdir(repoRoot)
+	root, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// One worker, so that the tasks of a foreach start in the order of
+	// their index.
+	ids := map[string]string{
+		"foreach": recordRun(t, dir, "--max-workers", "1", "examples/foreach.star", "-p", "count=3"),
+		"retries": recordRun(t, dir, "testdata/run/retries.star"),
+		"fail":    recordRun(t, dir, "testdata/run/fail.star"),
+		"timeout": recordRun(t, dir, "testdata/run/timeout.star"),
+		"switch":  recordRun(t, dir, "examples/switch.star"),
+	}
+	commands := [][]string{
+		{"<foreach>"},
+		{"<foreach>", "--json"},
+		{"<foreach>/square"},
+		{"<foreach>/square", "--json"},
+		{"<foreach>/square/1"},
+		{"<foreach>/square/1", "--json"},
+		{"<foreach>/add/total"},
+		{"<foreach>/start/numbers", "--json"},
+		{"<retries>/flaky"},
+		{"<fail>"},
+		{"<fail>/check"},
+		{"<timeout>/slow"},
+		{"<switch>"},
+		{"<foreach>/sqare"},
+		{"<foreach>/square/7"},
+		{"<foreach>/square/square"},
+		{"<foreach>/square/1/nope"},
+		{"<switch>/big"},
+	}
+	var files []txtar.File
+	for _, args := range commands {
+		r := runDagger(t, slices.Concat([]string{"inspect", "--store", dir}, expand(args, ids))...)
+		files = append(files, txtar.File{
+			Name: fmt.Sprintf("dagger inspect %s (exit %d)", strings.Join(args, " "), r.code),
+			Data: []byte(normalizeHistory(r.stdout+r.stderr, ids, root)),
+		})
+	}
+	got := txtar.Format(&txtar.Archive{
+		Comment: []byte("The output of dagger inspect on runs of examples/foreach.star -p count=3, and of\n" +
+			"testdata/run/retries.star, fail.star and timeout.star, and examples/switch.star,\n" +
+			"normalized by normalizeHistory.\n"),
+		Files: files,
+	})
+	golden(t, "cmd/dagger/testdata/inspect/views.golden", got)
+}
+
+// typesFlow sets an artifact of every type.
+const typesFlow = "testdata/inspect/types.star"
+
+// TestInspectArtifacts prints every artifact of typesFlow, with and
+// without --json, and compares the output with
+// testdata/inspect/types.golden.
+func TestInspectArtifacts(t *testing.T) {
+	dir := t.TempDir()
+	recordRun(t, dir, typesFlow)
+	r := runDagger(t, "inspect", "--store", dir, "--json", "latest/start")
+	var task struct{ Artifacts map[string]string }
+	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil {
+		t.Fatalf("%v: %s%s", err, r.stdout, r.stderr)
+	}
+	var files []txtar.File
+	for _, name := range slices.Sorted(maps.Keys(task.Artifacts)) {
+		for _, flags := range [][]string{nil, {"--json"}} {
+			args := slices.Concat([]string{"latest/start/" + name}, flags)
+			r := runDagger(t, slices.Concat([]string{"inspect", "--store", dir}, args)...)
+			files = append(files, txtar.File{
+				Name: fmt.Sprintf("dagger inspect %s (exit %d)", strings.Join(args, " "), r.code),
+				Data: []byte(r.stdout + r.stderr),
+			})
+		}
+	}
+	got := txtar.Format(&txtar.Archive{
+		Comment: []byte("What dagger inspect prints of each artifact of " + typesFlow + ".\n"),
+		Files:   files,
+	})
+	golden(t, "testdata/inspect/types.golden", got)
+}
+
+// TestInspectOutput checks what dagger inspect -o writes.
+func TestInspectOutput(t *testing.T) {
+	dir := t.TempDir()
+	recordRun(t, dir, typesFlow)
+	tests := []struct {
+		artifact string
+		json     bool
+		want     string // the file's content
+		code     int
+		stderr   string
+	}{
+		{artifact: "bytes", want: "\x00\xff raw"},
+		{artifact: "string", want: "héllo, \"world\"\n\t<b> & ☃"},
+		{artifact: "string", json: true, want: `"héllo, \"world\"\n\t<b> & ☃"` + "\n"},
+		{artifact: "tuple", want: "[\n  1,\n  \"a\"\n]\n"},
+		{artifact: "set", want: "set([3, 1, 2])\n"},
+		{artifact: "bytes", json: true, code: exitFailed, stderr: "dagger: artifact bytes of task start has no JSON form: it is bytes\n"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s,json=%v", tt.artifact, tt.json), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "value")
+			r := runDagger(t, "inspect", "--store", dir, "latest/start/"+tt.artifact, "-o", out, fmt.Sprintf("--json=%v", tt.json))
+			if r.code != tt.code || r.stdout != "" || r.stderr != tt.stderr {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d, nothing on stdout and stderr %q", r.code, r.stdout, r.stderr, tt.code, tt.stderr)
+			}
+			data, err := os.ReadFile(out)
+			switch {
+			case tt.code != exitOK:
+				if err == nil {
+					t.Errorf("-o wrote %q after an error", data)
+				}
+			case err != nil:
+				t.Error(err)
+			case string(data) != tt.want:
+				t.Errorf("-o wrote %q, want %q", data, tt.want)
+			}
+		})
+	}
+}
+
+// helloFlow is a small flow, for tests that need runs but not what they
+// do.
+const helloFlow = `
+def start(ctx):
+    ctx.who = "world"
+    next_step(hello)
+
+def hello(ctx):
+    print("hello, %s" % ctx.who)
+    next_step(finish)
+
+def finish(ctx):
+    pass
+`
+
+// TestInspectRunRefs checks the references to runs that dagger inspect
+// takes, and its errors for those that identify no run, or several.
+func TestInspectRunRefs(t *testing.T) {
+	dir := t.TempDir()
+	flow := writeFlow(t, "hello.star", helloFlow)
+	first := recordRun(t, dir, flow)
+	second := recordRun(t, dir, flow)
+	// Run IDs start with the time, so two runs a moment apart share a
+	// prefix.
+	n := 0
+	for first[n] == second[n] {
+		n++
+	}
+	if n == 0 {
+		t.Fatalf("run IDs %s and %s share no prefix", first, second)
+	}
+	shared, unique := second[:n], second[:n+1]
+	missing := filepath.Join(t.TempDir(), "nothing")
+	tests := []struct {
+		store  string
+		ref    string
+		code   int
+		want   string // the start of stdout
+		stderr string // a regular expression
+	}{
+		{ref: "latest", want: "run " + second + " of hello\n"},
+		{ref: first, want: "run " + first + " of hello\n"},
+		{ref: unique, want: "run " + second + " of hello\n"},
+		{ref: strings.ToUpper(unique), want: "run " + second + " of hello\n"},
+		{ref: unique + "/hello/who", want: "\"world\"\n"},
+		{ref: shared, code: exitInvalid, stderr: `^dagger: store: run "` + shared + `": ambiguous run ID prefix: matches ` + first + ` \(hello, [^)]+\), ` + second + ` \(hello, [^)]+\)\n$`},
+		{ref: "zz", code: exitInvalid, stderr: `^dagger: store: run "zz": not found\n$`},
+		{ref: "zz/start", code: exitInvalid, stderr: `^dagger: store: run "zz": not found\n$`},
+		{store: missing, ref: "latest", code: exitInvalid, stderr: `^dagger: run "latest": not found: there is no store in ` + regexp.QuoteMeta(missing) + `\n$`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.ref, func(t *testing.T) {
+			st := cmp.Or(tt.store, dir)
+			r := runDagger(t, "inspect", "--store", st, tt.ref)
+			if r.code != tt.code || !strings.HasPrefix(r.stdout, tt.want) || !regexp.MustCompile(tt.stderr).MatchString(r.stderr) {
+				t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit %d, stdout starting %q, stderr matching %s", r.code, r.stdout, r.stderr, tt.code, tt.want, tt.stderr)
+			}
+		})
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Errorf("dagger inspect created the store %s", missing)
+	}
+}
+
+// nestedFlow fans out in a foreach inside a foreach.
+const nestedFlow = `
+def start(ctx):
+    next_step(outer, foreach = [1, 2])
+
+def outer(ctx):
+    ctx.o = ctx.input
+    next_step(inner, foreach = ["a", "b"])
+
+def inner(ctx):
+    ctx.pair = "%d%s" % (ctx.o, ctx.input)
+    print(ctx.pair)
+    next_step(join_inner)
+
+def join_inner(ctx, inputs):
+    next_step(join_outer)
+
+def join_outer(ctx, inputs):
+    next_step(finish)
+
+def finish(ctx):
+    pass
+`
+
+// TestInspectNested checks the paths of the tasks of nested foreach
+// fan-outs: an index of one number a level, in one element or several,
+// or a part of it for the tasks under it.
+func TestInspectNested(t *testing.T) {
+	dir := t.TempDir()
+	id := recordRun(t, dir, writeFlow(t, "nested.star", nestedFlow))
+	tests := []struct {
+		path   string
+		code   int
+		stdout string // a regular expression
+		stderr string
+	}{
+		{path: "/inner/1.0/pair", stdout: `^"2a"\n$`},
+		{path: "/inner/1/0/pair", stdout: `^"2a"\n$`},
+		{path: "/inner/0.1", stdout: `^task inner\.0\.1 of run ` + id + `\n`},
+		{path: "/inner", stdout: `^step inner of run ` + id + `: 4 tasks, 4 succeeded\n\nTASK .*\ninner\.0\.0 .*\ninner\.0\.1 .*\ninner\.1\.0 .*\ninner\.1\.1 .*\n$`},
+		{path: "/inner/1", stdout: `^tasks inner\.1\.\* of run ` + id + `: 2 tasks, 2 succeeded\n\nTASK .*\ninner\.1\.0 .*\ninner\.1\.1 .*\n$`},
+		{path: "/join_inner/1", stdout: `^task join_inner\.1 of run `},
+		{path: "/inner/1/pair", code: exitInvalid, stderr: "dagger: run " + id + " has 2 tasks of inner.1: name one, as " + id + "/inner/1.0/pair\n"},
+		{path: "/inner/2", code: exitInvalid, stderr: "dagger: run " + id + " has no task inner.2; tasks of inner: inner.0.0, inner.0.1, inner.1.0, inner.1.1\n"},
+		{path: "/inner/1.0.0", code: exitInvalid, stderr: "dagger: run " + id + " has no task inner.1.0.0; tasks of inner: inner.0.0, inner.0.1, inner.1.0, inner.1.1\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			r := runDagger(t, "inspect", "--store", dir, id+tt.path)
+			if r.code != tt.code || !regexp.MustCompile(cmp.Or(tt.stdout, "^$")).MatchString(r.stdout) || r.stderr != tt.stderr {
+				t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit %d, stdout matching %s, stderr %q", r.code, r.stdout, r.stderr, tt.code, tt.stdout, tt.stderr)
+			}
+		})
+	}
+}
+
+// TestInspectRunning checks how a run still running, and its tasks, are
+// shown.
+func TestInspectRunning(t *testing.T) {
+	dir := t.TempDir()
+	rec := newRecorder(t, dir)
+	rec.start("start", 1)
+	r := runDagger(t, "inspect", "--store", dir, rec.run.ID)
+	want := regexp.MustCompile(`(?m)^status +running\nstarted +` + localTimeRE.String() + `\nended +-\n\nsteps:\n  start +running\n  hello +not run\n  finish +not run\n$`)
+	if r.code != exitOK || !want.MatchString(r.stdout) {
+		t.Errorf("exit %d\n%s%s\nwant stdout matching %s", r.code, r.stdout, r.stderr, want)
+	}
+	rec.end("start", 1, store.TaskSucceeded, "")
+	r = runDagger(t, "inspect", "--store", dir, rec.run.ID+"/start")
+	if want := regexp.MustCompile(`(?m)^status +succeeded\n`); !want.MatchString(r.stdout) {
+		t.Errorf("exit %d\n%s%s\nwant stdout matching %s", r.code, r.stdout, r.stderr, want)
+	}
+}
+
+// TestListNames checks how messages list names.
+func TestListNames(t *testing.T) {
+	many := make([]string, 12)
+	for i := range many {
+		many[i] = fmt.Sprint(i)
+	}
+	tests := []struct {
+		names []string
+		want  string
+	}{
+		{nil, "none"},
+		{[]string{"a", "b"}, "a, b"},
+		{many, "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ... (12 in all)"},
+	}
+	for _, tt := range tests {
+		if got := listNames(tt.names); got != tt.want {
+			t.Errorf("listNames(%q) = %q, want %q", tt.names, got, tt.want)
+		}
+	}
+}
+
+// TestByteSize checks how sizes are written for people.
+func TestByteSize(t *testing.T) {
+	tests := []struct {
+		n    int64
+		want string
+	}{
+		{0, "0 B"},
+		{1023, "1023 B"},
+		{1536, "1.5 KiB"},
+		{12 << 20, "12.0 MiB"},
+		{3 << 60, "3.0 EiB"},
+	}
+	for _, tt := range tests {
+		if got := byteSize(tt.n); got != tt.want {
+			t.Errorf("byteSize(%d) = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+}
+
+// TestTruncateRunes checks how previews are cut.
+func TestTruncateRunes(t *testing.T) {
+	tests := []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"short", 5, "short"},
+		{"longer", 5, "long…"},
+		{"ééééé☃", 5, "éééé…"},
+	}
+	for _, tt := range tests {
+		if got := truncateRunes(tt.s, tt.n); got != tt.want {
+			t.Errorf("truncateRunes(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
+		}
+	}
+}
+
+// TestStatusCounts checks how the statuses of tasks are summed up, in
+// which order.
+func TestStatusCounts(t *testing.T) {
+	task := func(status store.TaskStatus, errMsg string) store.Task {
+		return store.Task{Status: status, Error: errMsg}
+	}
+	tests := []struct {
+		tasks []store.Task
+		want  string
+	}{
+		{nil, ""},
+		{[]store.Task{task(store.TaskSucceeded, ""), task(store.TaskSucceeded, "")}, "2 succeeded"},
+		{[]store.Task{
+			task(store.TaskRunning, ""),
+			task(store.TaskFailed, "x"),
+			task("paused", ""),
+			task(store.TaskSucceeded, "caught"),
+			task(store.TaskSucceeded, ""),
+			task(store.TaskReused, ""),
+			task(store.TaskCancelled, ""),
+		}, "1 succeeded, 1 caught, 1 reused, 1 failed, 1 cancelled, 1 paused, 1 running"},
+	}
+	for _, tt := range tests {
+		if got := statusCounts(tt.tasks); got != tt.want {
+			t.Errorf("statusCounts(%v) = %q, want %q", tt.tasks, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/exec"
+	"github.com/daggerflow/dagger/store"
+)
+
+func resumeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "resume",
+		Usage:     "run a failed or cancelled run again, reusing what succeeded",
+		ArgsUsage: "RUN",
+		Description: "Resume starts a new run of the flow of RUN (an id, a unique prefix of one,\n" +
+			"or latest), with its parameter values and the flow file's current code. Every\n" +
+			"task that succeeded in RUN, and whose parents were reused too, is copied\n" +
+			"instead of run; the first task that is not, and everything after it, runs\n" +
+			"with the current code. --from STEP runs that step and every step after it\n" +
+			"again even where they succeeded. The new run records RUN as its origin.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "from", Usage: "run `STEP` and the steps after it again"},
+			&cli.IntFlag{Name: "max-workers", Usage: "run at most `N` tasks at once; 0 for one per CPU"},
+			&cli.StringFlag{Name: "executor", Value: inProcess, Usage: "run tasks `WHERE`: inprocess, or process for a subprocess each"},
+			&cli.BoolFlag{Name: "json", Usage: "print the run's events as JSON, one object per line"},
+			&cli.StringFlag{Name: "store", Usage: "the store `DIR` the run is in"},
+		},
+		Action: resumeRun,
+	}
+}
+
+func resumeRun(c *cli.Context) error {
+	name := c.Command.HelpName
+	if c.NArg() != 1 {
+		return &usageError{cmd: name, msg: "takes one run: an id, a unique prefix of one, or latest"}
+	}
+	workers := c.Int("max-workers")
+	if workers < 0 {
+		return &usageError{cmd: name, msg: fmt.Sprintf("--max-workers must be 0 or more, not %d", workers)}
+	}
+	executor, err := newExecutor(name, c.String("executor"))
+	if err != nil {
+		return err
+	}
+	dir, err := storeDir(c.String("store"))
+	if err != nil {
+		return failed(err)
+	}
+	ctx, again, stop := notifySignals(c.Context)
+	defer stop()
+	st, err := store.Open(ctx, dir)
+	if err != nil {
+		return failed(err)
+	}
+	origin, err := st.Run(ctx, c.Args().First())
+	if err != nil {
+		st.Close()
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrAmbiguous) {
+			return &exitError{code: exitInvalid, err: err}
+		}
+		return failed(err)
+	}
+	from := c.String("from")
+	if origin.Status == store.RunSucceeded && from == "" {
+		st.Close()
+		return &exitError{code: exitInvalid, err: fmt.Errorf("run %s succeeded: there is nothing to resume; --from STEP runs a step and those after it again", origin.ID)}
+	}
+	set := builtins.Standard()
+	flow, err := loadFlow(origin.FlowPath, set)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	if from != "" && flow.Graph.Step(from) == nil {
+		st.Close()
+		return &usageError{cmd: name, msg: fmt.Sprintf("--from %s: flow %s has no such step", from, flow.Graph.Name)}
+	}
+	given, err := exec.ParamsFromRecord(flow.Graph, origin.Params)
+	if err == nil {
+		_, err = exec.ParamValues(flow.Graph, given)
+	}
+	if err != nil {
+		st.Close()
+		return &exitError{code: exitInvalid, err: fmt.Errorf("the params of run %s no longer fit %s:\n%s", origin.ID, origin.FlowPath, strings.ReplaceAll(err.Error(), "\n", "\ndagger: "))}
+	}
+	return runInStore(ctx, c, again, st, flow, exec.Options{
+		Params:     given,
+		MaxWorkers: workers,
+		Executor:   executor,
+		Builtins:   set,
+		Resume:     &exec.Resume{Origin: origin, From: from},
+	})
+}

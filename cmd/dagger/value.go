@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+
+	sl "go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+)
+
+// A notJSONError says which part of an artifact value has no JSON form.
+type notJSONError struct {
+	// path locates the part, in Starlark syntax relative to the value,
+	// as starlark.UnsupportedError does: "" for the value itself, [2] for
+	// an element, ["k"] for a dict's value, .keys()[2] for its key, .f
+	// for a struct's field.
+	path string
+	what string // what the part is, such as "bytes"
+}
+
+func (e *notJSONError) Error() string {
+	if e.path == "" {
+		return "it is " + e.what
+	}
+	return e.path + " is " + e.what
+}
+
+// appendJSON appends to b the JSON form of v, a decoded artifact value:
+// None, bools, ints (however big), finite floats, UTF-8 strings, lists
+// and tuples (as arrays), dicts whose keys are all strings (as objects,
+// in their order) and structs (as objects, fields sorted by name). Other
+// values have none: bytes, sets, dicts with other keys, infinite and NaN
+// floats, and strings that are not UTF-8, which JSON would mangle. path
+// is that of v within the artifact, for the *notJSONError.
+func appendJSON(b []byte, v sl.Value, path string) ([]byte, error) {
+	switch v := v.(type) {
+	case sl.NoneType:
+		return append(b, "null"...), nil
+	case sl.Bool:
+		return strconv.AppendBool(b, bool(v)), nil
+	case sl.Int:
+		// Digits, however many: JSON numbers have no bound, though
+		// readers that use doubles round those beyond 2^53.
+		return append(b, v.String()...), nil
+	case sl.Float:
+		if math.IsInf(float64(v), 0) || math.IsNaN(float64(v)) {
+			return nil, &notJSONError{path, "the float " + v.String()}
+		}
+		// Starlark's form, such as 2.0 or 1e+21, is JSON's too, and
+		// keeps the point that tells a float from an int.
+		return append(b, v.String()...), nil
+	case sl.String:
+		if !utf8.ValidString(string(v)) {
+			return nil, &notJSONError{path, "a string that is not UTF-8"}
+		}
+		return appendJSONString(b, string(v)), nil
+	case *sl.List:
+		return appendJSONArray(b, v, path)
+	case sl.Tuple:
+		return appendJSONArray(b, v, path)
+	case *sl.Dict:
+		b = append(b, '{')
+		var err error
+		for i, kv := range v.Items() {
+			k, ok := kv[0].(sl.String)
+			if !ok {
+				return nil, &notJSONError{fmt.Sprintf("%s.keys()[%d]", path, i), "a key of type " + kv[0].Type()}
+			}
+			if b, err = appendJSONField(b, i, string(k), kv[1], fmt.Sprintf("%s[%s]", path, k)); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, '}'), nil
+	case *starlarkstruct.Struct:
+		b = append(b, '{')
+		names := v.AttrNames()
+		slices.Sort(names) // the codec's order, whatever the struct's
+		for i, name := range names {
+			f, err := v.Attr(name)
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", path, name, err)
+			}
+			if b, err = appendJSONField(b, i, name, f, path+"."+name); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, '}'), nil
+	}
+	what := "a " + v.Type()
+	if _, ok := v.(sl.Bytes); ok {
+		what = "bytes"
+	}
+	return nil, &notJSONError{path, what}
+}
+
+// appendJSONArray appends the elements of seq as a JSON array.
+func appendJSONArray(b []byte, seq sl.Indexable, path string) ([]byte, error) {
+	b = append(b, '[')
+	var err error
+	for i := range seq.Len() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = appendJSON(b, seq.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, ']'), nil
+}
+
+// appendJSONField appends the i-th member of a JSON object.
+func appendJSONField(b []byte, i int, name string, v sl.Value, path string) ([]byte, error) {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = appendJSONString(b, name)
+	b = append(b, ':')
+	return appendJSON(b, v, path)
+}
+
+// appendJSONString appends s, valid UTF-8, as a JSON string, escaping
+// only what JSON requires (not <, > and &, as encoding/json does for web
+// pages).
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r == '\n':
+			b = append(b, `\n`...)
+		case r == '\r':
+			b = append(b, `\r`...)
+		case r == '\t':
+			b = append(b, `\t`...)
+		case r < 0x20:
+			b = fmt.Appendf(b, `\u%04x`, r)
+		default:
+			b = utf8.AppendRune(b, r)
+		}
+	}
+	return append(b, '"')
+}
+
+// formatValue returns v for people: its JSON form indented, if it has
+// one, else its Starlark repr, such as b"\x00" or set([1, 2]). With
+// asJSON, a value without a JSON form is a *notJSONError.
+func formatValue(v sl.Value, asJSON bool) ([]byte, error) {
+	compact, err := appendJSON(nil, v, "")
+	if err != nil {
+		if asJSON {
+			return nil, err
+		}
+		return []byte(v.String()), nil
+	}
+	var b bytes.Buffer
+	if err := json.Indent(&b, compact, "", "  "); err != nil {
+		return nil, fmt.Errorf("indenting its JSON: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// rawValue returns what dagger inspect -o writes for v: the bytes
+// themselves for bytes, the text of a string, and otherwise, or with
+// asJSON, what formatValue prints, ending with a newline.
+func rawValue(v sl.Value, asJSON bool) ([]byte, error) {
+	if !asJSON {
+		switch v := v.(type) {
+		case sl.Bytes:
+			return []byte(v), nil
+		case sl.String:
+			return []byte(v), nil
+		}
+	}
+	out, err := formatValue(v, asJSON)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
+}
