@@ -3,6 +3,11 @@
 // Usage:
 //
 //	dagger run [-p name=value]... FLOW         run a flow
+//	dagger resume [--from STEP] RUN            run a failed run again, reusing what succeeded
+//	dagger runs [FLOW]                         list runs
+//	dagger inspect RUN[/STEP[/TASK]][/ARTIFACT] show a run, step, task or artifact
+//	dagger logs [--follow] RUN[/STEP[/TASK]]   print what tasks printed
+//	dagger fsck                                check the store
 //	dagger check FLOW                          check a flow without running it
 //	dagger show [--json] FLOW                  print a flow's parameters and steps
 //	dagger graph [--format dot|mermaid] FLOW   draw a flow's step graph
@@ -60,6 +65,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			graphCommand(),
 			runCommand(),
 			resumeCommand(),
+			fsckCommand(),
 			runsCommand(),
 			inspectCommand(),
 			logsCommand(),

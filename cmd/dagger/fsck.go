@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+)
+
+func fsckCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "fsck",
+		Usage: "check that the store is consistent",
+		Description: "Fsck reads the whole store and checks it: that every blob's content hashes\n" +
+			"to its name, that every blob a run, task or attempt needs is there, and that\n" +
+			"the database is sound. It prints each problem found and exits with 1 if\n" +
+			"there is any. It may run while other dagger commands use the store.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "store", Usage: "check the store in `DIR`"},
+		},
+		Action: fsck,
+	}
+}
+
+func fsck(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return &usageError{cmd: c.Command.HelpName, msg: "takes no arguments"}
+	}
+	st, dir, err := openStore(c.Context, c.String("store"))
+	if err != nil {
+		return failed(err)
+	}
+	if st == nil {
+		return &exitError{code: exitInvalid, err: fmt.Errorf("there is no store in %s", dir)}
+	}
+	defer st.Close()
+	problems, err := st.Check(c.Context)
+	if err != nil {
+		return failed(fmt.Errorf("checking the store in %s: %w", dir, err))
+	}
+	for _, p := range problems {
+		fmt.Fprintln(c.App.Writer, p)
+	}
+	if len(problems) > 0 {
+		return failed(fmt.Errorf("the store in %s has %s", dir, plural(len(problems), "problem")))
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "%s: ok\n", dir)
+	return failed(err)
+}
