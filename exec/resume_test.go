@@ -205,3 +205,63 @@ def finish(ctx):
 		t.Errorf("ParamsFromRecord (-want +got):\n%s", diff)
 	}
 }
+
+func TestResumeCancelled(t *testing.T) {
+	path := writeFlow(t, map[string]string{"flow.star": `
+n = param("n", default = 200000000)
+
+def start(ctx):
+    ctx.before = 1
+    next_step(spin)
+
+def spin(ctx):
+    print("spinning")
+    total = 0
+    for i in range(n):
+        total += i
+    ctx.total = total
+    next_step(finish)
+
+def finish(ctx):
+    pass
+`})
+	st, err := store.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	flow, err := starlark.Load(path, builtins.Standard().IsPredeclared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cancelled, err := Run(ctx, st, flow, Options{OnEvent: func(e Event) {
+		if e.Kind == TaskOutput && e.Line == "spinning" {
+			cancel()
+		}
+	}})
+	if err == nil || cancelled.Status != store.RunCancelled {
+		t.Fatalf("run: %s, %v; want it cancelled", cancelled.Status, err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(mustRead(t, path)), "range(n)", "range(10)", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, tasks, err := resumeRun(t, st, path, &Resume{Origin: cancelled})
+	if err != nil {
+		t.Fatalf("resuming the cancelled run: %v", err)
+	}
+	want := map[string]store.TaskStatus{"start": store.TaskReused, "spin": store.TaskSucceeded, "finish": store.TaskSucceeded}
+	if diff := cmp.Diff(want, statuses(tasks)); diff != "" {
+		t.Errorf("tasks (-want +got):\n%s", diff)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

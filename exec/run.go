@@ -38,7 +38,8 @@ type Options struct {
 	// OnEvent, if set, is called with every event of the run, one at a
 	// time, in order.
 	OnEvent func(Event)
-	// Resume, if set, makes the run a resumption of an earlier one.
+	// Resume, if set, makes the run a resumption of an earlier one; with
+	// Params nil, it runs with the param values of that run.
 	Resume *Resume
 }
 
@@ -71,6 +72,13 @@ func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options
 		opts.MaxWorkers = runtime.NumCPU()
 	}
 	g := flow.Graph
+	if opts.Resume != nil && opts.Params == nil {
+		p, err := ParamsFromRecord(g, opts.Resume.Origin.Params)
+		if err != nil {
+			return store.Run{}, err
+		}
+		opts.Params = p
+	}
 	values, err := ParamValues(g, opts.Params)
 	if err != nil {
 		return store.Run{}, err
