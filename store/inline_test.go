@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -455,53 +456,63 @@ func TestUpgradeFromVersion1(t *testing.T) {
 	openStoreAt(t, dir)
 }
 
-// TestConcurrentFirstOpen opens a new store from several processes at
-// once, repeatedly.
+// TestConcurrentFirstOpen has several processes open new stores at the
+// same moment, repeatedly.
 func TestConcurrentFirstOpen(t *testing.T) {
-	if dir := os.Getenv("STORE_TEST_OPEN_DIR"); dir != "" {
-		// Wait for the go signal, so that the children open the store
-		// at the same moment.
-		start := filepath.Join(filepath.Dir(dir), "go")
-		for {
-			if _, err := os.Stat(start); err == nil {
-				break
+	const rounds, children = 20, 8
+	if base := os.Getenv("STORE_TEST_OPEN_DIR"); base != "" {
+		for round := range rounds {
+			// Wait for the go signal, so that the children open the
+			// store at the same moment.
+			dir := filepath.Join(base, strconv.Itoa(round))
+			for deadline := time.Now().Add(time.Minute); ; {
+				if _, err := os.Stat(dir + ".go"); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no go signal for round %d", round)
+				}
+				time.Sleep(50 * time.Microsecond)
 			}
-			time.Sleep(100 * time.Microsecond)
-		}
-		s := openStoreAt(t, dir)
-		if _, err := s.CreateRun(t.Context(), Run{Flow: "open"}); err != nil {
-			t.Fatal(err)
+			s, err := Open(t.Context(), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.CreateRun(t.Context(), Run{Flow: "open"})
+			if err := errors.Join(err, s.Close()); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Println(resultPrefix + strconv.Itoa(round))
 		}
 		return
 	}
 	if testing.Short() {
 		t.Skip("slow: starts processes")
 	}
-	const rounds, children = 10, 8
-	for range rounds {
-		base := t.TempDir()
-		dir := filepath.Join(base, "store")
-		var cmds []*childProcess
-		for range children {
-			cmd, out := startChild(t, "TestConcurrentFirstOpen", "STORE_TEST_OPEN_DIR="+dir)
-			cmds = append(cmds, &childProcess{cmd, out})
-		}
-		// Starting a process takes a few milliseconds.
-		time.Sleep(100 * time.Millisecond)
-		if err := os.WriteFile(filepath.Join(base, "go"), nil, 0o666); err != nil {
+	base := t.TempDir()
+	var procs []*childProcess
+	for range children {
+		cmd, out := startChild(t, "TestConcurrentFirstOpen", "STORE_TEST_OPEN_DIR="+base)
+		procs = append(procs, &childProcess{cmd, out})
+	}
+	for round := range rounds {
+		dir := filepath.Join(base, strconv.Itoa(round))
+		if err := os.WriteFile(dir+".go", nil, 0o666); err != nil {
 			t.Fatal(err)
 		}
-		for _, c := range cmds {
-			if err := c.wait(); err != nil {
-				t.Error(err)
+		for _, p := range procs {
+			if r, err := p.result(); err != nil || r != strconv.Itoa(round) {
+				t.Fatalf("round %d: child reported %q, %v", round, r, err)
 			}
-		}
-		if t.Failed() {
-			return
 		}
 		runs, err := openStoreAt(t, dir).Runs(t.Context(), RunFilter{})
 		if err != nil || len(runs) != children {
-			t.Fatalf("%d runs, %v; want %d", len(runs), err, children)
+			t.Fatalf("round %d: %d runs, %v; want %d", round, len(runs), err, children)
+		}
+	}
+	for _, p := range procs {
+		if err := p.wait(); err != nil {
+			t.Error(err)
 		}
 	}
 }

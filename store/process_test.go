@@ -40,6 +40,8 @@ func startChild(t *testing.T, test string, env ...string) (*exec.Cmd, *bufio.Sca
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A test that fails early must not leave children waiting forever.
+	t.Cleanup(func() { cmd.Process.Kill() })
 	return cmd, bufio.NewScanner(stdout)
 }
 
@@ -47,6 +49,19 @@ func startChild(t *testing.T, test string, env ...string) (*exec.Cmd, *bufio.Sca
 type childProcess struct {
 	cmd *exec.Cmd
 	out *bufio.Scanner
+}
+
+// result returns the next result the child prints or, if it exits first,
+// an error with its output.
+func (c *childProcess) result() (string, error) {
+	var lines []string
+	for c.out.Scan() {
+		if r, ok := strings.CutPrefix(c.out.Text(), resultPrefix); ok {
+			return r, nil
+		}
+		lines = append(lines, c.out.Text())
+	}
+	return "", fmt.Errorf("child exited: %v\n%s", c.cmd.Wait(), strings.Join(lines, "\n"))
 }
 
 // wait waits for the child to exit, and returns an error with its output if

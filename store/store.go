@@ -116,11 +116,11 @@ func open(ctx context.Context, dir string) (_ *Store, err error) {
 
 // setUp opens the database, creating or upgrading its schema.
 //
-// SQLite does not wait for other connections while it turns a new database
-// to WAL mode, which the first connection of each process asks for: when
-// processes open a new store at the same time, all but one would fail with
-// SQLITE_BUSY. So they take turns, holding a lock on the file <dir>/lock
-// during setup. Processes that are done with it do not take the lock.
+// The first connection of each process sets WAL mode, which for a new
+// database fails with SQLITE_BUSY, without waiting in the busy handler, if
+// another process is setting the database up at the same moment. So
+// processes take turns, holding a lock on the file <dir>/lock during setup.
+// Processes that are done with it do not take the lock.
 func (s *Store) setUp(ctx context.Context) (err error) {
 	unlock, err := lockFile(ctx, filepath.Join(s.dir, "lock"))
 	if err != nil {
@@ -261,10 +261,9 @@ func (s *Store) Blobs() Blobs {
 //
 // A durable transaction also writes the small blobs pending in memory, all
 // those stored before write was called, so that no record it commits refers
-// to a small blob a crash could lose. (That the blobs are taken once write
-// holds the only connection of wdb matters: a concurrent durable write
-// cannot commit records while blobs that they refer to are still being
-// written by another.)
+// to a small blob a crash could lose. The blobs are taken once write holds
+// the only connection of wdb, so that durable writes take them in turn: none
+// can commit while a blob stored before it is being written by another.
 func (s *Store) write(ctx context.Context, durable bool, fn func(*sql.Tx) error) error {
 	return s.writeTx(ctx, durable, durable, fn)
 }
