@@ -323,7 +323,7 @@ func (s *scheduler) launch(p *pending) {
 	opts := s.runner.Options(spec.Step)
 	go func() {
 		a := &attempt{p: p, start: time.Now()}
-		a.err = s.st.StartTask(s.ctx, store.Task{
+		a.err = s.st.QueueStartTask(s.ctx, store.Task{
 			RunID: spec.RunID, ID: spec.TaskID, Step: spec.Step, Parents: p.parents, Index: spec.Index,
 			Status: store.TaskRunning, Attempt: spec.Attempt, Started: a.start,
 		})

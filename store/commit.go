@@ -70,30 +70,37 @@ func (s *Store) CommitTask(ctx context.Context, t Task, a Attempt) error {
 
 // enqueue has req written in a batch and waits until it is.
 func (s *Store) enqueue(ctx context.Context, r commitRequest) error {
-	if err := ctx.Err(); err != nil {
+	req, err := s.queue(ctx, r)
+	if err != nil {
 		return err
 	}
-	req := &r
-	req.ctx, req.done = ctx, make(chan error, 1)
-	c := &s.commits
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return errClosed
-	}
-	c.queue = append(c.queue, req)
-	if !c.writing {
-		c.writing = true
-		c.writers.Go(s.writeBatches)
-	}
-	c.mu.Unlock()
-
 	select {
 	case err := <-req.done:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// queue adds req to the queue of the next batch, in call order.
+func (s *Store) queue(ctx context.Context, r commitRequest) (*commitRequest, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	req := &r
+	req.ctx, req.done = ctx, make(chan error, 1)
+	c := &s.commits
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errClosed
+	}
+	c.queue = append(c.queue, req)
+	if !c.writing {
+		c.writing = true
+		c.writers.Go(s.writeBatches)
+	}
+	return req, nil
 }
 
 // writeBatches writes batches until the queue is empty.

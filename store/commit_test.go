@@ -236,3 +236,42 @@ func ExampleStore_CommitTask() {
 	// 3 tasks
 	// true
 }
+
+func TestQueueStartTask(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	run, err := s.CreateRun(ctx, Run{Flow: "f", FlowPath: "/f.star"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	task := Task{RunID: run.ID, ID: "start", Step: "start", Attempt: 1, Started: now}
+	if err := s.QueueStartTask(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	task.Status, task.Ended = TaskSucceeded, now
+	if err := s.CommitTask(ctx, task, Attempt{RunID: run.ID, TaskID: "start", N: 1, Status: TaskSucceeded, Started: now, Ended: now}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Task(ctx, run.ID, "start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != TaskSucceeded {
+		t.Errorf("after a queued start and a commit, the task is %s", got.Status)
+	}
+
+	// A start that cannot be written fails the commit of its task.
+	bad := Task{RunID: "nosuchrun000", ID: "x", Step: "x", Attempt: 1, Started: now}
+	if err := s.QueueStartTask(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	bad.Status, bad.Ended = TaskSucceeded, now
+	if err := s.CommitTask(ctx, bad, Attempt{}); err == nil {
+		t.Error("the commit of a task of an unknown run succeeded")
+	}
+}

@@ -315,6 +315,21 @@ const upsertAttemptSQL = `INSERT INTO attempts
 // itself but by the next durable write, such as that of CommitTask: after a
 // crash, a task that was merely running is as good as never started.
 func (s *Store) StartTask(ctx context.Context, t Task) error {
+	return s.startTask(ctx, t, true)
+}
+
+// QueueStartTask is StartTask for a caller that need not wait for the
+// record: it returns once the record is queued, to be written with the next
+// batch and before any later record of the task, such as its CommitTask.
+// An engine running many short tasks saves the wait for a batch in each.
+// The record is not visible to readers before it is written, and an error
+// writing it (a task of an unknown run, say) fails the task's CommitTask
+// too, as that record has the same fault.
+func (s *Store) QueueStartTask(ctx context.Context, t Task) error {
+	return s.startTask(ctx, t, false)
+}
+
+func (s *Store) startTask(ctx context.Context, t Task, wait bool) error {
 	t = Task{
 		RunID:   t.RunID,
 		ID:      t.ID,
@@ -328,7 +343,12 @@ func (s *Store) StartTask(ctx context.Context, t Task) error {
 	a := Attempt{RunID: t.RunID, TaskID: t.ID, N: t.Attempt, Status: TaskRunning, Started: t.Started}
 	err := checkTask(t, false)
 	if err == nil {
-		err = s.enqueue(ctx, commitRequest{rec: &taskRecord{task: t, attempt: a}})
+		req := commitRequest{rec: &taskRecord{task: t, attempt: a}}
+		if wait {
+			err = s.enqueue(ctx, req)
+		} else {
+			_, err = s.queue(ctx, req)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("store: start task %s/%s: %w", t.RunID, t.ID, err)
