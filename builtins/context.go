@@ -41,11 +41,16 @@ type artifact struct {
 	value starlark.Value // nil until read or set
 }
 
-func (a *artifact) get(load Loader) (starlark.Value, error) {
+func (a *artifact) get(load Loader, frozen bool) (starlark.Value, error) {
 	if a.value == nil {
 		v, err := load(a.hash)
 		if err != nil {
 			return nil, err
+		}
+		if frozen {
+			// A change to an input's value would be lost: make it an
+			// error instead.
+			v.Freeze()
 		}
 		a.value = v
 	}
@@ -120,7 +125,7 @@ func (c *Context) Attr(name string) (starlark.Value, error) {
 		if name == "index" {
 			return starlark.MakeInt(c.info.Index), nil
 		}
-		return c.input.get(c.load)
+		return c.input.get(c.load, c.readOnly)
 	}
 	if why, ok := c.conflicts[name]; ok {
 		return nil, fmt.Errorf("artifact %s differs between the inputs of this join (%s); set ctx.%s before reading it, or read it from inputs", name, why, name)
@@ -132,7 +137,7 @@ func (c *Context) Attr(name string) (starlark.Value, error) {
 		}
 		return nil, fmt.Errorf("ctx has no artifact %s; artifacts: %s", name, strings.Join(slices.Sorted(maps.Keys(c.artifacts)), ", "))
 	}
-	v, err := a.get(c.load)
+	v, err := a.get(c.load, c.readOnly)
 	if err != nil {
 		return nil, fmt.Errorf("artifact %s: %w", name, err)
 	}

@@ -2,8 +2,10 @@ package builtins
 
 import (
 	"fmt"
+	"math"
 	"math/big"
 	"slices"
+	"strconv"
 
 	"go.starlark.net/lib/json"
 	"go.starlark.net/starlark"
@@ -188,22 +190,23 @@ func nextStep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 }
 
 // ParamValue converts the text given for p on the command line to a value
-// of the param's type: ints of any size, floats, booleans (true, false, 1,
-// 0, yes, no), strings as they are, lists and dicts as JSON.
+// of the param's type: decimal ints of any size, finite floats, booleans
+// (true, false, 1, 0, yes, no), strings as they are, lists and dicts as
+// JSON.
 func ParamValue(p *dag.Param, text string) (starlark.Value, error) {
 	switch p.Type {
 	case "string":
 		return starlark.String(text), nil
 	case "int":
-		n, ok := new(big.Int).SetString(text, 0)
+		n, ok := new(big.Int).SetString(text, 10)
 		if !ok {
 			return nil, fmt.Errorf("param %s: %q is not an int", p.Name, text)
 		}
 		return starlark.MakeBigInt(n), nil
 	case "float":
-		var f float64
-		if _, err := fmt.Sscan(text, &f); err != nil {
-			return nil, fmt.Errorf("param %s: %q is not a float", p.Name, text)
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, fmt.Errorf("param %s: %q is not a finite float", p.Name, text)
 		}
 		return starlark.Float(f), nil
 	case "bool":

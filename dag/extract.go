@@ -54,7 +54,7 @@ func Extract(f *syntax.File) (*Graph, error) {
 		accepted: make(map[*syntax.CallExpr]bool),
 	}
 	x.declarations(f)
-	x.refs = builtinRefs(f, func(name string) bool {
+	x.refs, x.locals = builtinRefs(f, func(name string) bool {
 		_, isDef := x.defs[name]
 		_, isGlobal := x.globals[name]
 		return isDef || isGlobal
@@ -77,6 +77,7 @@ type extractor struct {
 	globals  map[string]syntax.Position // other top-level names
 	accepted map[*syntax.CallExpr]bool  // next_step calls where they belong
 	refs     map[*syntax.Ident]bool     // identifiers that refer to builtins
+	locals   map[*syntax.Ident]bool     // identifiers that refer to local variables
 	// duplicates are functions defined again, whose bodies are ignored.
 	duplicates []*syntax.DefStmt
 	params     map[string]*Param
@@ -437,6 +438,11 @@ func (x *extractor) notBareName(arg syntax.Expr) {
 
 // target reports whether id names a step, explaining why not otherwise.
 func (x *extractor) target(id *syntax.Ident) bool {
+	if x.locals[id] {
+		x.errorf(id.NamePos, "rename the variable, or name the step directly",
+			"%s is a local variable here, not a step", id.Name)
+		return false
+	}
 	if _, ok := x.g.steps[id.Name]; ok {
 		return true
 	}
@@ -501,9 +507,11 @@ func (x *extractor) calls(f *syntax.File) {
 				}
 			}
 		case *syntax.Ident:
-			if x.isBuiltin(n, "next_step") {
-				if call, ok := stack[len(stack)-2].(*syntax.CallExpr); !ok || call.Fn != n {
-					x.errorf(n.NamePos, "", "next_step must be called, not used as a value")
+			// Extraction sees only direct calls of these: an alias
+			// would hide what it declares.
+			if n.Name == "next_step" || n.Name == "param" || n.Name == "step" {
+				if call, ok := stack[len(stack)-2].(*syntax.CallExpr); x.refs[n] && (!ok || call.Fn != n) {
+					x.errorf(n.NamePos, "", "%s must be called, not used as a value", n.Name)
 				}
 			}
 		}

@@ -8,34 +8,40 @@ import "go.starlark.net/syntax"
 // it to tell a call of the builtin step from a call of a local variable
 // called step. It leaves f as it is: the file is resolved once, where it is
 // compiled.
-func builtinRefs(f *syntax.File, isGlobal func(string) bool) map[*syntax.Ident]bool {
-	s := &scoper{isGlobal: isGlobal, refs: make(map[*syntax.Ident]bool)}
+// It also returns the uses of names bound by an enclosing function, lambda
+// or comprehension: a local variable called like a step is not the step.
+func builtinRefs(f *syntax.File, isGlobal func(string) bool) (refs, locals map[*syntax.Ident]bool) {
+	s := &scoper{isGlobal: isGlobal, refs: make(map[*syntax.Ident]bool), locals: make(map[*syntax.Ident]bool)}
 	for _, stmt := range f.Stmts {
 		s.walk(stmt)
 	}
-	return s.refs
+	return s.refs, s.locals
 }
 
 type scoper struct {
 	isGlobal func(string) bool
 	scopes   []map[string]bool
 	refs     map[*syntax.Ident]bool
+	locals   map[*syntax.Ident]bool
 }
 
-func (s *scoper) bound(name string) bool {
+func (s *scoper) local(name string) bool {
 	for _, sc := range s.scopes {
 		if sc[name] {
 			return true
 		}
 	}
-	return s.isGlobal(name)
+	return false
 }
 
 func (s *scoper) walk(n syntax.Node) {
 	syntax.Walk(n, func(n syntax.Node) bool {
 		switch n := n.(type) {
 		case *syntax.Ident:
-			if !s.bound(n.Name) {
+			switch {
+			case s.local(n.Name):
+				s.locals[n] = true
+			case !s.isGlobal(n.Name):
 				s.refs[n] = true
 			}
 		case *syntax.DotExpr:

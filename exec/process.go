@@ -74,10 +74,17 @@ func (p *Process) Execute(ctx context.Context, spec *TaskSpec, print func(line s
 		data, _ := io.ReadAll(resultR) // a short read shows as a bad result below
 		resultc <- data
 	}()
-	lines := bufio.NewScanner(stdout)
-	lines.Buffer(make([]byte, 64*1024), 16<<20)
-	for lines.Scan() {
-		print(lines.Text())
+	// Lines of any length are read whole, so that the child never blocks
+	// on a pipe nobody reads.
+	lines := bufio.NewReader(stdout)
+	for {
+		line, err := lines.ReadString('\n')
+		if line != "" {
+			print(strings.TrimSuffix(line, "\n"))
+		}
+		if err != nil {
+			break // EOF, or the pipe closed by Wait
+		}
 	}
 	waitErr := cmd.Wait()
 	data := <-resultc
@@ -91,7 +98,7 @@ func (p *Process) Execute(ctx context.Context, spec *TaskSpec, print func(line s
 		if ctx.Err() != nil {
 			return &TaskResult{Error: fmt.Sprintf("%v: %s", context.Cause(ctx), msg)}, nil
 		}
-		return nil, fmt.Errorf("task %s: %s gave no result: %s", spec.TaskID, strings.Join(p.Command, " "), msg)
+		return nil, fmt.Errorf("%s gave no result: %s", strings.Join(p.Command, " "), msg)
 	}
 	return &res, nil
 }

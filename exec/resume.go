@@ -100,7 +100,7 @@ func (r *resumer) reusable(g *dag.Graph, p *pending) (store.Task, bool) {
 	case step.Next.Kind == dag.Switch:
 		ok = len(o.Next) == 1 && slices.Contains(step.Next.Names(), o.Next[0])
 	case step.Next.Kind == dag.Foreach:
-		ok = slices.Equal(o.Next, step.Next.Names()) && (o.Foreach != "" || o.ForeachLen == 0)
+		ok = slices.Equal(o.Next, step.Next.Names()) && o.Foreach != "" // every fan-out has a manifest, empty ones too
 	default:
 		ok = slices.Equal(o.Next, step.Next.Names())
 	}
@@ -143,7 +143,7 @@ func (s *scheduler) readManifest(h store.Hash) ([]string, error) {
 	if h == "" {
 		return []string{}, nil
 	}
-	data, err := s.st.Blobs().Get(s.ctx, h)
+	data, err := s.st.Blobs().Get(context.WithoutCancel(s.ctx), h)
 	if err != nil {
 		return nil, fmt.Errorf("reading the foreach elements of the origin run: %w", err)
 	}

@@ -36,6 +36,7 @@ def fragile(ctx):
     next_step(meet)
 
 def meet(ctx, inputs):
+    ctx.side = inputs.side.side
     next_step(finish)
 
 def finish(ctx):

@@ -120,6 +120,7 @@ func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options
 		done:      make(chan *attempt),
 		committed: make(chan *attempt),
 		retry:     make(chan *pending),
+		halt:      make(chan struct{}),
 	}
 	s.emit(Event{Kind: RunStarted})
 	s.runner, err = NewRunner(ctx, flow, opts.Builtins, opts.Params, st.Blobs(), func(line string) {
@@ -156,8 +157,9 @@ type scheduler struct {
 	done       chan *attempt // executed
 	committed  chan *attempt // recorded durably
 	retry      chan *pending
-	failure    *RunError // the first failure; nothing starts after it
-	finished   bool      // finish succeeded
+	failure    *RunError     // the first failure; nothing starts after it
+	halt       chan struct{} // closed on the first failure
+	finished   bool          // finish succeeded
 
 	emitMu sync.Mutex
 }
@@ -174,7 +176,6 @@ type fan struct {
 	task   *pending // the task that fanned out
 	n      int      // how many branches it has
 	branch int      // which one this is
-	base   map[string]string
 }
 
 type joinState struct {
@@ -321,9 +322,13 @@ func (s *scheduler) launch(p *pending) {
 	spec := p.spec
 	s.emit(Event{Kind: TaskStarted, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt})
 	opts := s.runner.Options(spec.Step)
+	if d, ok := duration(opts["timeout"]); ok {
+		spec.Timeout = d
+	}
 	go func() {
 		a := &attempt{p: p, start: time.Now()}
-		a.err = s.st.QueueStartTask(s.ctx, store.Task{
+		// Cancelling the run cancels the task, not its records.
+		a.err = s.st.QueueStartTask(context.WithoutCancel(s.ctx), store.Task{
 			RunID: spec.RunID, ID: spec.TaskID, Step: spec.Step, Parents: p.parents, Index: spec.Index,
 			Status: store.TaskRunning, Attempt: spec.Attempt, Started: a.start,
 		})
@@ -339,10 +344,10 @@ func (s *scheduler) launch(p *pending) {
 func (s *scheduler) execute(a *attempt, opts map[string]any) {
 	spec := a.p.spec
 	ctx := s.ctx
-	if d, ok := duration(opts["timeout"]); ok {
+	if d := spec.Timeout; d > 0 {
 		// The executor stops the task at its timeout; this is the backstop
-		// for one that does not.
-		spec.Timeout = d
+		// for one that does not. An in-process task stuck in a builtin that
+		// ignores cancellation cannot be abandoned, though.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, d+timeoutGrace, fmt.Errorf("step %s did not stop within %s of its timeout, %s", spec.Step, timeoutGrace, d))
 		defer cancel()
@@ -351,8 +356,14 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 		s.emit(Event{Kind: TaskOutput, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Line: line})
 	})
 	a.duration = time.Since(a.start)
+	if a.err == nil && a.res == nil {
+		a.err = errors.New("the executor returned no result")
+	}
 	if a.err != nil {
-		return
+		// The task could not run, or its runner died (a killed subprocess,
+		// an evicted pod): a failed attempt like any other, which retries
+		// and catch apply to.
+		a.res, a.err = &TaskResult{Error: a.err.Error()}, nil
 	}
 	res := a.res
 	status := store.TaskSucceeded
@@ -403,7 +414,10 @@ func (s *scheduler) catch(ctx context.Context, spec *TaskSpec, name string, res 
 		res.Artifacts = make(map[string]string)
 	}
 	res.Artifacts[name] = string(h)
-	res.Next = s.g.Step(spec.Step).Next.Names()
+	res.Next = nil
+	if next := s.g.Step(spec.Step).Next; next != nil {
+		res.Next = next.Names()
+	}
 	return nil
 }
 
@@ -457,7 +471,7 @@ func (s *scheduler) recorded(a *attempt) {
 	switch {
 	case a.err != nil:
 		s.fail(a.p.spec.TaskID, a.err)
-	case a.again:
+	case a.again && !s.stopped():
 		// Only now: the next attempt's records must not race this one's.
 		s.retryLater(a.p)
 	case a.res.OK:
@@ -505,6 +519,7 @@ func (s *scheduler) retryLater(p *pending) {
 		select {
 		case <-t.C:
 		case <-s.ctx.Done():
+		case <-s.halt: // the run failed: no attempt is worth waiting for
 		}
 		s.retry <- &next
 	}()
@@ -513,6 +528,7 @@ func (s *scheduler) retryLater(p *pending) {
 func (s *scheduler) fail(task string, err error) {
 	if s.failure == nil {
 		s.failure = &RunError{RunID: s.run.ID, Status: store.RunFailed, TaskID: task, Err: err}
+		close(s.halt)
 	}
 }
 
@@ -525,28 +541,30 @@ func (s *scheduler) advance(p *pending, res *TaskResult) {
 	index := p.spec.Index
 	switch step.Next.Kind {
 	case dag.Linear, dag.Switch:
-		s.arrive(res.Next[0], p, res, index, "", p.fans)
+		s.arrive(res.Next[0], p, res, index, p.spec.Input, p.fans)
 	case dag.Split:
 		for i, t := range res.Next {
-			s.arrive(t, p, res, index, "", append(slices.Clip(p.fans), fan{task: p, n: len(res.Next), branch: i, base: res.Artifacts}))
+			s.arrive(t, p, res, index, p.spec.Input, append(slices.Clip(p.fans), fan{task: p, n: len(res.Next), branch: i}))
 		}
 	case dag.Foreach:
 		n := len(res.Foreach)
 		if n == 0 {
 			// Nothing runs inside; the join starts at once, from the
 			// artifacts of the task that fanned out.
-			s.ready = append(s.ready, s.newPending(step.JoinedBy, index, "", res.Artifacts, []string{p.spec.TaskID}, p.fans))
+			s.ready = append(s.ready, s.newPending(step.JoinedBy, index, p.spec.Input, res.Artifacts, []string{p.spec.TaskID}, p.fans))
 			s.ready[len(s.ready)-1].spec.Inputs = []Input{}
 			return
 		}
 		for i, h := range res.Foreach {
-			s.arrive(res.Next[0], p, res, append(slices.Clip(index), i), h, append(slices.Clip(p.fans), fan{task: p, n: n, branch: i, base: res.Artifacts}))
+			s.arrive(res.Next[0], p, res, append(slices.Clip(index), i), h, append(slices.Clip(p.fans), fan{task: p, n: n, branch: i}))
 		}
 	}
 }
 
 // arrive makes the task of step that follows from ready, or, at a join,
 // counts from in and makes the join ready when every input has arrived.
+// Inside a foreach, every task has the element of the foreach around it as
+// ctx.input, not only the first.
 func (s *scheduler) arrive(step string, from *pending, res *TaskResult, index []int, input string, fans []fan) {
 	if !s.g.Step(step).Join {
 		s.ready = append(s.ready, s.newPending(step, index, input, res.Artifacts, []string{from.spec.TaskID}, fans))
@@ -571,33 +589,47 @@ func (s *scheduler) arrive(step string, from *pending, res *TaskResult, index []
 	}
 	fanStep := s.g.Step(f.task.spec.Step)
 	artifacts, conflicts := merge(js.inputs, fanStep.Next.Kind == dag.Split)
-	p := s.newPending(step, f.task.spec.Index, "", artifacts, parents, fans[:len(fans)-1])
+	p := s.newPending(step, f.task.spec.Index, f.task.spec.Input, artifacts, parents, fans[:len(fans)-1])
 	p.spec.Inputs = js.inputs
 	p.spec.Conflicts = conflicts
 	s.ready = append(s.ready, p)
 }
 
 // merge returns the artifacts a join's ctx starts with: those whose value
-// is the same in every input that has them. The others are conflicts,
-// described by two inputs that disagree.
+// is the same in every input. The others are conflicts, described by two
+// inputs that disagree, or one that has the artifact and one that does not.
 func merge(inputs []Input, split bool) (artifacts, conflicts map[string]string) {
 	artifacts = make(map[string]string)
-	first := make(map[string]int) // artifact -> first input that has it
+	names := make(map[string]int) // artifact -> first input that has it
 	for i, in := range inputs {
-		for name, h := range in.Artifacts {
-			j, seen := first[name]
-			switch {
-			case !seen:
-				first[name] = i
-				artifacts[name] = h
-			case inputs[j].Artifacts[name] != h && conflicts[name] == "":
-				if conflicts == nil {
-					conflicts = make(map[string]string)
-				}
-				conflicts[name] = fmt.Sprintf("%s and %s disagree", label(inputs, j, split), label(inputs, i, split))
-				delete(artifacts, name)
+		for name := range in.Artifacts {
+			if _, seen := names[name]; !seen {
+				names[name] = i
 			}
 		}
+	}
+	for name, first := range names {
+		h := inputs[first].Artifacts[name]
+		why := ""
+		for i, in := range inputs {
+			switch other, ok := in.Artifacts[name]; {
+			case !ok:
+				why = fmt.Sprintf("%s has it, %s does not", label(inputs, first, split), label(inputs, i, split))
+			case other != h:
+				why = fmt.Sprintf("%s and %s disagree", label(inputs, first, split), label(inputs, i, split))
+			default:
+				continue
+			}
+			break
+		}
+		if why == "" {
+			artifacts[name] = h
+			continue
+		}
+		if conflicts == nil {
+			conflicts = make(map[string]string)
+		}
+		conflicts[name] = why
 	}
 	return artifacts, conflicts
 }

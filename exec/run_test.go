@@ -177,7 +177,7 @@ def b(ctx):
 
 def join(ctx, inputs):
     ctx.scores = [inputs.a.score, inputs.b.score, inputs[0].score]
-    ctx.seen = (ctx.data, ctx.only_a)
+    ctx.seen = (ctx.data, inputs.a.only_a)
     next_step(finish)
 
 def finish(ctx):
@@ -194,6 +194,27 @@ def finish(ctx):
 				t.Errorf("join parents (-want +got):\n%s", diff)
 			}
 		},
+	}, {
+		name: "an artifact only some inputs have is a conflict",
+		files: map[string]string{"flow.star": `
+def start(ctx):
+    next_step(a, b)
+
+def a(ctx):
+    ctx.only_a = 1
+    next_step(join)
+
+def b(ctx):
+    next_step(join)
+
+def join(ctx, inputs):
+    print(ctx.only_a)
+    next_step(finish)
+
+def finish(ctx):
+    pass
+`},
+		wantErr: "artifact only_a differs between the inputs of this join (branch a has it, branch b does not)",
 	}, {
 		name: "reading a conflicting artifact at a join fails with the branches",
 		files: map[string]string{"flow.star": `

@@ -2,10 +2,13 @@ package exec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
+	sltime "go.starlark.net/lib/time"
 	sl "go.starlark.net/starlark"
 
 	"github.com/daggerflow/dagger/builtins"
@@ -41,6 +44,11 @@ func NewRunner(ctx context.Context, flow *starlark.Flow, set *builtins.Set, para
 	setup := builtins.NewSetup(flow.Graph, values)
 	thread := &sl.Thread{Name: "setup", Print: func(_ *sl.Thread, msg string) { printLines(msg, print) }}
 	setup.Attach(thread)
+	// Top-level code runs again in every process that runs tasks, so it
+	// must give the same globals each time: no clock.
+	sltime.SetNow(thread, func() (time.Time, error) {
+		return time.Time{}, errors.New("time.now cannot be called in a flow's top-level code, which must give the same result in every process; call it in a step")
+	})
 	globals, err := flow.Init(ctx, thread, set.Predeclared())
 	if err != nil {
 		return nil, fmt.Errorf("running the flow's top-level code: %w", err)
@@ -87,6 +95,9 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 	}
 	info := builtins.TaskInfo{RunID: spec.RunID, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Index: -1, Input: spec.Input}
 	if spec.Input != "" {
+		if len(spec.Index) == 0 {
+			return nil, fmt.Errorf("task %s has a foreach element but no index", spec.TaskID)
+		}
 		info.Index = spec.Index[len(spec.Index)-1]
 	}
 	conflicts := make(map[string]string, len(spec.Conflicts))

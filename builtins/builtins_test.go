@@ -1,0 +1,141 @@
+package builtins
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"go.starlark.net/starlark"
+
+	"github.com/daggerflow/dagger/dag"
+)
+
+func TestParamValue(t *testing.T) {
+	tests := []struct {
+		typ, text string
+		want      string // repr, or the error's text after "param p: "
+		ok        bool
+	}{
+		{"string", "a=b, c", `"a=b, c"`, true},
+		{"int", "12345678901234567890", "12345678901234567890", true},
+		{"int", "-3", "-3", true},
+		{"int", "010", "10", true},
+		{"int", "0x10", `"0x10" is not an int`, false},
+		{"int", "1.5", `"1.5" is not an int`, false},
+		{"float", "2.5e3", "2500.0", true},
+		{"float", "1.5abc", `"1.5abc" is not a finite float`, false},
+		{"float", "nan", `"nan" is not a finite float`, false},
+		{"float", "inf", `"inf" is not a finite float`, false},
+		{"bool", "yes", "True", true},
+		{"bool", "0", "False", true},
+		{"bool", "maybe", `"maybe" is not a bool (true or false)`, false},
+		{"list", `[1, "a", {"k": null}]`, `[1, "a", {"k": None}]`, true},
+		{"list", `{"a": 1}`, "want a JSON array, got a dict", false},
+		{"dict", `{"b": 1, "a": [2]}`, `{"b": 1, "a": [2]}`, true},
+		{"dict", `{"b": `, "is not JSON", false},
+	}
+	for _, test := range tests {
+		v, err := ParamValue(&dag.Param{Name: "p", Type: test.typ}, test.text)
+		switch {
+		case test.ok && err != nil:
+			t.Errorf("ParamValue(%s, %q): %v", test.typ, test.text, err)
+		case test.ok && v.String() != test.want:
+			t.Errorf("ParamValue(%s, %q) = %s, want %s", test.typ, test.text, v, test.want)
+		case !test.ok && (err == nil || !strings.Contains(err.Error(), test.want)):
+			t.Errorf("ParamValue(%s, %q) error = %v, want %q", test.typ, test.text, err, test.want)
+		}
+	}
+}
+
+func TestContext(t *testing.T) {
+	values := map[string]starlark.Value{"h1": starlark.NewList([]starlark.Value{starlark.MakeInt(1)}), "h2": starlark.String("elem")}
+	load := func(h string) (starlark.Value, error) {
+		v, ok := values[h]
+		if !ok {
+			return nil, errors.New("no blob " + h)
+		}
+		return v, nil
+	}
+	info := TaskInfo{RunID: "r", Step: "s", TaskID: "s.3", Attempt: 2, Index: 3, Input: "h2"}
+	c := NewContext(info, map[string]string{"xs": "h1", "gone": "h9"}, map[string]string{"bad": "a and b disagree"}, load)
+	for _, test := range []struct{ attr, want string }{
+		{"run_id", `"r"`}, {"step", `"s"`}, {"task_id", `"s.3"`}, {"attempt", "2"}, {"index", "3"}, {"input", `"elem"`}, {"xs", "[1]"},
+	} {
+		v, err := c.Attr(test.attr)
+		if err != nil || v.String() != test.want {
+			t.Errorf("ctx.%s = %v, %v; want %s", test.attr, v, err, test.want)
+		}
+	}
+	for _, test := range []struct{ attr, want string }{
+		{"nope", "ctx has no artifact nope; artifacts: gone, xs"},
+		{"bad", "artifact bad differs between the inputs of this join (a and b disagree)"},
+		{"gone", "artifact gone: no blob h9"},
+	} {
+		if _, err := c.Attr(test.attr); err == nil || !strings.Contains(err.Error(), test.want) {
+			t.Errorf("ctx.%s error = %v, want %q", test.attr, err, test.want)
+		}
+	}
+	if err := c.SetField("attempt", starlark.None); err == nil || !strings.Contains(err.Error(), "ctx.attempt is reserved") {
+		t.Errorf("setting ctx.attempt: %v", err)
+	}
+	if err := c.SetField("bad", starlark.True); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Attr("bad"); err != nil || v != starlark.True {
+		t.Errorf("a conflict set by the task reads %v, %v", v, err)
+	}
+	touched, unchanged := c.Touched()
+	if len(touched) != 2 || touched["xs"] == nil || touched["bad"] == nil || unchanged["gone"] != "h9" {
+		t.Errorf("Touched() = %v, %v", touched, unchanged)
+	}
+
+	in := NewContext(TaskInfo{Step: "a", TaskID: "a", Index: -1}, map[string]string{"xs": "h1"}, nil, load).ReadOnly()
+	if err := in.SetField("y", starlark.None); err == nil {
+		t.Error("an input of a join took a new artifact")
+	}
+	xs, err := in.Attr("xs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xs.(*starlark.List).Append(starlark.None); err == nil {
+		t.Error("a value read from an input of a join could be changed")
+	}
+	if _, err := in.Attr("input"); err == nil {
+		t.Error("ctx.input outside a foreach did not fail")
+	}
+}
+
+func TestInputs(t *testing.T) {
+	load := func(string) (starlark.Value, error) { return starlark.None, nil }
+	a := NewContext(TaskInfo{Step: "a", TaskID: "a", Index: -1}, nil, nil, load)
+	b := NewContext(TaskInfo{Step: "b", TaskID: "b", Index: -1}, nil, nil, load)
+	split := NewInputs([]*Context{a, b}, true)
+	if split.Len() != 2 || split.Index(1) != b {
+		t.Error("inputs are not in branch order")
+	}
+	if v, err := split.Attr("b"); err != nil || v != b {
+		t.Errorf("inputs.b = %v, %v", v, err)
+	}
+	if _, err := split.Attr("c"); err == nil || !strings.Contains(err.Error(), "branches: a, b") {
+		t.Errorf("inputs.c error = %v", err)
+	}
+	foreach := NewInputs([]*Context{a, b}, false)
+	if _, err := foreach.Attr("a"); err == nil {
+		t.Error("the inputs of a foreach answered to a step name")
+	}
+}
+
+func TestSetAdd(t *testing.T) {
+	s := Standard()
+	if err := s.Add("fetch", starlark.None); err != nil {
+		t.Fatal(err)
+	}
+	if !s.IsPredeclared("fetch") || !s.Has("len") || s.IsPredeclared("len") {
+		t.Error("Has and IsPredeclared disagree with the set")
+	}
+	for _, name := range []string{"fetch", "json", "len", "not-a-name", ""} {
+		if err := s.Add(name, starlark.None); err == nil {
+			t.Errorf("Add(%q) succeeded", name)
+		}
+	}
+}
