@@ -11,7 +11,8 @@ import (
 // nest properly: every split and foreach is closed by exactly one join
 // before finish, which receives every branch, and a step is a join (takes
 // inputs) exactly when it closes one. It reports every problem as an
-// ErrorList.
+// ErrorList. On the way, it records in each split and foreach step the
+// join that closes it (Step.JoinedBy), which the engine needs.
 func Validate(g *Graph) error {
 	v := &validator{g: g}
 	start, finish := g.Step("start"), g.Step("finish")

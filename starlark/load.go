@@ -156,16 +156,6 @@ func LoadPackage(pkg *Package, dir string, isPredeclared func(string) bool) (*Fl
 	return l.load()
 }
 
-// Check makes every static check of the flow in filename, as Load does,
-// and returns its graph.
-func Check(filename string, isPredeclared func(string) bool) (*dag.Graph, error) {
-	f, err := Load(filename, isPredeclared)
-	if f == nil {
-		return nil, err
-	}
-	return f.Graph, err
-}
-
 type loader struct {
 	dir           string
 	isPredeclared func(string) bool
@@ -330,7 +320,7 @@ func (f *Flow) Init(ctx context.Context, thread *sl.Thread, predeclared sl.Strin
 		}
 		globals, err := prog.Init(thread, modulePredeclared)
 		if err != nil {
-			return nil, err
+			return nil, evalError(err) // with the module's own backtrace
 		}
 		globals.Freeze()
 		cache[rel] = globals
