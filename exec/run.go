@@ -245,7 +245,7 @@ func (s *scheduler) emit(e Event) {
 func (s *scheduler) loop() (store.Run, error) {
 	cancelled := s.ctx.Done()
 	for {
-		for len(s.ready) > 0 && s.running < s.opts.MaxWorkers && !s.stopped() {
+		for len(s.ready) > 0 && s.running < s.opts.MaxWorkers && s.committing < maxCommitting && !s.stopped() {
 			p := s.ready[0]
 			s.ready[0] = nil
 			s.ready = s.ready[1:]
@@ -420,6 +420,13 @@ func (s *scheduler) catch(ctx context.Context, spec *TaskSpec, name string, res 
 	}
 	return nil
 }
+
+// maxCommitting bounds the attempts being recorded at once. Tasks may run
+// faster than their records are written; past this many, no task starts
+// until records catch up, so that a wide foreach holds a bounded number of
+// results, and goroutines, in memory. Batches stay large enough to share
+// a flush among thousands of tasks.
+const maxCommitting = 4096
 
 // timeoutGrace is how long a task may overrun its timeout before the
 // scheduler gives up on it.

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Measures dagger against the goals its issues set and prints a table.
+# Usage: bench/run.sh [quick]   (quick skips the 100 000-task and 1 GiB runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go build -o "$tmp/dagger" ./cmd/dagger
+dagger="$tmp/dagger"
+export DAGGER_HOME="$tmp/store"
+
+# best N CMD...: the fastest of N runs of CMD, in milliseconds.
+best() {
+	local n=$1 best=
+	shift
+	for _ in $(seq "$n"); do
+		local t0 t1 ms
+		t0=$(date +%s%N)
+		"$@" >/dev/null
+		t1=$(date +%s%N)
+		ms=$(((t1 - t0) / 1000000))
+		if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
+	done
+	echo "$best"
+}
+
+# maxrss CMD...: the peak resident memory of CMD, in MiB.
+maxrss() {
+	/usr/bin/time -f %M -o "$tmp/rss" "$@" >/dev/null
+	echo $(($(cat "$tmp/rss") / 1024))
+}
+
+# A chain of steps, to check.
+linear() {
+	local n=$1
+	echo 'def start(ctx):'
+	echo '    next_step(s1)'
+	for i in $(seq 1 $((n - 3))); do
+		printf 'def s%d(ctx):\n    ctx.v%d = %d\n    next_step(s%d)\n' "$i" "$i" "$i" $((i + 1))
+	done
+	printf 'def s%d(ctx):\n    next_step(finish)\n' $((n - 2))
+	printf 'def finish(ctx):\n    pass\n'
+}
+linear 10000 >"$tmp/linear10k.star"
+
+cat >"$tmp/foreach.star" <<'STAR'
+n = param("n", default = 10000)
+
+def start(ctx):
+    next_step(work, foreach = range(n))
+
+def work(ctx):
+    ctx.v = ctx.input * 2
+    next_step(join)
+
+def join(ctx, inputs):
+    total = 0
+    for i in inputs:
+        total += i.v
+    ctx.total = total
+    next_step(finish)
+
+def finish(ctx):
+    print(ctx.total)
+STAR
+
+# 1 GiB of artifacts: 16 of 64 MiB, each different, written by one step
+# and read back by the next.
+{
+	echo '"""Writes 1 GiB of artifacts, 16 of 64 MiB, and reads them back."""'
+	echo 'def start(ctx):'
+	echo '    next_step(write)'
+	echo 'def write(ctx):'
+	for i in $(seq 0 15); do
+		printf '    ctx.a%d = bytes("%02d" + "x" * (64 * 1024 * 1024 - 2))\n' "$i" "$i"
+	done
+	echo '    next_step(read)'
+	echo 'def read(ctx):'
+	printf '    ctx.total = %s\n' "$(for i in $(seq 0 15); do printf 'len(ctx.a%d) + ' "$i"; done)0"
+	echo '    next_step(finish)'
+	echo 'def finish(ctx):'
+	echo '    print(ctx.total)'
+} >"$tmp/gib.star"
+
+"$dagger" run examples/hello.star >/dev/null # creates the store
+
+printf '%-52s %12s %12s\n' "benchmark" "measured" "goal"
+printf '%-52s %9s ms %12s\n' "dagger check, 10 000-step flow (whole process)" "$(best 5 "$dagger" check "$tmp/linear10k.star")" "<= 200 ms"
+printf '%-52s %9s ms %12s\n' "dagger run examples/hello.star (whole process)" "$(best 10 "$dagger" run examples/hello.star)" "<= 50 ms"
+ms=$(best 1 "$dagger" run "$tmp/foreach.star" -p n=10000)
+printf '%-52s %9s ms %12s\n' "foreach of 10 000 tasks + join, in process" "$ms" ""
+printf '%-52s %9s ms %12s\n' "  per task" "$(awk "BEGIN { printf \"%.3f\", $ms / 10003 }")" "<= 0.5 ms"
+if [ "${1:-}" != quick ]; then
+	printf '%-52s %8s MiB %12s\n' "foreach of 100 000 tasks: driver peak RSS" "$(maxrss "$dagger" run "$tmp/foreach.star" -p n=100000)" "<= 500 MiB"
+	ms=$(best 1 "$dagger" run "$tmp/gib.star")
+	printf '%-52s %6s MB/s %12s\n' "1 GiB of artifacts written and read back" "$(awk "BEGIN { printf \"%.0f\", 2 * 1073.741824 / ($ms / 1000) }")" ""
+	t0=$(date +%s%N)
+	dd if=/dev/zero of="$tmp/dd" bs=4M count=256 conv=fsync status=none
+	dd if="$tmp/dd" of=/dev/null bs=4M status=none
+	t1=$(date +%s%N)
+	printf '%-52s %6s MB/s %12s\n' "  dd writing (fsync) and reading 1 GiB, same disk" "$(awk "BEGIN { printf \"%.0f\", 2 * 1073.741824 / (($t1 - $t0) / 1e9) }")" ">= 50 % of it"
+fi
