@@ -162,12 +162,13 @@ func (r *Runner) finish(ctx context.Context, step *dag.Step, next *builtins.Next
 		return err
 	}
 	res.Next = next.Targets
+	var buf []byte
 	if next.Foreach != nil {
 		iter := sl.Iterate(next.Foreach)
 		defer iter.Done()
 		var x sl.Value
 		for i := 0; iter.Next(&x); i++ {
-			h, err := r.save(ctx, x)
+			h, err := r.save(ctx, &buf, x)
 			if err != nil {
 				return fmt.Errorf("foreach element %d: %w", i, err)
 			}
@@ -180,7 +181,7 @@ func (r *Runner) finish(ctx context.Context, step *dag.Step, next *builtins.Next
 	values, unchanged := taskCtx.Touched()
 	res.Artifacts = unchanged
 	for _, name := range sortedKeys(values) {
-		h, err := r.save(ctx, values[name])
+		h, err := r.save(ctx, &buf, values[name])
 		if err != nil {
 			return fmt.Errorf("artifact %s: %w", name, err)
 		}
@@ -189,11 +190,13 @@ func (r *Runner) finish(ctx context.Context, step *dag.Step, next *builtins.Next
 	return nil
 }
 
-func (r *Runner) save(ctx context.Context, v sl.Value) (string, error) {
-	data, err := starlark.Encode(v)
+// save encodes v into *buf, which it reuses, and stores it.
+func (r *Runner) save(ctx context.Context, buf *[]byte, v sl.Value) (string, error) {
+	data, err := starlark.AppendEncode((*buf)[:0], v)
 	if err != nil {
 		return "", err
 	}
+	*buf = data
 	h, err := r.blobs.Put(ctx, data)
 	return string(h), err
 }
