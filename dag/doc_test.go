@@ -14,7 +14,7 @@ func TestDocString(t *testing.T) {
 		{`""""""`, ""},
 	}
 	for _, test := range tests {
-		e, err := syntax.ParseExpr("doc.star", test.raw, 0)
+		e, err := FileOptions().ParseExpr("doc.star", test.raw, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
