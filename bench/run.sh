@@ -44,26 +44,6 @@ linear() {
 }
 linear 10000 >"$tmp/linear10k.star"
 
-cat >"$tmp/foreach.star" <<'STAR'
-n = param("n", default = 10000)
-
-def start(ctx):
-    next_step(work, foreach = range(n))
-
-def work(ctx):
-    ctx.v = ctx.input * 2
-    next_step(join)
-
-def join(ctx, inputs):
-    total = 0
-    for i in inputs:
-        total += i.v
-    ctx.total = total
-    next_step(finish)
-
-def finish(ctx):
-    print(ctx.total)
-STAR
 
 # 1 GiB of artifacts: 16 of 64 MiB, each different, written by one step
 # and read back by the next.
@@ -88,11 +68,11 @@ STAR
 printf '%-52s %12s %12s\n' "benchmark" "measured" "goal"
 printf '%-52s %9s ms %12s\n' "dagger check, 10 000-step flow (whole process)" "$(best 5 "$dagger" check "$tmp/linear10k.star")" "<= 200 ms"
 printf '%-52s %9s ms %12s\n' "dagger run examples/hello.star (whole process)" "$(best 10 "$dagger" run examples/hello.star)" "<= 50 ms"
-ms=$(best 1 "$dagger" run "$tmp/foreach.star" -p n=10000)
+ms=$(best 1 "$dagger" run testdata/bench/foreach.star -p n=10000)
 printf '%-52s %9s ms %12s\n' "foreach of 10 000 tasks + join, in process" "$ms" ""
 printf '%-52s %9s ms %12s\n' "  per task" "$(awk "BEGIN { printf \"%.3f\", $ms / 10003 }")" "<= 0.5 ms"
 if [ "${1:-}" != quick ]; then
-	printf '%-52s %8s MiB %12s\n' "foreach of 100 000 tasks: driver peak RSS" "$(maxrss "$dagger" run "$tmp/foreach.star" -p n=100000)" "<= 500 MiB"
+	printf '%-52s %8s MiB %12s\n' "foreach of 100 000 tasks: driver peak RSS" "$(maxrss "$dagger" run testdata/bench/foreach.star -p n=100000)" "<= 500 MiB"
 	ms=$(best 1 "$dagger" run "$tmp/gib.star")
 	printf '%-52s %6s MB/s %12s\n' "1 GiB of artifacts written and read back" "$(awk "BEGIN { printf \"%.0f\", 2 * 1073.741824 / ($ms / 1000) }")" ""
 	t0=$(date +%s%N)

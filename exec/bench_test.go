@@ -10,33 +10,13 @@ import (
 	"github.com/daggerflow/dagger/store"
 )
 
-const foreachFlow = `
-n = param("n", default = 100)
-
-def start(ctx):
-    next_step(work, foreach = range(n))
-
-def work(ctx):
-    ctx.v = ctx.input * 2
-    next_step(join)
-
-def join(ctx, inputs):
-    total = 0
-    for i in inputs:
-        total += i.v
-    ctx.total = total
-    next_step(finish)
-
-def finish(ctx):
-    pass
-`
 
 // BenchmarkForeach runs a foreach of n tasks, each setting one artifact,
 // and a join that sums them, in process; ns/task is the figure to watch.
 func BenchmarkForeach(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			path := writeFlowB(b, foreachFlow)
+			path := "../testdata/bench/foreach.star"
 			set := builtins.Standard()
 			flow, err := starlark.Load(path, set.IsPredeclared)
 			if err != nil {

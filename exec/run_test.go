@@ -76,15 +76,6 @@ func writeFlow(t *testing.T, files map[string]string) string {
 	return flowPath
 }
 
-func writeFlowB(b *testing.B, src string) string {
-	b.Helper()
-	p := filepath.Join(b.TempDir(), "flow.star")
-	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	return p
-}
-
 func runFlow(t *testing.T, ctx context.Context, path string, opts Options) *outcome {
 	t.Helper()
 	set := builtins.Standard()

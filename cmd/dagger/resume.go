@@ -23,13 +23,10 @@ func resumeCommand() *cli.Command {
 			"instead of run; the first task that is not, and everything after it, runs\n" +
 			"with the current code. --from STEP runs that step and every step after it\n" +
 			"again even where they succeeded. The new run records RUN as its origin.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "from", Usage: "run `STEP` and the steps after it again"},
-			&cli.IntFlag{Name: "max-workers", Usage: "run at most `N` tasks at once; 0 for one per CPU"},
-			&cli.StringFlag{Name: "executor", Value: inProcess, Usage: "run tasks `WHERE`: inprocess, or process for a subprocess each"},
-			&cli.BoolFlag{Name: "json", Usage: "print the run's events as JSON, one object per line"},
 			&cli.StringFlag{Name: "store", Usage: "the store `DIR` the run is in"},
-		},
+		}, executionFlags()...),
 		Action: resumeRun,
 	}
 }
@@ -39,11 +36,7 @@ func resumeRun(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return &usageError{cmd: name, msg: "takes one run: an id, a unique prefix of one, or latest"}
 	}
-	workers := c.Int("max-workers")
-	if workers < 0 {
-		return &usageError{cmd: name, msg: fmt.Sprintf("--max-workers must be 0 or more, not %d", workers)}
-	}
-	executor, err := newExecutor(name, c.String("executor"))
+	workers, executor, err := execution(c, name)
 	if err != nil {
 		return err
 	}

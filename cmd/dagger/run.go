@@ -37,15 +37,32 @@ func runCommand() *cli.Command {
 			"Runs are recorded in the store: --store, else $DAGGER_HOME, else .daggerflow\n" +
 			"in the current directory. An interrupt (Ctrl-C) or SIGTERM cancels the\n" +
 			"running tasks and waits for them; a second Ctrl-C exits at once.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"}, KeepSpace: true, Usage: "give a parameter a value, `name=value`; repeat for each"},
-			&cli.IntFlag{Name: "max-workers", Usage: "run at most `N` tasks at once; 0 for one per CPU"},
-			&cli.StringFlag{Name: "executor", Value: inProcess, Usage: "run tasks `WHERE`: inprocess, or process for a subprocess each"},
-			&cli.BoolFlag{Name: "json", Usage: "print the run's events as JSON, one object per line"},
 			&cli.StringFlag{Name: "store", Usage: "record the run in `DIR`"},
-		},
+		}, executionFlags()...),
 		Action: runFlow,
 	}
+}
+
+// executionFlags are the flags of the commands that run a flow: how tasks
+// run, and how the run is printed.
+func executionFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "max-workers", Usage: "run at most `N` tasks at once; 0 for one per CPU"},
+		&cli.StringFlag{Name: "executor", Value: inProcess, Usage: "run tasks `WHERE`: inprocess, or process for a subprocess each"},
+		&cli.BoolFlag{Name: "json", Usage: "print the run's events as JSON, one object per line"},
+	}
+}
+
+// execution reads the executionFlags of the command called name.
+func execution(c *cli.Context, name string) (workers int, executor exec.Executor, err error) {
+	workers = c.Int("max-workers")
+	if workers < 0 {
+		return 0, nil, &usageError{cmd: name, msg: fmt.Sprintf("--max-workers must be 0 or more, not %d", workers)}
+	}
+	executor, err = newExecutor(name, c.String("executor"))
+	return workers, executor, err
 }
 
 // runFlow is the action of dagger run. Everything that can be checked
@@ -61,11 +78,7 @@ func runFlow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	workers := c.Int("max-workers")
-	if workers < 0 {
-		return &usageError{cmd: name, msg: fmt.Sprintf("--max-workers must be 0 or more, not %d", workers)}
-	}
-	executor, err := newExecutor(name, c.String("executor"))
+	workers, executor, err := execution(c, name)
 	if err != nil {
 		return err
 	}
