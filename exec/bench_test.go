@@ -10,7 +10,6 @@ import (
 	"github.com/daggerflow/dagger/store"
 )
 
-
 // BenchmarkForeach runs a foreach of n tasks, each setting one artifact,
 // and a join that sums them, in process; ns/task is the figure to watch.
 func BenchmarkForeach(b *testing.B) {
