@@ -94,16 +94,8 @@ func (r *resumer) reusable(g *dag.Graph, p *pending) (store.Task, bool) {
 		}
 	}
 	step := g.Step(p.spec.Step)
-	switch {
-	case step.Next == nil:
-		ok = len(o.Next) == 0
-	case step.Next.Kind == dag.Switch:
-		ok = len(o.Next) == 1 && slices.Contains(step.Next.Names(), o.Next[0])
-	case step.Next.Kind == dag.Foreach:
-		ok = slices.Equal(o.Next, step.Next.Names()) && o.Foreach != "" // every fan-out has a manifest, empty ones too
-	default:
-		ok = slices.Equal(o.Next, step.Next.Names())
-	}
+	fannedOut := o.Foreach != "" // every fan-out has a manifest, empty ones too
+	ok = checkTransition(step, len(o.Next) > 0, o.Next, fannedOut) == nil
 	return o, ok
 }
 
@@ -125,7 +117,7 @@ func (s *scheduler) reuse(p *pending, o store.Task) {
 		}
 		a.task = store.Task{RunID: s.run.ID, ID: p.spec.TaskID, Step: p.spec.Step, Parents: p.parents, Index: p.spec.Index,
 			Status: store.TaskReused, Attempt: o.Attempt, Started: o.Started, Ended: o.Ended, Next: o.Next,
-			ForeachLen: o.ForeachLen, Foreach: o.Foreach, Artifacts: o.Artifacts, Logs: o.Logs, Origin: from}
+			ForeachLen: o.ForeachLen, Foreach: o.Foreach, Artifacts: o.Artifacts, Logs: o.Logs, Error: o.Error, Origin: from}
 		if a.err == nil {
 			a.err = s.st.CommitTask(context.WithoutCancel(s.ctx), a.task, store.Attempt{})
 		}

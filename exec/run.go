@@ -274,9 +274,11 @@ func (s *scheduler) loop() (store.Run, error) {
 	switch {
 	case s.failure != nil:
 		return s.end(store.RunFailed, s.failure.TaskID, s.failure.Err)
+	case s.finished:
+		// finish is recorded: an interrupt after it comes too late.
 	case s.ctx.Err() != nil:
 		return s.end(store.RunCancelled, "", context.Cause(s.ctx))
-	case !s.finished:
+	default:
 		return s.end(store.RunFailed, "", errors.New("the run ended without reaching finish"))
 	}
 	return s.end(store.RunSucceeded, "", nil)
@@ -327,6 +329,14 @@ func (s *scheduler) launch(p *pending) {
 	}
 	go func() {
 		a := &attempt{p: p, start: time.Now()}
+		defer func() {
+			// A panic in a builtin of an embedder, say, fails the task,
+			// not the process: the run is recorded as it ends.
+			if v := recover(); v != nil {
+				a.res, a.err = nil, fmt.Errorf("task %s panicked: %v", spec.TaskID, v)
+			}
+			s.done <- a
+		}()
 		// Cancelling the run cancels the task, not its records.
 		a.err = s.st.QueueStartTask(context.WithoutCancel(s.ctx), store.Task{
 			RunID: spec.RunID, ID: spec.TaskID, Step: spec.Step, Parents: p.parents, Index: spec.Index,
@@ -335,7 +345,6 @@ func (s *scheduler) launch(p *pending) {
 		if a.err == nil {
 			s.execute(a, opts)
 		}
-		s.done <- a
 	}()
 }
 
@@ -359,10 +368,13 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 	if a.err == nil && a.res == nil {
 		a.err = errors.New("the executor returned no result")
 	}
+	if a.err == nil && a.res.OK {
+		a.err = checkTransition(s.g.Step(spec.Step), len(a.res.Next) > 0, a.res.Next, a.res.Foreach != nil)
+	}
 	if a.err != nil {
-		// The task could not run, or its runner died (a killed subprocess,
-		// an evicted pod): a failed attempt like any other, which retries
-		// and catch apply to.
+		// The task could not run, its runner died (a killed subprocess,
+		// an evicted pod) or it reported what the flow cannot do: a failed
+		// attempt like any other, which retries and catch apply to.
 		a.res, a.err = &TaskResult{Error: a.err.Error()}, nil
 	}
 	res := a.res

@@ -158,7 +158,7 @@ func (r *Runner) inputs(spec *TaskSpec, load builtins.Loader) *builtins.Inputs {
 // finish checks the transition the task took against the graph and saves
 // its artifacts and foreach elements.
 func (r *Runner) finish(ctx context.Context, step *dag.Step, next *builtins.Next, taskCtx *builtins.Context, res *TaskResult) error {
-	if err := checkTransition(step, next); err != nil {
+	if err := checkTransition(step, next.Called, next.Targets, next.Foreach != nil); err != nil {
 		return err
 	}
 	res.Next = next.Targets
@@ -201,31 +201,33 @@ func (r *Runner) save(ctx context.Context, buf *[]byte, v sl.Value) (string, err
 	return string(h), err
 }
 
-// checkTransition reports a next_step call that does not match the graph.
-// Validation makes that all but impossible; the check keeps the scheduler
-// from trusting a task blindly.
-func checkTransition(step *dag.Step, next *builtins.Next) error {
+// checkTransition reports a transition that does not fit the graph: a
+// task that went to targets, fanning out or not. Validation makes a
+// mismatch all but impossible in a task that just ran; it is how the
+// scheduler checks what any executor reports, and whether a task of an
+// earlier run still fits the current code.
+func checkTransition(step *dag.Step, called bool, targets []string, foreach bool) error {
 	if step.Next == nil {
-		if next.Called {
+		if called {
 			return fmt.Errorf("step %s called next_step, but it ends the flow", step.Name)
 		}
 		return nil
 	}
-	if !next.Called {
+	if !called {
 		return fmt.Errorf("step %s ended without calling next_step", step.Name)
 	}
 	want := step.Next.Names()
 	ok := false
 	switch step.Next.Kind {
 	case dag.Linear, dag.Split:
-		ok = slices.Equal(next.Targets, want) && next.Foreach == nil
+		ok = slices.Equal(targets, want) && !foreach
 	case dag.Foreach:
-		ok = slices.Equal(next.Targets, want) && next.Foreach != nil
+		ok = slices.Equal(targets, want) && foreach
 	case dag.Switch:
-		ok = len(next.Targets) == 1 && slices.Contains(want, next.Targets[0]) && next.Foreach == nil
+		ok = len(targets) == 1 && slices.Contains(want, targets[0]) && !foreach
 	}
 	if !ok {
-		return fmt.Errorf("step %s called next_step(%s), which its source does not say", step.Name, strings.Join(next.Targets, ", "))
+		return fmt.Errorf("step %s went to %s, which its source does not say", step.Name, strings.Join(targets, ", "))
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ type TaskResult struct {
 	OK        bool              `json:"ok"`
 	Artifacts map[string]string `json:"artifacts,omitempty"` // every artifact of the task's ctx: name -> blob
 	Next      []string          `json:"next,omitempty"`      // the steps next_step named
-	Foreach   []string          `json:"foreach,omitempty"`   // blobs of the elements, when it fanned out
+	Foreach   []string          `json:"foreach"`             // blobs of the elements when it fanned out (non-nil, maybe empty), else nil
 	Logs      string            `json:"logs,omitempty"`      // blob of what the task printed
 	Error     string            `json:"error,omitempty"`     // with the Starlark backtrace
 }
