@@ -5,7 +5,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/daggerflow/dagger/builtins"
 )
 
 func checkCommand() *cli.Command {
@@ -22,11 +21,7 @@ func checkCommand() *cli.Command {
 }
 
 func check(c *cli.Context) error {
-	path, err := flowArg(c)
-	if err != nil {
-		return err
-	}
-	flow, err := loadFlow(path, builtins.Standard())
+	path, flow, err := argFlow(c)
 	if err != nil {
 		return err
 	}

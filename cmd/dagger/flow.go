@@ -37,3 +37,13 @@ func loadFlow(path string, set *builtins.Set) (*starlark.Flow, error) {
 	}
 	return flow, nil
 }
+
+// argFlow loads and checks the flow file that is the command's one
+// argument, for the commands that only read flows.
+func argFlow(c *cli.Context) (path string, flow *starlark.Flow, err error) {
+	if path, err = flowArg(c); err != nil {
+		return "", nil, err
+	}
+	flow, err = loadFlow(path, builtins.Standard())
+	return path, flow, err
+}

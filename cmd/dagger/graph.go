@@ -6,7 +6,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/daggerflow/dagger/builtins"
 
 	"github.com/daggerflow/dagger/dag"
 )
@@ -41,11 +40,7 @@ func graph(c *cli.Context) error {
 	if !ok {
 		return &usageError{cmd: c.Command.HelpName, msg: fmt.Sprintf("unknown format %q: use dot or mermaid", format)}
 	}
-	path, err := flowArg(c)
-	if err != nil {
-		return err
-	}
-	flow, err := loadFlow(path, builtins.Standard())
+	_, flow, err := argFlow(c)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/daggerflow/dagger/builtins"
 
 	"github.com/daggerflow/dagger/dag"
 )
@@ -33,11 +32,7 @@ func showCommand() *cli.Command {
 }
 
 func show(c *cli.Context) error {
-	path, err := flowArg(c)
-	if err != nil {
-		return err
-	}
-	flow, err := loadFlow(path, builtins.Standard())
+	_, flow, err := argFlow(c)
 	if err != nil {
 		return err
 	}
