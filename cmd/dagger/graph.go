@@ -6,7 +6,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-
 	"github.com/daggerflow/dagger/dag"
 )
 

@@ -10,7 +10,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-
 	"github.com/daggerflow/dagger/dag"
 )
 
