@@ -596,7 +596,8 @@ func (s *scheduler) arrive(step string, from *pending, res *TaskResult, index []
 		js = &joinState{inputs: make([]Input, f.n)}
 		s.joins[key] = js
 	}
-	js.inputs[f.branch] = Input{TaskID: from.spec.TaskID, Step: from.spec.Step, Artifacts: res.Artifacts}
+	js.inputs[f.branch] = Input{TaskID: from.spec.TaskID, Step: from.spec.Step, Attempt: from.spec.Attempt,
+		Index: from.spec.Index, Input: from.spec.Input, Artifacts: res.Artifacts}
 	js.got++
 	if js.got < f.n {
 		return

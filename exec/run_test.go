@@ -245,6 +245,8 @@ def inner(ctx):
 
 def join_inner(ctx, inputs):
     ctx.cells = [i.cell for i in inputs]
+    if [(i.index, i.input, i.attempt) for i in inputs] != [(j, x, 1) for j, x in enumerate(ctx.input)]:
+        fail("inputs do not know their elements")
     next_step(join_outer)
 
 def join_outer(ctx, inputs):

@@ -149,7 +149,12 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 func (r *Runner) inputs(spec *TaskSpec, load builtins.Loader) *builtins.Inputs {
 	items := make([]*builtins.Context, len(spec.Inputs))
 	for i, in := range spec.Inputs {
-		info := builtins.TaskInfo{RunID: spec.RunID, Step: in.Step, TaskID: in.TaskID, Index: -1}
+		info := builtins.TaskInfo{RunID: spec.RunID, Step: in.Step, TaskID: in.TaskID, Attempt: in.Attempt, Index: -1, Input: in.Input}
+		if in.Input != "" && len(in.Index) > 0 {
+			info.Index = in.Index[len(in.Index)-1]
+		} else {
+			info.Input = ""
+		}
 		items[i] = builtins.NewContext(info, in.Artifacts, nil, load).ReadOnly()
 	}
 	return builtins.NewInputs(items, r.splitJoins[spec.Step])

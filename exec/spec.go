@@ -35,6 +35,9 @@ type TaskSpec struct {
 type Input struct {
 	TaskID    string            `json:"task_id"`
 	Step      string            `json:"step"`
+	Attempt   int               `json:"attempt"`
+	Index     []int             `json:"index,omitempty"`
+	Input     string            `json:"input,omitempty"` // its foreach element
 	Artifacts map[string]string `json:"artifacts"`
 }
 
