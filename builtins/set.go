@@ -10,6 +10,8 @@ import (
 	"go.starlark.net/lib/time"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
+
+	"github.com/daggerflow/dagger/dag"
 )
 
 // A Set is the names a flow can use besides the Starlark universe.
@@ -34,7 +36,7 @@ func Standard() *Set {
 // load a flow, since the names a flow may use are checked before it runs.
 // name must be an identifier that is not already a builtin.
 func (s *Set) Add(name string, v starlark.Value) error {
-	if !isIdent(name) {
+	if !dag.IsIdent(name) {
 		return fmt.Errorf("builtin name %q is not an identifier", name)
 	}
 	if s.Has(name) {
@@ -66,16 +68,4 @@ func (s *Set) Predeclared() starlark.StringDict {
 	d := maps.Clone(s.values)
 	d.Freeze()
 	return d
-}
-
-func isIdent(s string) bool {
-	for i, r := range s {
-		switch {
-		case r == '_', 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z':
-		case '0' <= r && r <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return s != ""
 }

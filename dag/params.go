@@ -43,7 +43,7 @@ func CheckOption(name string, value any) error {
 	case "catch":
 		s, ok := value.(string)
 		switch {
-		case !ok || !isIdent(s):
+		case !ok || !IsIdent(s):
 			problem = "must be the name of an artifact, a string such as \"error\""
 		case slices.Contains(ReservedNames(), s):
 			problem = fmt.Sprintf("cannot be %q, a reserved attribute of ctx", s)
@@ -145,7 +145,7 @@ func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 	name, _ := x.literal(nameExpr)
 	start, _ := nameExpr.Span()
 	s, ok := name.(string)
-	if !ok || !isIdent(s) {
+	if !ok || !IsIdent(s) {
 		x.errorf(start, hint, "the name of a param must be a string literal made of letters, digits and _")
 		return
 	}
@@ -334,7 +334,9 @@ func typeName(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-func isIdent(s string) bool {
+// IsIdent reports whether s is a Starlark identifier: what param names,
+// catch artifacts and builtins added by embedders must be.
+func IsIdent(s string) bool {
 	if s == "" {
 		return false
 	}

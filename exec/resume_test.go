@@ -8,8 +8,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/daggerflow/dagger/builtins"
-	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
 )
 
@@ -47,10 +45,7 @@ def finish(ctx):
 // when it is set.
 func resumeRun(t *testing.T, st *store.Store, path string, resume *Resume) (store.Run, map[string]store.Task, error) {
 	t.Helper()
-	flow, err := starlark.Load(path, builtins.Standard().IsPredeclared)
-	if err != nil {
-		t.Fatal(err)
-	}
+	flow := loadFlow(t, path)
 	run, err := Run(context.Background(), st, flow, Options{Resume: resume})
 	tasks, terr := st.Tasks(context.Background(), run.ID)
 	if terr != nil {
@@ -193,10 +188,7 @@ def start(ctx):
 def finish(ctx):
     pass
 `})
-	flow, err := starlark.Load(path, builtins.Standard().IsPredeclared)
-	if err != nil {
-		t.Fatal(err)
-	}
+	flow := loadFlow(t, path)
 	got, err := ParamsFromRecord(flow.Graph, map[string]string{"name": `"a \"b\""`, "n": "1", "d": `{"a":2,"b":1}`, "gone": "3"})
 	if err != nil {
 		t.Fatal(err)
@@ -231,10 +223,7 @@ def finish(ctx):
 		t.Fatal(err)
 	}
 	defer st.Close()
-	flow, err := starlark.Load(path, builtins.Standard().IsPredeclared)
-	if err != nil {
-		t.Fatal(err)
-	}
+	flow := loadFlow(t, path)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cancelled, err := Run(ctx, st, flow, Options{OnEvent: func(e Event) {

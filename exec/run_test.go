@@ -76,13 +76,19 @@ func writeFlow(t *testing.T, files map[string]string) string {
 	return flowPath
 }
 
-func runFlow(t *testing.T, ctx context.Context, path string, opts Options) *outcome {
+// loadFlow loads and checks the flow at path with the standard builtins.
+func loadFlow(t *testing.T, path string) *starlark.Flow {
 	t.Helper()
-	set := builtins.Standard()
-	flow, err := starlark.Load(path, set.IsPredeclared)
+	flow, err := starlark.Load(path, builtins.Standard().IsPredeclared)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
+	return flow
+}
+
+func runFlow(t *testing.T, ctx context.Context, path string, opts Options) *outcome {
+	t.Helper()
+	flow := loadFlow(t, path)
 	st, err := store.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -519,11 +525,7 @@ def finish(ctx):
     pass
 `})
 	ctx, cancel := context.WithCancel(context.Background())
-	set := builtins.Standard()
-	flow, err := starlark.Load(path, set.IsPredeclared)
-	if err != nil {
-		t.Fatal(err)
-	}
+	flow := loadFlow(t, path)
 	st, err := store.Open(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -565,10 +567,7 @@ def start(ctx):
 def finish(ctx):
     pass
 `})
-	flow, err := starlark.Load(path, builtins.Standard().IsPredeclared)
-	if err != nil {
-		t.Fatal(err)
-	}
+	flow := loadFlow(t, path)
 	tests := []struct {
 		given   map[string]string
 		want    map[string]string // repr of each value
