@@ -14,58 +14,120 @@ import (
 	"github.com/daggerflow/dagger/dag"
 )
 
-// A Set is the names a flow can use besides the Starlark universe.
+// A Set is the names a flow can use besides the Starlark universe: the
+// one registry that the name resolver, the shadowing rule, the checks of
+// dagger check, the run and the task runner all read. A flow keeps the
+// set it was loaded with; changing the set afterwards does not change the
+// flow.
 type Set struct {
-	values starlark.StringDict
+	values   starlark.StringDict
+	flowOnly map[string]bool // names a load()ed module cannot use
+	standard map[string]bool // names of Standard, which no embedder may replace
 }
 
-// Standard returns the builtins every flow has.
+// Standard returns the builtins every flow has: next_step, param and step,
+// which only the flow file may call, and the modules json, math, time and
+// struct. None reaches a file, the network, the environment or a source
+// of randomness.
 func Standard() *Set {
-	return &Set{values: starlark.StringDict{
-		"next_step": starlark.NewBuiltin("next_step", nextStep),
-		"param":     starlark.NewBuiltin("param", param),
-		"step":      starlark.NewBuiltin("step", stepOptions),
-		"json":      json.Module,
-		"math":      math.Module,
-		"time":      time.Module,
-		"struct":    starlark.NewBuiltin("struct", starlarkstruct.Make),
-	}}
+	s := &Set{
+		values: starlark.StringDict{
+			"next_step": starlark.NewBuiltin("next_step", nextStep),
+			"param":     starlark.NewBuiltin("param", param),
+			"step":      starlark.NewBuiltin("step", stepOptions),
+			"json":      json.Module,
+			"math":      math.Module,
+			"time":      time.Module,
+			"struct":    starlark.NewBuiltin("struct", starlarkstruct.Make),
+		},
+		flowOnly: map[string]bool{"next_step": true, "param": true, "step": true},
+	}
+	s.standard = make(map[string]bool, len(s.values))
+	for name := range s.values {
+		s.standard[name] = true
+	}
+	return s
 }
 
-// Add makes v available to flows as name. Embedders call it before they
-// load a flow, since the names a flow may use are checked before it runs.
-// name must be an identifier that is not already a builtin.
+// Add makes v available to flows, and to the modules they load, as name:
+// a function (a *starlark.Builtin), a module (a *starlarkstruct.Module) or
+// any other value. Embedders call it before they load a flow, since the
+// names a flow may use are checked before it runs. name must be an
+// identifier, not a keyword, and must not be a name of the Starlark
+// universe, of the standard set, or already added.
 func (s *Set) Add(name string, v starlark.Value) error {
 	if !dag.IsIdent(name) {
-		return fmt.Errorf("builtin name %q is not an identifier", name)
+		return fmt.Errorf("builtin name %q is not an identifier, or is a Starlark keyword", name)
 	}
-	if s.Has(name) {
-		return fmt.Errorf("builtin %s is already defined", name)
+	switch {
+	case s.standard[name]:
+		return fmt.Errorf("builtin %s would shadow dagger's standard builtin %s", name, name)
+	case starlark.Universe.Has(name):
+		return fmt.Errorf("builtin %s would shadow the Starlark builtin %s", name, name)
+	case s.IsPredeclared(name):
+		return fmt.Errorf("builtin %s is already added", name)
+	}
+	if v == nil {
+		return fmt.Errorf("builtin %s has no value", name)
 	}
 	s.values[name] = v
 	return nil
 }
 
+// AddFlowOnly is Add for a builtin that only the flow file may use, as
+// next_step is: a module that names it fails the flow's checks, so that
+// modules stay plain helpers.
+func (s *Set) AddFlowOnly(name string, v starlark.Value) error {
+	if err := s.Add(name, v); err != nil {
+		return err
+	}
+	s.flowOnly[name] = true
+	return nil
+}
+
 // Has reports whether name is a builtin of the set or of the Starlark
-// universe.
+// universe: a name no top-level name of a flow may shadow.
 func (s *Set) Has(name string) bool {
 	_, ok := s.values[name]
 	return ok || starlark.Universe.Has(name)
 }
 
 // IsPredeclared reports whether name is a builtin of the set; it is the
-// predicate flows are resolved with.
+// predicate flow files are resolved with.
 func (s *Set) IsPredeclared(name string) bool {
 	_, ok := s.values[name]
 	return ok
 }
 
+// FlowOnly reports whether name is a builtin that only the flow file may
+// use.
+func (s *Set) FlowOnly(name string) bool { return s.flowOnly[name] }
+
 // Names returns the set's names, sorted.
 func (s *Set) Names() []string { return slices.Sorted(maps.Keys(s.values)) }
 
-// Predeclared returns the set's values, frozen, for the flow's globals.
+// Predeclared returns the values the flow file sees, frozen.
 func (s *Set) Predeclared() starlark.StringDict {
 	d := maps.Clone(s.values)
 	d.Freeze()
 	return d
+}
+
+// ModulePredeclared returns the values a load()ed module sees, frozen:
+// those of Predeclared less the flow-only ones.
+func (s *Set) ModulePredeclared() starlark.StringDict {
+	d := make(starlark.StringDict, len(s.values))
+	for name, v := range s.values {
+		if !s.flowOnly[name] {
+			d[name] = v
+		}
+	}
+	d.Freeze()
+	return d
+}
+
+// Clone returns a copy of s, to which names can be added without
+// changing s.
+func (s *Set) Clone() *Set {
+	return &Set{values: maps.Clone(s.values), flowOnly: maps.Clone(s.flowOnly), standard: s.standard}
 }

@@ -2,6 +2,7 @@ package dag
 
 import (
 	"fmt"
+	"go.starlark.net/starlark"
 	"math"
 	"strings"
 	"testing"
@@ -67,7 +68,7 @@ func TestGeneratedFlowsAreValid(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := Extract(f)
+		g, err := Extract(f, starlark.Universe.Has)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -98,7 +99,7 @@ func BenchmarkCheck(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					g, err := Extract(f)
+					g, err := Extract(f, starlark.Universe.Has)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -4,7 +4,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 )
 
@@ -22,24 +21,15 @@ func Parse(filename string, src any) (*syntax.File, error) {
 	return f, nil
 }
 
-// IsBuiltin reports whether name is one of the names every flow can use
-// (FLOWS.md, "What a flow can reach") or a name of the Starlark universe. No
-// top-level name of a flow may shadow them.
-func IsBuiltin(name string) bool {
-	switch name {
-	case "next_step", "param", "step", "print", "fail", "json", "math", "time", "struct":
-		return true
-	}
-	return starlark.Universe.Has(name)
-}
-
 // Extract reads the structure of the flow in f from its syntax tree, running
 // none of it. It always returns a graph, as complete as the file allows, and
 // reports misuse of next_step, param and step, bad step signatures and
-// top-level names that shadow builtins as an ErrorList. Graph-wide rules are
-// Validate's.
-func Extract(f *syntax.File) (*Graph, error) {
+// top-level names that shadow builtins as an ErrorList. isBuiltin reports
+// the names no top-level name may shadow: those of the flow's builtin set
+// and of the Starlark universe. Graph-wide rules are Validate's.
+func Extract(f *syntax.File, isBuiltin func(name string) bool) (*Graph, error) {
 	x := &extractor{
+		isBuiltin: isBuiltin,
 		g: &Graph{
 			Name:   strings.TrimSuffix(filepath.Base(f.Path), ".star"),
 			File:   f.Path,
@@ -70,14 +60,15 @@ func Extract(f *syntax.File) (*Graph, error) {
 }
 
 type extractor struct {
-	g        *Graph
-	errs     ErrorList
-	defs     map[string]*syntax.DefStmt // top-level functions: steps and helpers
-	loads    map[string]*Load           // names bound by load
-	globals  map[string]syntax.Position // other top-level names
-	accepted map[*syntax.CallExpr]bool  // next_step calls where they belong
-	refs     map[*syntax.Ident]bool     // identifiers that refer to builtins
-	locals   map[*syntax.Ident]bool     // identifiers that refer to local variables
+	g         *Graph
+	isBuiltin func(string) bool
+	errs      ErrorList
+	defs      map[string]*syntax.DefStmt // top-level functions: steps and helpers
+	loads     map[string]*Load           // names bound by load
+	globals   map[string]syntax.Position // other top-level names
+	accepted  map[*syntax.CallExpr]bool  // next_step calls where they belong
+	refs      map[*syntax.Ident]bool     // identifiers that refer to builtins
+	locals    map[*syntax.Ident]bool     // identifiers that refer to local variables
 	// duplicates are functions defined again, whose bodies are ignored.
 	duplicates []*syntax.DefStmt
 	params     map[string]*Param
@@ -85,12 +76,6 @@ type extractor struct {
 
 func (x *extractor) errorf(p syntax.Position, hint, format string, args ...any) {
 	x.errs.addf(position(p), hint, format, args...)
-}
-
-// isBuiltin reports whether id refers to the predeclared name, not to a
-// global or local of the same name.
-func (x *extractor) isBuiltin(id *syntax.Ident, name string) bool {
-	return id.Name == name && x.refs[id]
 }
 
 // builtinCall returns the builtin that e calls, if e is such a call.
@@ -156,7 +141,7 @@ func (x *extractor) ignoreNextSteps(def *syntax.DefStmt) {
 // bind records a top-level name, rejecting builtins' names and steps
 // defined twice.
 func (x *extractor) bind(id *syntax.Ident) {
-	if IsBuiltin(id.Name) {
+	if x.isBuiltin(id.Name) {
 		x.errorf(id.NamePos, "rename it", "%s shadows the builtin %s", id.Name, id.Name)
 	}
 	if d, ok := x.defs[id.Name]; ok {
@@ -302,7 +287,7 @@ func (x *extractor) callsNextStep(body []syntax.Stmt) bool {
 	found := false
 	for _, stmt := range body {
 		syntax.Walk(stmt, func(n syntax.Node) bool {
-			if id, ok := n.(*syntax.Ident); ok && x.isBuiltin(id, "next_step") {
+			if id, ok := n.(*syntax.Ident); ok && id.Name == "next_step" && x.refs[id] {
 				found = true
 			}
 			return !found

@@ -1,6 +1,7 @@
 package dag
 
 import (
+	"go.starlark.net/starlark"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -112,7 +113,7 @@ step(a, retries = n, timeout = "1h", env = {"K": "v"}, cpu = +0.5)
 			if err != nil {
 				t.Fatal(err)
 			}
-			g, err := Extract(f)
+			g, err := Extract(f, starlark.Universe.Has)
 			if err != nil {
 				t.Fatalf("Extract: %v", err)
 			}

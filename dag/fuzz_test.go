@@ -1,6 +1,7 @@
 package dag
 
 import (
+	"go.starlark.net/starlark"
 	"io"
 	"os"
 	"path/filepath"
@@ -31,7 +32,7 @@ func FuzzCheck(f *testing.F) {
 			}
 			return
 		}
-		g, _ := Extract(file)
+		g, _ := Extract(file, starlark.Universe.Has)
 		if g == nil {
 			t.Fatal("Extract returned no graph")
 		}

@@ -334,8 +334,9 @@ func typeName(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// IsIdent reports whether s is a Starlark identifier: what param names,
-// catch artifacts and builtins added by embedders must be.
+// IsIdent reports whether s is a Starlark identifier, and not a keyword:
+// what param names, catch artifacts and builtins added by embedders must
+// be.
 func IsIdent(s string) bool {
 	if s == "" {
 		return false
@@ -348,5 +349,8 @@ func IsIdent(s string) bool {
 			return false
 		}
 	}
-	return true
+	// The scanner knows the keywords, and the words Starlark reserves.
+	id, err := syntax.ParseExpr("", s, 0)
+	_, ok := id.(*syntax.Ident)
+	return err == nil && ok
 }

@@ -17,7 +17,7 @@ func BenchmarkForeach(b *testing.B) {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			path := "../testdata/bench/foreach.star"
 			set := builtins.Standard()
-			flow, err := starlark.Load(path, set.IsPredeclared)
+			flow, err := starlark.Load(path, set)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -103,12 +103,42 @@ func (p *Process) Execute(ctx context.Context, spec *TaskSpec, print func(line s
 	return &res, nil
 }
 
-// Step runs the task spec describes in this process, as the hidden
-// `dagger step` command does: it fetches the flow's code package from the
-// blobs, checks it, runs its top-level code (whose output belongs to the
-// run and was shown by the driver, so it is dropped here), runs the task
-// and makes the blobs it wrote durable. Lines the task prints go to out.
-func Step(ctx context.Context, spec *TaskSpec, set *builtins.Set, blobs store.Blobs, out io.Writer) (*TaskResult, error) {
+// ServeTask is the runner side of the task protocol, what the hidden
+// `dagger step` command runs in a subprocess or a pod: it opens the blobs
+// of the store spec names, runs the task with the builtins of set, prints
+// the lines the task prints to out as it prints them, and writes the
+// TaskResult as JSON to result, whether the task succeeded or failed. An
+// error means the task could not be run, and no result was written.
+func ServeTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, out, result io.Writer) error {
+	if spec.Store == "" {
+		// store.Open would make a store in the current directory.
+		return fmt.Errorf("task %s: the task spec names no store", spec.TaskID)
+	}
+	// The store is opened for its blobs: the driver records the task.
+	st, err := store.Open(ctx, spec.Store)
+	if err != nil {
+		return fmt.Errorf("task %s: %w", spec.TaskID, err)
+	}
+	res, err := runTask(ctx, spec, set, st.Blobs(), out)
+	if err = errors.Join(err, st.Close()); err != nil {
+		return fmt.Errorf("task %s: %w", spec.TaskID, err)
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("task %s: encoding its result: %w", spec.TaskID, err)
+	}
+	if _, err := result.Write(data); err != nil {
+		return fmt.Errorf("task %s: writing its result: %w", spec.TaskID, err)
+	}
+	return nil
+}
+
+// runTask runs the task spec describes in this process: it fetches the
+// flow's code package from the blobs, checks it, runs its top-level code
+// (whose output belongs to the run and was shown by the driver, so it is
+// dropped here), runs the task and makes the blobs it wrote durable. Lines
+// the task prints go to out.
+func runTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, blobs store.Blobs, out io.Writer) (*TaskResult, error) {
 	code, err := blobs.Get(ctx, store.Hash(spec.Code))
 	if err != nil {
 		return nil, fmt.Errorf("fetching the flow's code: %w", err)
@@ -117,11 +147,11 @@ func Step(ctx context.Context, spec *TaskSpec, set *builtins.Set, blobs store.Bl
 	if err != nil {
 		return nil, err
 	}
-	flow, err := starlark.LoadPackage(pkg, spec.Dir, set.IsPredeclared)
+	flow, err := starlark.LoadPackage(pkg, spec.Dir, set)
 	if err != nil {
 		return nil, fmt.Errorf("checking the flow's code: %w", err)
 	}
-	runner, err := NewRunner(ctx, flow, set, spec.Params, blobs, func(string) {})
+	runner, err := NewRunner(ctx, flow, spec.Params, blobs, func(string) {})
 	if err != nil {
 		return nil, err
 	}

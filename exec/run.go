@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -15,7 +14,6 @@ import (
 
 	sl "go.starlark.net/starlark"
 
-	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/dag"
 	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
@@ -30,8 +28,6 @@ type Options struct {
 	MaxWorkers int
 	// Executor runs the tasks; nil runs them in this process.
 	Executor Executor
-	// Builtins are what the flow can call; nil means builtins.Standard().
-	Builtins *builtins.Set
 	// MaxSteps bounds the Starlark execution steps of each task; 0 for no
 	// limit.
 	MaxSteps uint64
@@ -65,9 +61,6 @@ func (e *RunError) Unwrap() error { return e.Err }
 // *RunError when a task failed or ctx was cancelled; tasks that finished
 // stay recorded either way. Cancelling ctx cancels the running tasks.
 func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options) (store.Run, error) {
-	if opts.Builtins == nil {
-		opts.Builtins = builtins.Standard()
-	}
 	if opts.MaxWorkers <= 0 {
 		opts.MaxWorkers = runtime.NumCPU()
 	}
@@ -91,10 +84,6 @@ func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options
 	if err != nil {
 		return store.Run{}, fmt.Errorf("saving the flow's code: %w", err)
 	}
-	path, err := filepath.Abs(flow.Path())
-	if err != nil {
-		return store.Run{}, err
-	}
 	var resume *resumer
 	origin := ""
 	if opts.Resume != nil {
@@ -103,7 +92,7 @@ func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options
 		}
 		origin = opts.Resume.Origin.ID
 	}
-	run, err := st.CreateRun(ctx, store.Run{Flow: g.Name, FlowPath: path, CodeHash: code, Params: params, Origin: origin})
+	run, err := st.CreateRun(ctx, store.Run{Flow: g.Name, FlowPath: flow.File(), CodeHash: code, Params: params, Origin: origin})
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -123,7 +112,7 @@ func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options
 		halt:      make(chan struct{}),
 	}
 	s.emit(Event{Kind: RunStarted})
-	s.runner, err = NewRunner(ctx, flow, opts.Builtins, opts.Params, st.Blobs(), func(line string) {
+	s.runner, err = NewRunner(ctx, flow, opts.Params, st.Blobs(), func(line string) {
 		s.emit(Event{Kind: SetupOutput, Line: line})
 	})
 	if err != nil {

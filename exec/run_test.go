@@ -79,7 +79,7 @@ func writeFlow(t *testing.T, files map[string]string) string {
 // loadFlow loads and checks the flow at path with the standard builtins.
 func loadFlow(t *testing.T, path string) *starlark.Flow {
 	t.Helper()
-	flow, err := starlark.Load(path, builtins.Standard().IsPredeclared)
+	flow, err := starlark.Load(path, builtins.Standard())
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}

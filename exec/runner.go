@@ -33,10 +33,10 @@ type Runner struct {
 }
 
 // NewRunner runs the top-level code of flow, with the param values given
-// for the run (as on the command line) and the builtins of set, and
+// for the run (as on the command line) and the flow's builtins, and
 // returns a Runner for its tasks. print receives each line the top-level
 // code prints.
-func NewRunner(ctx context.Context, flow *starlark.Flow, set *builtins.Set, params map[string]string, blobs store.Blobs, print func(line string)) (*Runner, error) {
+func NewRunner(ctx context.Context, flow *starlark.Flow, params map[string]string, blobs store.Blobs, print func(line string)) (*Runner, error) {
 	values, err := ParamValues(flow.Graph, params)
 	if err != nil {
 		return nil, err
@@ -49,7 +49,7 @@ func NewRunner(ctx context.Context, flow *starlark.Flow, set *builtins.Set, para
 	sltime.SetNow(thread, func() (time.Time, error) {
 		return time.Time{}, errors.New("time.now cannot be called in a flow's top-level code, which must give the same result in every process; call it in a step")
 	})
-	globals, err := flow.Init(ctx, thread, set.Predeclared())
+	globals, err := flow.Init(ctx, thread)
 	if err != nil {
 		return nil, fmt.Errorf("running the flow's top-level code: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	sl "go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 
+	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/dag"
 )
 
@@ -90,8 +91,10 @@ type Flow struct {
 	Graph   *dag.Graph
 	Package *Package
 
-	dir   string                 // folder prefix of file names in positions
-	progs map[string]*sl.Program // compiled files by package path
+	builtins *builtins.Set
+	dir      string                 // folder prefix of file names in positions
+	file     string                 // where the flow file was read, for the run's record
+	progs    map[string]*sl.Program // compiled files by package path
 }
 
 // Dir returns the folder of the flow file as positions name it: "" or a
@@ -101,25 +104,35 @@ func (f *Flow) Dir() string { return f.dir }
 // Path returns the flow file's path as positions name it.
 func (f *Flow) Path() string { return f.dir + f.Package.Flow }
 
-// flowOnly are the builtins that only a flow file may call: modules are
-// plain Starlark.
-func flowOnly(name string) bool { return name == "next_step" || name == "param" || name == "step" }
+// File returns where the flow file was read: its absolute path for a
+// file read by Load, its name in the file system for LoadFS, and its path
+// in positions for LoadPackage.
+func (f *Flow) File() string { return f.file }
+
+// Builtins returns the builtins the flow was loaded with: the names its
+// code was checked against, and the values it runs with.
+func (f *Flow) Builtins() *builtins.Set { return f.builtins }
 
 // Load reads the flow file at path and every module it loads, and makes
-// every static check of them, running none of their code: parse errors,
-// the graph's rules (dag.Extract and dag.Validate), undefined names, loads
-// that are missing, cyclic or outside the flow's folder. Positions name
-// files as path does. isPredeclared reports the builtins flows can use.
+// every static check of them against the builtins of set, running none of
+// their code: parse errors, the graph's rules (dag.Extract and
+// dag.Validate), undefined names, loads that are missing, cyclic or
+// outside the flow's folder. Positions name files as path does. The flow
+// keeps a copy of set: adding to set later does not change it.
 //
 // An invalid flow gives a dag.ErrorList with every problem in source order,
 // and the Flow too, as far as the flow file could be read, so that its graph
 // can still be shown; a file that cannot be read gives an ordinary error.
-func Load(filename string, isPredeclared func(string) bool) (*Flow, error) {
-	src, err := os.ReadFile(filename)
+func Load(path string, set *builtins.Set) (*Flow, error) {
+	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	dir, base := filepath.Split(filename)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	dir, base := filepath.Split(path)
 	// Modules are read through root, which refuses paths that leave the
 	// flow's folder, symbolic links included.
 	root, err := os.OpenRoot(cmp.Or(dir, "."))
@@ -128,9 +141,10 @@ func Load(filename string, isPredeclared func(string) bool) (*Flow, error) {
 	}
 	defer root.Close()
 	l := &loader{
-		dir:           filepath.ToSlash(dir),
-		isPredeclared: isPredeclared,
-		pkg:           &Package{Flow: base, Files: map[string]string{base: string(src)}},
+		dir:  filepath.ToSlash(dir),
+		file: abs,
+		set:  set.Clone(),
+		pkg:  &Package{Flow: base, Files: map[string]string{base: string(src)}},
 		read: func(rel string) ([]byte, error) {
 			return root.ReadFile(filepath.FromSlash(rel))
 		},
@@ -138,13 +152,35 @@ func Load(filename string, isPredeclared func(string) bool) (*Flow, error) {
 	return l.load()
 }
 
+// LoadFS is Load for the flow file called name in fsys, such as an
+// embed.FS: modules are read from fsys, relative to the flow file's
+// folder, and positions name files by their names in fsys.
+func LoadFS(fsys fs.FS, name string, set *builtins.Set) (*Flow, error) {
+	src, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return nil, err
+	}
+	dir, base := path.Split(name)
+	l := &loader{
+		dir:  dir,
+		file: name,
+		set:  set.Clone(),
+		pkg:  &Package{Flow: base, Files: map[string]string{base: string(src)}},
+		read: func(rel string) ([]byte, error) {
+			return fs.ReadFile(fsys, dir+rel)
+		},
+	}
+	return l.load()
+}
+
 // LoadPackage is Load for a code package; positions name files as dir +
 // their path in the package.
-func LoadPackage(pkg *Package, dir string, isPredeclared func(string) bool) (*Flow, error) {
+func LoadPackage(pkg *Package, dir string, set *builtins.Set) (*Flow, error) {
 	l := &loader{
-		dir:           dir,
-		isPredeclared: isPredeclared,
-		pkg:           &Package{Flow: pkg.Flow, Files: map[string]string{pkg.Flow: pkg.Files[pkg.Flow]}},
+		dir:  dir,
+		file: dir + pkg.Flow,
+		set:  set.Clone(),
+		pkg:  &Package{Flow: pkg.Flow, Files: map[string]string{pkg.Flow: pkg.Files[pkg.Flow]}},
 		read: func(rel string) ([]byte, error) {
 			src, ok := pkg.Files[rel]
 			if !ok {
@@ -157,9 +193,10 @@ func LoadPackage(pkg *Package, dir string, isPredeclared func(string) bool) (*Fl
 }
 
 type loader struct {
-	dir           string
-	isPredeclared func(string) bool
-	read          func(rel string) ([]byte, error)
+	dir  string
+	file string
+	set  *builtins.Set
+	read func(rel string) ([]byte, error)
 	pkg           *Package
 	progs         map[string]*sl.Program
 	errs          dag.ErrorList
@@ -171,12 +208,12 @@ func (l *loader) load() (*Flow, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := dag.Extract(f)
+	g, err := dag.Extract(f, l.set.Has)
 	l.errs = append(l.errs, errList(err)...)
 	l.errs = append(l.errs, errList(dag.Validate(g))...)
 	l.progs = make(map[string]*sl.Program)
-	l.compile(name, f, l.isPredeclared, map[string]bool{name: true})
-	flow := &Flow{Graph: g, Package: l.pkg, dir: l.dir, progs: l.progs}
+	l.compile(name, f, l.set.IsPredeclared, map[string]bool{name: true})
+	flow := &Flow{Graph: g, Package: l.pkg, builtins: l.set, dir: l.dir, file: l.file, progs: l.progs}
 	l.errs.Sort()
 	return flow, l.errs.Err()
 }
@@ -196,7 +233,7 @@ func (l *loader) compile(rel string, f *syntax.File, isPredeclared func(string) 
 			if seen[e.Pos] {
 				continue
 			}
-			if name, ok := strings.CutPrefix(e.Msg, "undefined: "); ok && flowOnly(name) && rel != l.pkg.Flow {
+			if name, ok := strings.CutPrefix(e.Msg, "undefined: "); ok && l.set.FlowOnly(name) && rel != l.pkg.Flow {
 				e.Msg = name + " can be called in the flow file only, not in a module"
 				e.Hint = "modules hold plain helpers; call " + name + " in the flow"
 			}
@@ -239,7 +276,7 @@ func (l *loader) compile(rel string, f *syntax.File, isPredeclared func(string) 
 			continue
 		}
 		active[mod] = true
-		l.compile(mod, mf, func(name string) bool { return isPredeclared(name) && !flowOnly(name) }, active)
+		l.compile(mod, mf, func(name string) bool { return l.set.IsPredeclared(name) && !l.set.FlowOnly(name) }, active)
 		delete(active, mod)
 		if _, ok := l.progs[mod]; ok {
 			l.checkExports(at, mod, mf, load)
@@ -294,16 +331,11 @@ func errList(err error) dag.ErrorList {
 }
 
 // Init runs the top-level code of the flow, and of the modules it loads,
-// on thread, and returns the flow's globals, frozen so that tasks can share
-// them. The thread's Print and locals are the caller's; Init sets its Load
-// and cancels it when ctx is done.
-func (f *Flow) Init(ctx context.Context, thread *sl.Thread, predeclared sl.StringDict) (sl.StringDict, error) {
-	modulePredeclared := make(sl.StringDict, len(predeclared))
-	for name, v := range predeclared {
-		if !flowOnly(name) {
-			modulePredeclared[name] = v
-		}
-	}
+// on thread with the flow's builtins, and returns the flow's globals,
+// frozen so that tasks can share them. The thread's Print and locals are
+// the caller's; Init sets its Load and cancels it when ctx is done.
+func (f *Flow) Init(ctx context.Context, thread *sl.Thread) (sl.StringDict, error) {
+	modulePredeclared := f.builtins.ModulePredeclared()
 	cache := make(map[string]sl.StringDict)
 	thread.Load = func(thread *sl.Thread, module string) (sl.StringDict, error) {
 		from := strings.TrimPrefix(thread.CallFrame(0).Pos.Filename(), f.dir)
@@ -328,7 +360,7 @@ func (f *Flow) Init(ctx context.Context, thread *sl.Thread, predeclared sl.Strin
 	}
 	stop := cancelOnDone(ctx, thread)
 	defer stop()
-	globals, err := f.progs[f.Package.Flow].Init(thread, predeclared)
+	globals, err := f.progs[f.Package.Flow].Init(thread, f.builtins.Predeclared())
 	if err != nil {
 		return nil, evalError(err)
 	}

@@ -9,15 +9,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	sl "go.starlark.net/starlark"
-)
 
-func isFlowBuiltin(name string) bool {
-	switch name {
-	case "next_step", "param", "step", "json", "math", "time", "struct":
-		return true
-	}
-	return false
-}
+	"github.com/daggerflow/dagger/builtins"
+)
 
 func TestPackageRoundTrip(t *testing.T) {
 	p := &Package{Flow: "f.star", Files: map[string]string{
@@ -61,21 +55,21 @@ func TestLoadPackageRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	flow, err := Load(filepath.Join(dir, "flow.star"), isFlowBuiltin)
+	flow, err := Load(filepath.Join(dir, "flow.star"), builtins.Standard())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := flow.Package.Files["unrelated.star"]; ok {
 		t.Error("the package holds a file the flow does not load")
 	}
-	again, err := LoadPackage(flow.Package, "elsewhere/", isFlowBuiltin)
+	again, err := LoadPackage(flow.Package, "elsewhere/", builtins.Standard())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if again.Package.Hash() != flow.Package.Hash() {
 		t.Error("LoadPackage changed the package")
 	}
-	globals, err := again.Init(context.Background(), &sl.Thread{}, sl.StringDict{})
+	globals, err := again.Init(context.Background(), &sl.Thread{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +88,11 @@ func TestInitError(t *testing.T) {
 	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	flow, err := Load(p, isFlowBuiltin)
+	flow, err := Load(p, builtins.Standard())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = flow.Init(context.Background(), &sl.Thread{}, sl.StringDict{})
+	_, err = flow.Init(context.Background(), &sl.Thread{})
 	want := "Traceback (most recent call last):\n  " + p + ":3:7: in <toplevel>\n  " + p + ":2:14: in _f\nError: floored division by zero"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Init error:\n%v\nwant:\n%s", err, want)

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
 
 	"github.com/daggerflow/dagger/store"
 )
@@ -20,8 +20,8 @@ import (
 // enough to feel live, seldom enough to cost nothing.
 const pollInterval = 200 * time.Millisecond
 
-func logsCommand() *cli.Command {
-	return &cli.Command{
+func logsCommand() *urfave.Command {
+	return &urfave.Command{
 		Name:      "logs",
 		Usage:     "print what the tasks of a run printed",
 		ArgsUsage: "RUN[/STEP[/TASK]]",
@@ -31,17 +31,17 @@ func logsCommand() *cli.Command {
 			"dagger inspect addresses it. A task that was retried prints the output of each\n" +
 			"attempt. With --follow, dagger watches a run that is still running and prints\n" +
 			"the output of each task when it ends, until the run ends or is interrupted.",
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing the output of tasks as they end, until the run ends"},
-			&cli.BoolFlag{Name: "json", Usage: "print each line as a JSON object on a line of its own"},
-			&cli.StringFlag{Name: "store", Usage: "read the runs recorded in `DIR`"},
+		Flags: []urfave.Flag{
+			&urfave.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing the output of tasks as they end, until the run ends"},
+			&urfave.BoolFlag{Name: "json", Usage: "print each line as a JSON object on a line of its own"},
+			&urfave.StringFlag{Name: "store", Usage: "read the runs recorded in `DIR`"},
 		},
 		Action: printLogs,
 	}
 }
 
 // printLogs is the action of dagger logs.
-func printLogs(c *cli.Context) error {
+func printLogs(c *urfave.Context) error {
 	p, err := pathArg(c)
 	if err != nil {
 		return err

@@ -1,27 +1,27 @@
-package main
+package cli
 
 import (
 	"fmt"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
 )
 
-func fsckCommand() *cli.Command {
-	return &cli.Command{
+func fsckCommand() *urfave.Command {
+	return &urfave.Command{
 		Name:  "fsck",
 		Usage: "check that the store is consistent",
 		Description: "Fsck reads the whole store and checks it: that every blob's content hashes\n" +
 			"to its name, that every blob a run, task or attempt needs is there, and that\n" +
 			"the database is sound. It prints each problem found and exits with 1 if\n" +
 			"there is any. It may run while other dagger commands use the store.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "store", Usage: "check the store in `DIR`"},
+		Flags: []urfave.Flag{
+			&urfave.StringFlag{Name: "store", Usage: "check the store in `DIR`"},
 		},
 		Action: fsck,
 	}
 }
 
-func fsck(c *cli.Context) error {
+func fsck(c *urfave.Context) error {
 	if c.NArg() != 0 {
 		return &usageError{cmd: c.Command.HelpName, msg: "takes no arguments"}
 	}

@@ -1,13 +1,15 @@
-package main
+package cli
 
 import (
 	"fmt"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
+
+	"github.com/daggerflow/dagger/builtins"
 )
 
-func checkCommand() *cli.Command {
-	return &cli.Command{
+func checkCommand(set *builtins.Set) *urfave.Command {
+	return &urfave.Command{
 		Name:      "check",
 		Usage:     "check a flow without running it",
 		ArgsUsage: "FLOW",
@@ -15,16 +17,16 @@ func checkCommand() *cli.Command {
 			"and transitions, parameters and step options, and the names it uses. None of\n" +
 			"the flow's code runs. A valid flow prints one line, FLOW: ok (N steps); an\n" +
 			"invalid one prints every error as file:line:col: message and exits with 2.",
-		Action: check,
+		Action: func(c *urfave.Context) error { return check(c, set) },
 	}
 }
 
-func check(c *cli.Context) error {
-	path, flow, err := argFlow(c)
+func check(c *urfave.Context, set *builtins.Set) error {
+	path, flow, err := argFlow(c, set)
 	if err != nil {
 		return err
 	}
-	g := flow.Graph
+	g := flow.Graph()
 	_, err = fmt.Fprintf(c.App.Writer, "%s: ok (%s)\n", path, plural(len(g.Steps), "step"))
 	return failed(err)
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -9,11 +9,10 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
 
 	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/exec"
-	"github.com/daggerflow/dagger/store"
 )
 
 // stepCommand is the runner entry point of executors, hidden from the
@@ -21,8 +20,8 @@ import (
 // prints the lines the task prints on its standard output and writes the
 // TaskResult to a descriptor or a file. exec.Process runs it in a
 // subprocess, and a Kubernetes pod runs it too.
-func stepCommand() *cli.Command {
-	return &cli.Command{
+func stepCommand(set *builtins.Set) *urfave.Command {
+	return &urfave.Command{
 		Name:      "step",
 		Usage:     "run one task of a run (for executors)",
 		ArgsUsage: " ",
@@ -33,15 +32,15 @@ func stepCommand() *cli.Command {
 			"even that of a failed task. An interrupt or SIGTERM cancels the task, which\n" +
 			"then reports itself cancelled; a second one of the same kind exits at once.",
 		Hidden: true,
-		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "result-fd", Value: -1, Usage: "write the result to descriptor `N`, open in this process"},
-			&cli.StringFlag{Name: "result", Usage: "write the result to `FILE`"},
+		Flags: []urfave.Flag{
+			&urfave.IntFlag{Name: "result-fd", Value: -1, Usage: "write the result to descriptor `N`, open in this process"},
+			&urfave.StringFlag{Name: "result", Usage: "write the result to `FILE`"},
 		},
-		Action: step,
+		Action: func(c *urfave.Context) error { return step(c, set) },
 	}
 }
 
-func step(c *cli.Context) error {
+func step(c *urfave.Context, set *builtins.Set) error {
 	name := c.Command.HelpName
 	if c.NArg() > 0 {
 		return &usageError{cmd: name, msg: "takes no arguments: the task spec comes on standard input"}
@@ -80,7 +79,7 @@ func step(c *cli.Context) error {
 		return failed(fmt.Errorf("reading the task spec: %w", err))
 	}
 	done := make(chan error, 1)
-	go func() { done <- runTask(ctx, &spec, c.App.Writer, result) }()
+	go func() { done <- runTask(ctx, &spec, set, c.App.Writer, result) }()
 	select {
 	case err := <-done:
 		return err
@@ -89,29 +88,11 @@ func step(c *cli.Context) error {
 	}
 }
 
-// runTask runs the task of spec with the standard builtins, printing its
+// runTask runs the task of spec with the builtins of set, printing its
 // output to out, and writes its result to result.
-func runTask(ctx context.Context, spec *exec.TaskSpec, out io.Writer, result io.WriteCloser) error {
-	if spec.Store == "" {
-		// store.Open would make a store in the current directory.
-		return failed(fmt.Errorf("task %s: the task spec names no store", spec.TaskID))
-	}
-	// The store is opened for its blobs: the driver records the task.
-	st, err := store.Open(ctx, spec.Store)
-	if err != nil {
-		return failed(fmt.Errorf("task %s: %w", spec.TaskID, err))
-	}
-	res, err := exec.Step(ctx, spec, builtins.Standard(), st.Blobs(), out)
-	err = errors.Join(err, st.Close())
-	if err != nil {
-		return failed(fmt.Errorf("task %s: %w", spec.TaskID, err))
-	}
-	data, err := json.Marshal(res)
-	if err != nil {
-		return failed(fmt.Errorf("task %s: encoding its result: %w", spec.TaskID, err))
-	}
-	if _, err := result.Write(data); err != nil {
-		return failed(fmt.Errorf("task %s: writing its result: %w", spec.TaskID, err))
+func runTask(ctx context.Context, spec *exec.TaskSpec, set *builtins.Set, out io.Writer, result io.WriteCloser) error {
+	if err := exec.ServeTask(ctx, spec, set, out, result); err != nil {
+		return failed(err)
 	}
 	if err := result.Close(); err != nil {
 		return failed(fmt.Errorf("task %s: writing its result: %w", spec.TaskID, err))

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
 
 	"github.com/daggerflow/dagger/store"
 )
@@ -22,8 +22,8 @@ import (
 // the recent ones, which are those people look for.
 const defaultRunsLimit = 20
 
-func runsCommand() *cli.Command {
-	return &cli.Command{
+func runsCommand() *urfave.Command {
+	return &urfave.Command{
 		Name:      "runs",
 		Usage:     "list the runs recorded in the store",
 		ArgsUsage: "[FLOW]",
@@ -31,18 +31,18 @@ func runsCommand() *cli.Command {
 			"statuses, when they started and how long they took. FLOW, a flow's name or\n" +
 			"the path of its file, lists only the runs of that flow. The store is --store,\n" +
 			"else $DAGGER_HOME, else .daggerflow in the current directory.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "status", Usage: "list only the runs whose status is `STATUS`: running, succeeded, failed or cancelled"},
-			&cli.IntFlag{Name: "limit", Value: defaultRunsLimit, Usage: "list at most `N` runs; 0 for all"},
-			&cli.BoolFlag{Name: "json", Usage: "print the runs as a JSON array"},
-			&cli.StringFlag{Name: "store", Usage: "read the runs recorded in `DIR`"},
+		Flags: []urfave.Flag{
+			&urfave.StringFlag{Name: "status", Usage: "list only the runs whose status is `STATUS`: running, succeeded, failed or cancelled"},
+			&urfave.IntFlag{Name: "limit", Value: defaultRunsLimit, Usage: "list at most `N` runs; 0 for all"},
+			&urfave.BoolFlag{Name: "json", Usage: "print the runs as a JSON array"},
+			&urfave.StringFlag{Name: "store", Usage: "read the runs recorded in `DIR`"},
 		},
 		Action: listRuns,
 	}
 }
 
 // listRuns is the action of dagger runs.
-func listRuns(c *cli.Context) error {
+func listRuns(c *urfave.Context) error {
 	name := c.Command.HelpName
 	var f store.RunFilter
 	switch c.NArg() {

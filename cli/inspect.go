@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -13,15 +13,15 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
 
 	"github.com/daggerflow/dagger/dag"
 	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
 )
 
-func inspectCommand() *cli.Command {
-	return &cli.Command{
+func inspectCommand() *urfave.Command {
+	return &urfave.Command{
 		Name:      "inspect",
 		Usage:     "show a recorded run, step, task or artifact",
 		ArgsUsage: "RUN[/STEP[/TASK][/ARTIFACT]]",
@@ -33,17 +33,17 @@ func inspectCommand() *cli.Command {
 			"ID ends: square/3 is task square.3, and inner/0.1, or inner/0/1, inner.0.1.\n" +
 			"A step outside any foreach has one task: RUN/STEP shows it, and\n" +
 			"RUN/STEP/ARTIFACT is its artifact.",
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", Usage: "print JSON; an artifact without a JSON form is an error"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the artifact's value to `FILE`: bytes as they are, a string as its text, anything else as printed"},
-			&cli.StringFlag{Name: "store", Usage: "read the runs recorded in `DIR`"},
+		Flags: []urfave.Flag{
+			&urfave.BoolFlag{Name: "json", Usage: "print JSON; an artifact without a JSON form is an error"},
+			&urfave.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the artifact's value to `FILE`: bytes as they are, a string as its text, anything else as printed"},
+			&urfave.StringFlag{Name: "store", Usage: "read the runs recorded in `DIR`"},
 		},
 		Action: inspect,
 	}
 }
 
 // inspect is the action of dagger inspect.
-func inspect(c *cli.Context) error {
+func inspect(c *urfave.Context) error {
 	p, err := pathArg(c)
 	if err != nil {
 		return err
@@ -112,7 +112,7 @@ type runPath struct {
 
 // pathArg returns the one argument of dagger inspect and dagger logs,
 // parsed.
-func pathArg(c *cli.Context) (runPath, error) {
+func pathArg(c *urfave.Context) (runPath, error) {
 	name := c.Command.HelpName
 	switch c.NArg() {
 	case 0:
@@ -257,7 +257,7 @@ func flowSteps(ctx context.Context, st *store.Store, r store.Run) []string {
 	}
 	// Extract returns the graph as far as it can read it, even with
 	// errors, which were the run's concern, not the reader's.
-	g, _ := dag.Extract(f)
+	g, _ := dag.Extract(f, func(string) bool { return false })
 	names := make([]string, len(g.Steps))
 	for i, s := range g.Steps {
 		names[i] = s.Name

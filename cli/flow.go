@@ -1,18 +1,19 @@
-package main
+package cli
 
 import (
 	"errors"
 	"fmt"
+	"strings"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
 
+	"github.com/daggerflow/dagger"
 	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/dag"
-	"github.com/daggerflow/dagger/starlark"
 )
 
 // flowArg returns the one argument of a command that takes a flow file.
-func flowArg(c *cli.Context) (string, error) {
+func flowArg(c *urfave.Context) (string, error) {
 	switch c.NArg() {
 	case 0:
 		return "", &usageError{cmd: c.Command.HelpName, msg: "no flow file given"}
@@ -26,8 +27,8 @@ func flowArg(c *cli.Context) (string, error) {
 // modules it loads, pass every static check against the builtins of set.
 // None of their code runs, not even their top-level statements. Errors
 // name files as path does.
-func loadFlow(path string, set *builtins.Set) (*starlark.Flow, error) {
-	flow, err := starlark.Load(path, set.IsPredeclared)
+func loadFlow(path string, set *builtins.Set) (*dagger.Flow, error) {
+	flow, err := dagger.Load(path, set)
 	if err != nil {
 		var errs dag.ErrorList
 		if errors.As(err, &errs) {
@@ -38,12 +39,24 @@ func loadFlow(path string, set *builtins.Set) (*starlark.Flow, error) {
 	return flow, nil
 }
 
-// argFlow loads and checks the flow file that is the command's one
-// argument, for the commands that only read flows.
-func argFlow(c *cli.Context) (path string, flow *starlark.Flow, err error) {
+// argFlow loads and checks, against the builtins of set, the flow file
+// that is the command's one argument, for the commands that only read
+// flows.
+func argFlow(c *urfave.Context, set *builtins.Set) (path string, flow *dagger.Flow, err error) {
 	if path, err = flowArg(c); err != nil {
 		return "", nil, err
 	}
-	flow, err = loadFlow(path, builtins.Standard())
+	flow, err = loadFlow(path, set)
 	return path, flow, err
+}
+
+// invalidRequest returns err, an error of the dagger package, as dagger
+// reports it: an *dagger.InvalidError with exit code 2 and one problem a
+// line, each told as dagger tells errors.
+func invalidRequest(err error) error {
+	var invalid *dagger.InvalidError
+	if errors.As(err, &invalid) {
+		return &exitError{code: exitInvalid, err: errors.New(strings.ReplaceAll(invalid.Error(), "\n", "\ndagger: "))}
+	}
+	return err
 }

@@ -1,19 +1,19 @@
-package main
+package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"strings"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
 
+	"github.com/daggerflow/dagger"
 	"github.com/daggerflow/dagger/builtins"
-	"github.com/daggerflow/dagger/exec"
 	"github.com/daggerflow/dagger/store"
 )
 
-func resumeCommand() *cli.Command {
-	return &cli.Command{
+func resumeCommand(set *builtins.Set) *urfave.Command {
+	return &urfave.Command{
 		Name:      "resume",
 		Usage:     "run a failed or cancelled run again, reusing what succeeded",
 		ArgsUsage: "RUN",
@@ -23,15 +23,15 @@ func resumeCommand() *cli.Command {
 			"instead of run; the first task that is not, and everything after it, runs\n" +
 			"with the current code. --from STEP runs that step and every step after it\n" +
 			"again even where they succeeded. The new run records RUN as its origin.",
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "from", Usage: "run `STEP` and the steps after it again"},
-			&cli.StringFlag{Name: "store", Usage: "the store `DIR` the run is in"},
+		Flags: append([]urfave.Flag{
+			&urfave.StringFlag{Name: "from", Usage: "run `STEP` and the steps after it again"},
+			&urfave.StringFlag{Name: "store", Usage: "the store `DIR` the run is in"},
 		}, executionFlags()...),
-		Action: resumeRun,
+		Action: func(c *urfave.Context) error { return resumeRun(c, set) },
 	}
 }
 
-func resumeRun(c *cli.Context) error {
+func resumeRun(c *urfave.Context, set *builtins.Set) error {
 	name := c.Command.HelpName
 	if c.NArg() != 1 {
 		return &usageError{cmd: name, msg: "takes one run: an id, a unique prefix of one, or latest"}
@@ -63,29 +63,17 @@ func resumeRun(c *cli.Context) error {
 		st.Close()
 		return &exitError{code: exitInvalid, err: fmt.Errorf("run %s succeeded: there is nothing to resume; --from STEP runs a step and those after it again", origin.ID)}
 	}
-	set := builtins.Standard()
 	flow, err := loadFlow(origin.FlowPath, set)
 	if err != nil {
 		st.Close()
 		return err
 	}
-	if from != "" && flow.Graph.Step(from) == nil {
+	if from != "" && flow.Graph().Step(from) == nil {
 		st.Close()
-		return &usageError{cmd: name, msg: fmt.Sprintf("--from %s: flow %s has no such step", from, flow.Graph.Name)}
+		return &usageError{cmd: name, msg: fmt.Sprintf("--from %s: flow %s has no such step", from, flow.Name())}
 	}
-	given, err := exec.ParamsFromRecord(flow.Graph, origin.Params)
-	if err == nil {
-		_, err = exec.ParamValues(flow.Graph, given)
-	}
-	if err != nil {
-		st.Close()
-		return &exitError{code: exitInvalid, err: fmt.Errorf("the params of run %s no longer fit %s:\n%s", origin.ID, origin.FlowPath, strings.ReplaceAll(err.Error(), "\n", "\ndagger: "))}
-	}
-	return runInStore(ctx, c, again, st, flow, exec.Options{
-		Params:     given,
-		MaxWorkers: workers,
-		Executor:   executor,
-		Builtins:   set,
-		Resume:     &exec.Resume{Origin: origin, From: from},
-	})
+	opts := dagger.Options{MaxWorkers: workers, Executor: executor}
+	return runInStore(ctx, c, again, st, flow, func(ctx context.Context, opts dagger.Options) (store.Run, error) {
+		return dagger.Resume(ctx, st, flow, origin, from, opts)
+	}, opts)
 }

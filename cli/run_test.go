@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -121,7 +121,7 @@ func runTasks(t *testing.T, dir, stdout string) map[string]store.Task {
 // loadGraph returns the graph of the valid flow at path.
 func loadGraph(t *testing.T, path string) *dag.Graph {
 	t.Helper()
-	flow, err := starlark.Load(path, builtins.Standard().IsPredeclared)
+	flow, err := starlark.Load(path, builtins.Standard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -569,7 +569,7 @@ func TestStep(t *testing.T) {
 	if err := os.WriteFile(path, []byte(spinFlow), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	flow, err := starlark.Load(path, builtins.Standard().IsPredeclared)
+	flow, err := starlark.Load(path, builtins.Standard())
 	if err != nil {
 		t.Fatal(err)
 	}

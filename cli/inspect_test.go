@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"cmp"
@@ -175,7 +175,7 @@ func TestInspectViews(t *testing.T) {
 			"normalized by normalizeHistory.\n"),
 		Files: files,
 	})
-	golden(t, "cmd/dagger/testdata/inspect/views.golden", got)
+	golden(t, "cli/testdata/inspect/views.golden", got)
 }
 
 // typesFlow sets an artifact of every type.

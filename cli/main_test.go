@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/rogpeppe/go-internal/txtar"
+
+	"github.com/daggerflow/dagger/builtins"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files and testscript cmp files with the current output")
@@ -22,7 +24,7 @@ var update = flag.Bool("update", false, "rewrite the golden files and testscript
 // repoRoot is the repository root, relative to this package. The golden
 // tests run there, so that dagger prints the paths of flows as they
 // appear in the repository (testdata/check/x.star:3:5: ...).
-const repoRoot = "../.."
+const repoRoot = ".."
 
 // mainEnv, set to 1 in its environment, makes the test binary act as
 // dagger: see TestMain.
@@ -36,9 +38,9 @@ const mainEnv = "DAGGER_TEST_MAIN"
 // they set mainEnv instead.
 func TestMain(m *testing.M) {
 	if os.Getenv(mainEnv) == "1" {
-		main() // which exits
+		Main(builtins.Standard()) // which exits
 	}
-	testscript.Main(m, map[string]func(){"dagger": main})
+	testscript.Main(m, map[string]func(){"dagger": func() { Main(builtins.Standard()) }})
 }
 
 // A result is what one run of dagger did.
@@ -53,7 +55,7 @@ type result struct {
 func runDagger(t *testing.T, args ...string) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := run(t.Context(), append([]string{"dagger"}, args...), &stdout, &stderr)
+	code := Run(t.Context(), builtins.Standard(), append([]string{"dagger"}, args...), strings.NewReader(""), &stdout, &stderr)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 
@@ -163,7 +165,7 @@ func exits(ts *testscript.TestScript, neg bool, args []string) {
 
 // TestFlagsFirst checks how arguments are reordered for urfave/cli.
 func TestFlagsFirst(t *testing.T) {
-	app := newApp(nil, nil)
+	app := newApp(builtins.Standard(), nil, nil, nil)
 	tests := []struct {
 		args []string
 		want []string
@@ -269,10 +271,10 @@ func golden(t *testing.T, path string, got []byte) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v\n(to create it, run go test ./cmd/dagger -update)", err)
+		t.Fatalf("%v\n(to create it, run go test ./cli -update)", err)
 	}
 	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s(if the new output is right, run go test ./cmd/dagger -update)", path, diff)
+		t.Errorf("%s differs (-want +got):\n%s(if the new output is right, run go test ./cli -update)", path, diff)
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -154,7 +154,7 @@ type recorder struct {
 func newRecorder(t *testing.T, dir string) *recorder {
 	t.Helper()
 	path := writeFlow(t, "hello.star", helloFlow)
-	flow, err := starlark.Load(path, builtins.Standard().IsPredeclared)
+	flow, err := starlark.Load(path, builtins.Standard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func followLogs(ctx context.Context, dir string, rec *recorder) <-chan result {
 	done := make(chan result, 1)
 	go func() {
 		var stdout, stderr bytes.Buffer
-		code := run(ctx, []string{"dagger", "logs", "--store", dir, "--follow", rec.run.ID}, &stdout, &stderr)
+		code := Run(ctx, builtins.Standard(), []string{"dagger", "logs", "--store", dir, "--follow", rec.run.ID}, strings.NewReader(""), &stdout, &stderr)
 		done <- result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 	}()
 	return done

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -10,12 +10,12 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/daggerflow/dagger"
 	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/exec"
-	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
 )
 
@@ -25,8 +25,8 @@ const (
 	subprocess = "process"
 )
 
-func runCommand() *cli.Command {
-	return &cli.Command{
+func runCommand(set *builtins.Set) *urfave.Command {
+	return &urfave.Command{
 		Name:      "run",
 		Usage:     "run a flow",
 		ArgsUsage: "FLOW",
@@ -37,26 +37,26 @@ func runCommand() *cli.Command {
 			"Runs are recorded in the store: --store, else $DAGGER_HOME, else .daggerflow\n" +
 			"in the current directory. An interrupt (Ctrl-C) or SIGTERM cancels the\n" +
 			"running tasks and waits for them; a second Ctrl-C exits at once.",
-		Flags: append([]cli.Flag{
-			&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"}, KeepSpace: true, Usage: "give a parameter a value, `name=value`; repeat for each"},
-			&cli.StringFlag{Name: "store", Usage: "record the run in `DIR`"},
+		Flags: append([]urfave.Flag{
+			&urfave.StringSliceFlag{Name: "param", Aliases: []string{"p"}, KeepSpace: true, Usage: "give a parameter a value, `name=value`; repeat for each"},
+			&urfave.StringFlag{Name: "store", Usage: "record the run in `DIR`"},
 		}, executionFlags()...),
-		Action: runFlow,
+		Action: func(c *urfave.Context) error { return runFlow(c, set) },
 	}
 }
 
 // executionFlags are the flags of the commands that run a flow: how tasks
 // run, and how the run is printed.
-func executionFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.IntFlag{Name: "max-workers", Usage: "run at most `N` tasks at once; 0 for one per CPU"},
-		&cli.StringFlag{Name: "executor", Value: inProcess, Usage: "run tasks `WHERE`: inprocess, or process for a subprocess each"},
-		&cli.BoolFlag{Name: "json", Usage: "print the run's events as JSON, one object per line"},
+func executionFlags() []urfave.Flag {
+	return []urfave.Flag{
+		&urfave.IntFlag{Name: "max-workers", Usage: "run at most `N` tasks at once; 0 for one per CPU"},
+		&urfave.StringFlag{Name: "executor", Value: inProcess, Usage: "run tasks `WHERE`: inprocess, or process for a subprocess each"},
+		&urfave.BoolFlag{Name: "json", Usage: "print the run's events as JSON, one object per line"},
 	}
 }
 
 // execution reads the executionFlags of the command called name.
-func execution(c *cli.Context, name string) (workers int, executor exec.Executor, err error) {
+func execution(c *urfave.Context, name string) (workers int, executor exec.Executor, err error) {
 	workers = c.Int("max-workers")
 	if workers < 0 {
 		return 0, nil, &usageError{cmd: name, msg: fmt.Sprintf("--max-workers must be 0 or more, not %d", workers)}
@@ -68,7 +68,7 @@ func execution(c *cli.Context, name string) (workers int, executor exec.Executor
 // runFlow is the action of dagger run. Everything that can be checked
 // before the run starts is, so that a mistake costs no work and leaves no
 // run behind: the flow, the flags and the parameter values.
-func runFlow(c *cli.Context) error {
+func runFlow(c *urfave.Context, set *builtins.Set) error {
 	name := c.Command.HelpName
 	path, err := flowArg(c)
 	if err != nil {
@@ -82,14 +82,12 @@ func runFlow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	set := builtins.Standard()
 	flow, err := loadFlow(path, set)
 	if err != nil {
 		return err
 	}
-	if _, err := exec.ParamValues(flow.Graph, given); err != nil {
-		// One problem a line, each told as dagger tells errors.
-		return &exitError{code: exitInvalid, err: errors.New(strings.ReplaceAll(err.Error(), "\n", "\ndagger: "))}
+	if err := flow.CheckParams(given); err != nil {
+		return invalidRequest(err)
 	}
 	dir, err := storeDir(c.String("store"))
 	if err != nil {
@@ -101,23 +99,22 @@ func runFlow(c *cli.Context) error {
 	if err != nil {
 		return failed(err)
 	}
-	return runInStore(ctx, c, again, st, flow, exec.Options{
-		Params:     given,
-		MaxWorkers: workers,
-		Executor:   executor,
-		Builtins:   set,
-	})
+	opts := dagger.Options{Params: given, MaxWorkers: workers, Executor: executor}
+	return runInStore(ctx, c, again, st, flow, func(ctx context.Context, opts dagger.Options) (store.Run, error) {
+		return dagger.Run(ctx, st, flow, opts)
+	}, opts)
 }
 
-// runInStore runs flow in st, which it closes, printing the run's events,
-// until the run ends or again is closed, and returns what the command
-// returns.
-func runInStore(ctx context.Context, c *cli.Context, again <-chan struct{}, st *store.Store, flow *starlark.Flow, opts exec.Options) error {
+// runInStore runs flow in st, which it closes, with start (dagger.Run or
+// dagger.Resume), printing the run's events, until the run ends or again
+// is closed, and returns what the command returns.
+func runInStore(ctx context.Context, c *urfave.Context, again <-chan struct{}, st *store.Store, flow *dagger.Flow,
+	start func(context.Context, dagger.Options) (store.Run, error), opts dagger.Options) error {
 	var p printer
 	if c.Bool("json") {
 		p = newJSONPrinter(c.App.Writer)
 	} else {
-		p = newTextPrinter(c.App.Writer, flow.Graph.Name, isTerminal(c.App.Writer))
+		p = newTextPrinter(c.App.Writer, flow.Name(), isTerminal(c.App.Writer))
 	}
 	opts.OnEvent = p.event
 	type outcome struct {
@@ -126,7 +123,7 @@ func runInStore(ctx context.Context, c *cli.Context, again <-chan struct{}, st *
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		r, err := exec.Run(ctx, st, flow, opts)
+		r, err := start(ctx, opts)
 		done <- outcome{r, err}
 	}()
 	var o outcome
@@ -141,10 +138,13 @@ func runInStore(ctx context.Context, c *cli.Context, again <-chan struct{}, st *
 	if err := st.Close(); err != nil && o.err == nil {
 		o.err = err
 	}
-	var runErr *exec.RunError
+	var runErr *dagger.RunError
+	var invalid *dagger.InvalidError
 	switch {
 	case errors.As(o.err, &runErr):
 		return &runFailedError{runErr}
+	case errors.As(o.err, &invalid):
+		return invalidRequest(o.err)
 	case o.err != nil:
 		return failed(fmt.Errorf("running %s: %w", flow.Path(), o.err))
 	}
@@ -171,19 +171,20 @@ func paramFlags(cmd string, flags []string) (map[string]string, error) {
 }
 
 // newExecutor returns the executor called name: nil for the in-process
-// one, which is exec.Run's default.
+// one, which is dagger.Run's default.
 func newExecutor(cmd, name string) (exec.Executor, error) {
 	switch name {
 	case inProcess:
 		return nil, nil
 	case subprocess:
 		// Each task runs in "dagger step" of this very binary, so that
-		// the task runs the same engine as the run.
-		exe, err := os.Executable()
+		// the task runs the same engine, with the same builtins, as the
+		// run.
+		e, err := dagger.ProcessExecutor()
 		if err != nil {
-			return nil, failed(fmt.Errorf("finding the dagger executable for --executor process: %w", err))
+			return nil, failed(fmt.Errorf("--executor process: %w", err))
 		}
-		return &exec.Process{Command: []string{exe, "step"}}, nil
+		return e, nil
 	}
 	return nil, &usageError{cmd: cmd, msg: fmt.Sprintf("unknown executor %q: use %s or %s", name, inProcess, subprocess)}
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -8,13 +8,15 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
+
+	"github.com/daggerflow/dagger/builtins"
 
 	"github.com/daggerflow/dagger/dag"
 )
 
-func showCommand() *cli.Command {
-	return &cli.Command{
+func showCommand(set *builtins.Set) *urfave.Command {
+	return &urfave.Command{
 		Name:      "show",
 		Usage:     "print a flow's parameters and steps",
 		ArgsUsage: "FLOW",
@@ -23,19 +25,19 @@ func showCommand() *cli.Command {
 			"their descriptions, where each goes next and their options. With --json it\n" +
 			"prints the flow's structure as JSON for tools. The flow is checked first and\n" +
 			"none of its code runs; an invalid flow prints its errors and exits with 2.",
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", Usage: "print the flow's structure as JSON"},
+		Flags: []urfave.Flag{
+			&urfave.BoolFlag{Name: "json", Usage: "print the flow's structure as JSON"},
 		},
-		Action: show,
+		Action: func(c *urfave.Context) error { return show(c, set) },
 	}
 }
 
-func show(c *cli.Context) error {
-	_, flow, err := argFlow(c)
+func show(c *urfave.Context, set *builtins.Set) error {
+	_, flow, err := argFlow(c, set)
 	if err != nil {
 		return err
 	}
-	g := flow.Graph
+	g := flow.Graph()
 	if c.Bool("json") {
 		return failed(dag.WriteJSON(c.App.Writer, g))
 	}
