@@ -193,13 +193,13 @@ func LoadPackage(pkg *Package, dir string, set *builtins.Set) (*Flow, error) {
 }
 
 type loader struct {
-	dir  string
-	file string
-	set  *builtins.Set
-	read func(rel string) ([]byte, error)
-	pkg           *Package
-	progs         map[string]*sl.Program
-	errs          dag.ErrorList
+	dir   string
+	file  string
+	set   *builtins.Set
+	read  func(rel string) ([]byte, error)
+	pkg   *Package
+	progs map[string]*sl.Program
+	errs  dag.ErrorList
 }
 
 func (l *loader) load() (*Flow, error) {
