@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
 
 	"github.com/daggerflow/dagger/dag"
 )
@@ -127,15 +128,57 @@ func TestInputs(t *testing.T) {
 
 func TestSetAdd(t *testing.T) {
 	s := Standard()
-	if err := s.Add("fetch", starlark.None); err != nil {
+	mod := &starlarkstruct.Module{Name: "kv", Members: starlark.StringDict{"get": starlark.NewBuiltin("get", nil)}}
+	if err := s.Add("kv", mod); err != nil {
 		t.Fatal(err)
 	}
-	if !s.IsPredeclared("fetch") || !s.Has("len") || s.IsPredeclared("len") {
+	if err := s.AddFlowOnly("emit", starlark.NewBuiltin("emit", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if !s.IsPredeclared("kv") || !s.Has("len") || s.IsPredeclared("len") {
 		t.Error("Has and IsPredeclared disagree with the set")
 	}
-	for _, name := range []string{"fetch", "json", "len", "not-a-name", ""} {
-		if err := s.Add(name, starlark.None); err == nil {
-			t.Errorf("Add(%q) succeeded", name)
+	if s.FlowOnly("kv") || !s.FlowOnly("emit") || !s.FlowOnly("next_step") {
+		t.Error("FlowOnly is wrong")
+	}
+	if _, ok := s.ModulePredeclared()["emit"]; ok {
+		t.Error("a module sees a flow-only builtin")
+	}
+	if s.Predeclared()["kv"] != mod || s.ModulePredeclared()["kv"] != mod {
+		t.Error("the flow or a module does not see kv")
+	}
+	tests := []struct{ name, want string }{
+		{"kv", "builtin kv is already added"},
+		{"json", "would shadow dagger's standard builtin json"},
+		{"next_step", "would shadow dagger's standard builtin next_step"},
+		{"len", "would shadow the Starlark builtin len"},
+		{"print", "would shadow the Starlark builtin print"},
+		{"def", "is not an identifier, or is a Starlark keyword"},
+		{"lambda", "is a Starlark keyword"},
+		{"class", "is a Starlark keyword"}, // reserved by Starlark
+		{"not-a-name", "is not an identifier"},
+		{"", "is not an identifier"},
+	}
+	for _, test := range tests {
+		if err := s.Add(test.name, starlark.None); err == nil || !strings.Contains(err.Error(), test.want) {
+			t.Errorf("Add(%q) = %v, want %q", test.name, err, test.want)
 		}
+	}
+	if err := s.Add("nothing", nil); err == nil {
+		t.Error("Add took a nil value")
+	}
+}
+
+func TestSetClone(t *testing.T) {
+	s := Standard()
+	c := s.Clone()
+	if err := c.Add("fetch", starlark.None); err != nil {
+		t.Fatal(err)
+	}
+	if s.IsPredeclared("fetch") {
+		t.Error("adding to a clone changed the set")
+	}
+	if err := s.Add("fetch", starlark.None); err != nil {
+		t.Errorf("the set refuses a name its clone has: %v", err)
 	}
 }

@@ -27,7 +27,8 @@ var update = flag.Bool("update", false, "rewrite the golden files and testscript
 const repoRoot = ".."
 
 // mainEnv, set to 1 in its environment, makes the test binary act as
-// dagger: see TestMain.
+// dagger, and set to embedder as the dagger of a program that adds the
+// builtins of embedderSet: see TestMain.
 const mainEnv = "DAGGER_TEST_MAIN"
 
 // TestMain makes the test binary the dagger command, as well as the tests.
@@ -37,8 +38,11 @@ const mainEnv = "DAGGER_TEST_MAIN"
 // binary under its own name, which testscript.Main takes for "go test";
 // they set mainEnv instead.
 func TestMain(m *testing.M) {
-	if os.Getenv(mainEnv) == "1" {
+	switch os.Getenv(mainEnv) {
+	case "1":
 		Main(builtins.Standard()) // which exits
+	case "embedder":
+		Main(embedderSet())
 	}
 	testscript.Main(m, map[string]func(){"dagger": func() { Main(builtins.Standard()) }})
 }
@@ -54,8 +58,14 @@ type result struct {
 // variables.
 func runDagger(t *testing.T, args ...string) result {
 	t.Helper()
+	return runWith(t, builtins.Standard(), args...)
+}
+
+// runWith is runDagger for a dagger command with the builtins of set.
+func runWith(t *testing.T, set *builtins.Set, args ...string) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := Run(t.Context(), builtins.Standard(), append([]string{"dagger"}, args...), strings.NewReader(""), &stdout, &stderr)
+	code := Run(t.Context(), set, append([]string{"dagger"}, args...), strings.NewReader(""), &stdout, &stderr)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 

@@ -121,7 +121,14 @@ func runTasks(t *testing.T, dir, stdout string) map[string]store.Task {
 // loadGraph returns the graph of the valid flow at path.
 func loadGraph(t *testing.T, path string) *dag.Graph {
 	t.Helper()
-	flow, err := starlark.Load(path, builtins.Standard())
+	return loadGraphWith(t, path, builtins.Standard())
+}
+
+// loadGraphWith returns the graph of the flow at path, valid with the
+// builtins of set.
+func loadGraphWith(t *testing.T, path string, set *builtins.Set) *dag.Graph {
+	t.Helper()
+	flow, err := starlark.Load(path, set)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,8 +31,12 @@ type Options struct {
 	// MaxSteps bounds the Starlark execution steps of each task; 0 for no
 	// limit.
 	MaxSteps uint64
-	// OnEvent, if set, is called with every event of the run, one at a
-	// time, in order.
+	// OnEvent, if set, is called with every event of the run, one call
+	// at a time, in the order things happened. Whatever reports an event,
+	// the scheduler or a task printing a line, waits while OnEvent runs:
+	// a slow OnEvent slows the run down, and never reorders or drops
+	// events. A consumer that must not slow the run copies events into a
+	// queue of its own.
 	OnEvent func(Event)
 	// Resume, if set, makes the run a resumption of an earlier one; with
 	// Params nil, it runs with the param values of that run.

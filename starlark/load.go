@@ -193,13 +193,14 @@ func LoadPackage(pkg *Package, dir string, set *builtins.Set) (*Flow, error) {
 }
 
 type loader struct {
-	dir   string
-	file  string
-	set   *builtins.Set
-	read  func(rel string) ([]byte, error)
-	pkg   *Package
-	progs map[string]*sl.Program
-	errs  dag.ErrorList
+	dir    string
+	file   string
+	set    *builtins.Set
+	read   func(rel string) ([]byte, error)
+	pkg    *Package
+	progs  map[string]*sl.Program
+	parsed map[string]*syntax.File // modules read, by package path; nil for one that could not be
+	errs   dag.ErrorList
 }
 
 func (l *loader) load() (*Flow, error) {
@@ -212,6 +213,7 @@ func (l *loader) load() (*Flow, error) {
 	l.errs = append(l.errs, errList(err)...)
 	l.errs = append(l.errs, errList(dag.Validate(g))...)
 	l.progs = make(map[string]*sl.Program)
+	l.parsed = make(map[string]*syntax.File)
 	l.compile(name, f, l.set.IsPredeclared, map[string]bool{name: true})
 	flow := &Flow{Graph: g, Package: l.pkg, builtins: l.set, dir: l.dir, file: l.file, progs: l.progs}
 	l.errs.Sort()
@@ -239,9 +241,11 @@ func (l *loader) compile(rel string, f *syntax.File, isPredeclared func(string) 
 			}
 			l.errs = append(l.errs, e)
 		}
-		return
+	} else {
+		l.progs[rel] = prog
 	}
-	l.progs[rel] = prog
+	// The loads are checked even in a file that failed to resolve, so
+	// that every problem is reported at once.
 	for _, stmt := range f.Stmts {
 		load, ok := stmt.(*syntax.LoadStmt)
 		if !ok {
@@ -257,31 +261,42 @@ func (l *loader) compile(rel string, f *syntax.File, isPredeclared func(string) 
 			l.errs = append(l.errs, &dag.Error{Pos: at, Msg: fmt.Sprintf("load cycle: %s loads %s, which loads it again", rel, mod)})
 			continue
 		}
-		if _, done := l.progs[mod]; done {
-			continue
-		}
-		src, err := l.read(mod)
-		if err != nil {
-			msg := fmt.Sprintf("cannot load %s: %v", mod, err)
-			if errors.Is(err, fs.ErrNotExist) {
-				msg = fmt.Sprintf("cannot load %s (from %s): no such file", l.dir+mod, l.dir+rel)
+		mf, seen := l.parsed[mod]
+		if !seen {
+			mf = l.module(at, rel, mod)
+			l.parsed[mod] = mf // nil if it could not be read: reported once
+			if mf == nil {
+				continue
 			}
-			l.errs = append(l.errs, &dag.Error{Pos: at, Msg: msg})
-			continue
+			active[mod] = true
+			l.compile(mod, mf, func(name string) bool { return l.set.IsPredeclared(name) && !l.set.FlowOnly(name) }, active)
+			delete(active, mod)
 		}
-		l.pkg.Files[mod] = string(src)
-		mf, err := dag.Parse(l.dir+mod, src)
-		if err != nil {
-			l.errs = append(l.errs, dag.AsList(err)...)
-			continue
-		}
-		active[mod] = true
-		l.compile(mod, mf, func(name string) bool { return l.set.IsPredeclared(name) && !l.set.FlowOnly(name) }, active)
-		delete(active, mod)
 		if _, ok := l.progs[mod]; ok {
 			l.checkExports(at, mod, mf, load)
 		}
 	}
+}
+
+// module reads and parses the module mod, which rel loads at at; nil if
+// it cannot, which it reports.
+func (l *loader) module(at dag.Pos, rel, mod string) *syntax.File {
+	src, err := l.read(mod)
+	if err != nil {
+		msg := fmt.Sprintf("cannot load %s: %v", mod, err)
+		if errors.Is(err, fs.ErrNotExist) {
+			msg = fmt.Sprintf("cannot load %s (from %s): no such file", l.dir+mod, l.dir+rel)
+		}
+		l.errs = append(l.errs, &dag.Error{Pos: at, Msg: msg})
+		return nil
+	}
+	l.pkg.Files[mod] = string(src)
+	mf, err := dag.Parse(l.dir+mod, src)
+	if err != nil {
+		l.errs = append(l.errs, dag.AsList(err)...)
+		return nil
+	}
+	return mf
 }
 
 // checkExports reports names a load statement asks of a module that the
@@ -333,7 +348,8 @@ func errList(err error) dag.ErrorList {
 // Init runs the top-level code of the flow, and of the modules it loads,
 // on thread with the flow's builtins, and returns the flow's globals,
 // frozen so that tasks can share them. The thread's Print and locals are
-// the caller's; Init sets its Load and cancels it when ctx is done.
+// the caller's; Init sets its Load and its context (builtins.ThreadContext), and
+// cancels it when ctx is done.
 func (f *Flow) Init(ctx context.Context, thread *sl.Thread) (sl.StringDict, error) {
 	modulePredeclared := f.builtins.ModulePredeclared()
 	cache := make(map[string]sl.StringDict)
@@ -358,6 +374,7 @@ func (f *Flow) Init(ctx context.Context, thread *sl.Thread) (sl.StringDict, erro
 		cache[rel] = globals
 		return globals, nil
 	}
+	builtins.SetThreadContext(thread, ctx)
 	stop := cancelOnDone(ctx, thread)
 	defer stop()
 	globals, err := f.progs[f.Package.Flow].Init(thread, f.builtins.Predeclared())

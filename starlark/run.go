@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	sl "go.starlark.net/starlark"
+
+	"github.com/daggerflow/dagger/builtins"
 )
 
 // An Error is a Starlark runtime error. Its message is the backtrace of the
@@ -35,8 +37,10 @@ func cancelOnDone(ctx context.Context, thread *sl.Thread) (stop func() bool) {
 }
 
 // Call calls fn with args on thread, cancelling the thread when ctx is
-// done. A Starlark error comes back as an *Error with its backtrace.
+// done; builtins reach ctx through builtins.Context. A Starlark error comes
+// back as an *Error with its backtrace.
 func Call(ctx context.Context, thread *sl.Thread, fn sl.Value, args ...sl.Value) (sl.Value, error) {
+	builtins.SetThreadContext(thread, ctx)
 	stop := cancelOnDone(ctx, thread)
 	defer stop()
 	v, err := sl.Call(thread, fn, args, nil)
