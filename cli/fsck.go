@@ -27,10 +27,7 @@ func fsck(c *urfave.Context) error {
 	}
 	st, dir, err := openStore(c.Context, c.String("store"))
 	if err != nil {
-		return failed(err)
-	}
-	if st == nil {
-		return &exitError{code: exitInvalid, err: fmt.Errorf("there is no store in %s", dir)}
+		return lookupFailed(err) // exit 2 if there is no store
 	}
 	defer st.Close()
 	problems, err := st.Check(c.Context)

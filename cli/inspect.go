@@ -14,8 +14,9 @@ import (
 	"unicode/utf8"
 
 	urfave "github.com/urfave/cli/v2"
+	sl "go.starlark.net/starlark"
 
-	"github.com/daggerflow/dagger/dag"
+	"github.com/daggerflow/dagger/history"
 	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
 )
@@ -49,298 +50,63 @@ func inspect(c *urfave.Context) error {
 		return err
 	}
 	out := c.String("output")
-	if out != "" && p.artifact == "" {
+	if out != "" && p.Artifact == "" {
 		return &usageError{cmd: c.Command.HelpName, msg: "-o writes an artifact's value: give RUN/STEP[/TASK]/ARTIFACT"}
 	}
 	ctx := c.Context
-	st, r, err := openRun(ctx, c.String("store"), p.run)
+	st, run, err := openRun(ctx, c.String("store"), p.Run)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	h, err := loadHistory(ctx, st, r)
-	if err != nil {
-		return failed(err)
-	}
-	v := &viewer{ctx: ctx, st: st, h: h, w: c.App.Writer, json: c.Bool("json")}
-	if p.step == "" {
+	v := &viewer{ctx: ctx, st: st, run: run, w: c.App.Writer, json: c.Bool("json")}
+	if p.Step == "" {
 		return v.showRun()
 	}
-	tasks, err := h.stepTasks(p.step)
-	if err != nil {
-		return err
-	}
-	if len(tasks) == 0 {
-		return &exitError{code: exitInvalid, err: fmt.Errorf("step %s of run %s has no tasks: it has not run", p.step, r.ID)}
-	}
-	matches := byIndex(withIndex(tasks, p.index))
-	if len(matches) == 0 {
-		return noTaskError(r, p, tasks)
-	}
-	// The one task whose index is the whole of p.index, if there is one:
-	// only a step outside any foreach has a task without an index.
-	var task *store.Task
-	if len(matches) == 1 && len(matches[0].Index) == len(p.index) {
-		task = &matches[0]
-	}
+	task, err := run.Task(p)
 	switch {
-	case p.artifact == "" && task == nil:
-		what := "step " + p.step
-		if len(p.index) > 0 {
-			what = "tasks " + p.taskName() + ".*"
+	case errors.Is(err, history.ErrAmbiguous) && p.Artifact == "":
+		// A path that names several tasks shows them all.
+		tasks, err := run.Find(p)
+		if err != nil {
+			return lookupFailed(err)
 		}
-		return v.showTasks(what, p.step, matches)
-	case p.artifact == "":
-		return v.showTask(*task)
-	case task == nil:
-		return &exitError{code: exitInvalid, err: fmt.Errorf("run %s has %s of %s: name one, as %s/%s",
-			r.ID, plural(len(matches), "task"), p.taskName(), taskPath(r.ID, matches[0]), p.artifact)}
+		what := "step " + p.Step
+		if len(p.Index) > 0 {
+			what = "tasks " + p.TaskID() + ".*"
+		}
+		return v.showTasks(what, p.Step, history.ByIndex(tasks))
+	case err != nil:
+		return lookupFailed(err)
+	case p.Artifact == "":
+		return v.showTask(task)
 	}
-	return v.showArtifact(*task, p.artifact, out)
-}
-
-// A runPath is what dagger inspect and dagger logs are given to show:
-// RUN[/STEP[/TASK][/ARTIFACT]].
-type runPath struct {
-	run  string // "latest", or a run ID or a prefix of one
-	step string // "" for the whole run
-	// index holds the foreach indices given after the step, which the
-	// index of the tasks shown starts with; nil for all the step's tasks.
-	index    []int
-	artifact string
+	return v.showArtifact(task, p.Artifact, out)
 }
 
 // pathArg returns the one argument of dagger inspect and dagger logs,
 // parsed.
-func pathArg(c *urfave.Context) (runPath, error) {
+func pathArg(c *urfave.Context) (history.Path, error) {
 	name := c.Command.HelpName
 	switch c.NArg() {
 	case 0:
-		return runPath{}, &usageError{cmd: name, msg: "no run given: give RUN, a run ID, a prefix of one, or latest"}
+		return history.Path{}, &usageError{cmd: name, msg: "no run given: give RUN, a run ID, a prefix of one, or latest"}
 	case 1:
 	default:
-		return runPath{}, &usageError{cmd: name, msg: fmt.Sprintf("takes one run, step or task, not %d arguments", c.NArg())}
+		return history.Path{}, &usageError{cmd: name, msg: fmt.Sprintf("takes one run, step or task, not %d arguments", c.NArg())}
 	}
-	p, err := parsePath(c.Args().First())
+	p, err := history.ParsePath(c.Args().First())
 	if err != nil {
-		return runPath{}, &usageError{cmd: name, msg: err.Error()}
+		return history.Path{}, &usageError{cmd: name, msg: err.Error()}
 	}
 	return p, nil
-}
-
-// parsePath parses RUN[/STEP[/TASK][/ARTIFACT]], where TASK is the index
-// of a task in its foreach fan-outs, in one element ("0.1") or in several
-// ("0/1"). An element that starts with a digit is an index, since
-// artifact names are identifiers; only the last element may be an
-// artifact. Trailing slashes, as shells complete paths, are ignored.
-func parsePath(s string) (runPath, error) {
-	elems := strings.Split(strings.TrimRight(s, "/"), "/")
-	if slices.Contains(elems, "") {
-		return runPath{}, fmt.Errorf("%q: want RUN[/STEP[/TASK][/ARTIFACT]]", s)
-	}
-	p := runPath{run: elems[0]}
-	rest := elems[1:]
-	if len(rest) > 0 {
-		p.step, rest = rest[0], rest[1:]
-	}
-	for i, e := range rest {
-		if isDigit(e[0]) {
-			index, err := parseIndex(e)
-			if err != nil {
-				return runPath{}, fmt.Errorf("%q: %w", s, err)
-			}
-			p.index = append(p.index, index...)
-			continue
-		}
-		if i < len(rest)-1 {
-			return runPath{}, fmt.Errorf("%q: %s is not a task index, and only the last element can be an artifact", s, e)
-		}
-		p.artifact = e
-	}
-	return p, nil
-}
-
-// parseIndex parses a task index, such as "3" or "0.1".
-func parseIndex(s string) ([]int, error) {
-	var index []int
-	for part := range strings.SplitSeq(s, ".") {
-		n, err := strconv.Atoi(part)
-		if err != nil || part == "" || !isDigit(part[0]) {
-			return nil, fmt.Errorf("bad task index %s: want numbers joined by dots, such as 3 or 0.1", s)
-		}
-		index = append(index, n)
-	}
-	return index, nil
-}
-
-// isDigit reports whether c is an ASCII digit.
-func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// taskName returns the task ID that p's step and index make, such as
-// "square.3", for messages.
-func (p runPath) taskName() string {
-	return formatTaskID(p.step, p.index)
-}
-
-// formatTaskID returns the ID of the task of step with the given foreach
-// index, as the engine names it: the step, then each index after a dot.
-func formatTaskID(step string, index []int) string {
-	var b strings.Builder
-	b.WriteString(step)
-	for _, i := range index {
-		b.WriteByte('.')
-		b.WriteString(strconv.Itoa(i))
-	}
-	return b.String()
-}
-
-// taskPath returns the path that dagger inspect takes for task t of run
-// runID, in its canonical form: the run, the step, and the index as the
-// task's ID ends, such as 1m89nzs2917d/inner/0.1.
-func taskPath(runID string, t store.Task) string {
-	p := runID + "/" + t.Step
-	if rest, ok := strings.CutPrefix(t.ID, t.Step+"."); ok && len(t.Index) > 0 {
-		p += "/" + rest
-	}
-	return p
-}
-
-// A history is a run as the store recorded it.
-type history struct {
-	run   store.Run
-	tasks []store.Task // in the order they started
-	// flowSteps are the steps of the flow, in source order, as the code
-	// the run saved defines them; nil if that code cannot be read.
-	flowSteps []string
-}
-
-// loadHistory reads the tasks of run r from st.
-func loadHistory(ctx context.Context, st *store.Store, r store.Run) (*history, error) {
-	tasks, err := st.Tasks(ctx, r.ID)
-	if err != nil {
-		return nil, err
-	}
-	return &history{run: r, tasks: tasks, flowSteps: flowSteps(ctx, st, r)}, nil
-}
-
-// reload reads the run and its tasks again, as they are now.
-func (h *history) reload(ctx context.Context, st *store.Store) error {
-	r, err := st.Run(ctx, h.run.ID)
-	if err != nil {
-		return err
-	}
-	tasks, err := st.Tasks(ctx, r.ID)
-	if err != nil {
-		return err
-	}
-	h.run, h.tasks = r, tasks
-	return nil
-}
-
-// flowSteps returns the names of the steps of the flow that run r ran, in
-// source order, read from the code the run saved, without running or
-// checking any of it; nil if the code cannot be read. The order of the
-// source is the one people know the flow by, and it names the steps that
-// have not run too. Without it, the tasks' order does.
-func flowSteps(ctx context.Context, st *store.Store, r store.Run) []string {
-	data, err := st.Blobs().Get(ctx, r.CodeHash)
-	if err != nil {
-		return nil
-	}
-	pkg, err := starlark.DecodePackage(data)
-	if err != nil {
-		return nil
-	}
-	f, err := dag.Parse(pkg.Flow, pkg.Files[pkg.Flow])
-	if err != nil {
-		return nil
-	}
-	// Extract returns the graph as far as it can read it, even with
-	// errors, which were the run's concern, not the reader's.
-	g, _ := dag.Extract(f, func(string) bool { return false })
-	names := make([]string, len(g.Steps))
-	for i, s := range g.Steps {
-		names[i] = s.Name
-	}
-	return names
-}
-
-// steps returns the names of the run's steps: those of the flow, in
-// source order, then those of tasks that are not the flow's, in the order
-// they started.
-func (h *history) steps() []string {
-	names := slices.Clone(h.flowSteps)
-	for _, t := range h.tasks {
-		if !slices.Contains(names, t.Step) {
-			names = append(names, t.Step)
-		}
-	}
-	return names
-}
-
-// stepTasks returns the tasks of step, in the order they started. A step
-// the run does not have is an error that names those it has.
-func (h *history) stepTasks(step string) ([]store.Task, error) {
-	steps := h.steps()
-	if !slices.Contains(steps, step) {
-		return nil, &exitError{code: exitInvalid, err: fmt.Errorf("run %s has no step %s; steps: %s", h.run.ID, step, listNames(steps))}
-	}
-	var tasks []store.Task
-	for _, t := range h.tasks {
-		if t.Step == step {
-			tasks = append(tasks, t)
-		}
-	}
-	return tasks, nil
-}
-
-// withIndex returns the tasks whose foreach index starts with index.
-func withIndex(tasks []store.Task, index []int) []store.Task {
-	var out []store.Task
-	for _, t := range tasks {
-		if len(t.Index) >= len(index) && slices.Equal(t.Index[:len(index)], index) {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// noTaskError reports that no task of p's step, whose tasks are tasks,
-// has p's index.
-func noTaskError(r store.Run, p runPath, tasks []store.Task) error {
-	ids := make([]string, len(tasks))
-	for i, t := range byIndex(tasks) {
-		ids[i] = t.ID
-	}
-	return &exitError{code: exitInvalid, err: fmt.Errorf("run %s has no task %s; tasks of %s: %s", r.ID, p.taskName(), p.step, listNames(ids))}
-}
-
-// byIndex returns tasks sorted by their foreach index.
-func byIndex(tasks []store.Task) []store.Task {
-	return slices.SortedStableFunc(slices.Values(tasks), func(a, b store.Task) int {
-		return slices.Compare(a.Index, b.Index)
-	})
-}
-
-// maxListed is how many names a message lists.
-const maxListed = 10
-
-// listNames returns names for a message, the first few of many.
-func listNames(names []string) string {
-	if len(names) == 0 {
-		return "none"
-	}
-	if len(names) > maxListed {
-		return fmt.Sprintf("%s, ... (%d in all)", strings.Join(names[:maxListed], ", "), len(names))
-	}
-	return strings.Join(names, ", ")
 }
 
 // A viewer writes what dagger inspect shows.
 type viewer struct {
 	ctx  context.Context
 	st   *store.Store
-	h    *history
+	run  *history.Run
 	w    io.Writer
 	json bool
 }
@@ -351,19 +117,6 @@ func (v *viewer) write(s string) error {
 		return failed(fmt.Errorf("writing the output: %w", err))
 	}
 	return nil
-}
-
-// runDetailJSON is a run as dagger inspect --json prints it.
-type runDetailJSON struct {
-	runJSON
-	Steps []stepJSON `json:"steps"`
-}
-
-// stepJSON sums up the tasks of a step.
-type stepJSON struct {
-	Name     string                   `json:"name"`
-	Tasks    int                      `json:"tasks"`
-	Statuses map[store.TaskStatus]int `json:"statuses"`
 }
 
 // showRun shows the run and its steps:
@@ -383,21 +136,13 @@ type stepJSON struct {
 //
 // then, for a run that failed, its error.
 func (v *viewer) showRun() error {
-	r := v.h.run
-	byStep := make(map[string][]store.Task)
-	for _, t := range v.h.tasks {
-		byStep[t.Step] = append(byStep[t.Step], t)
-	}
 	if v.json {
-		d := runDetailJSON{runJSON: newRunJSON(r), Steps: []stepJSON{}}
-		for _, name := range v.h.steps() {
-			s := stepJSON{Name: name, Tasks: len(byStep[name]), Statuses: make(map[store.TaskStatus]int)}
-			for _, t := range byStep[name] {
-				s.Statuses[t.Status]++
-			}
-			d.Steps = append(d.Steps, s)
-		}
-		return failed(writeIndentedJSON(v.w, d))
+		return failed(writeIndentedJSON(v.w, history.NewRunDetailJSON(v.run)))
+	}
+	r := v.run.Run
+	byStep := make(map[string][]store.Task)
+	for _, t := range v.run.Tasks() {
+		byStep[t.Step] = append(byStep[t.Step], t)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "run %s of %s\n", r.ID, r.Flow)
@@ -420,7 +165,7 @@ func (v *viewer) showRun() error {
 	writeTable(&b, "", rows)
 	b.WriteString("\nsteps:\n")
 	rows = nil
-	for _, name := range v.h.steps() {
+	for _, name := range v.run.Steps() {
 		rows = append(rows, []string{name, stepSummary(byStep[name])})
 	}
 	writeTable(&b, "  ", rows)
@@ -513,72 +258,6 @@ func writeBlock(b *strings.Builder, name, text string) {
 	}
 }
 
-// taskJSON is a task as dagger inspect --json prints it. Every field is
-// always there: strings that do not apply are empty, lists and objects
-// empty, and times null while they are unknown.
-type taskJSON struct {
-	RunID     string                `json:"run_id"`
-	ID        string                `json:"id"`
-	Step      string                `json:"step"`
-	Index     []int                 `json:"index"`
-	Status    store.TaskStatus      `json:"status"`
-	Attempt   int                   `json:"attempt"`
-	Started   *time.Time            `json:"started"`
-	Ended     *time.Time            `json:"ended"`
-	Parents   []string              `json:"parents"`
-	Next      []string              `json:"next"`
-	Foreach   int                   `json:"foreach"`
-	Artifacts map[string]store.Hash `json:"artifacts"`
-	Logs      store.Hash            `json:"logs"`
-	Error     string                `json:"error"`
-	Origin    string                `json:"origin"`
-}
-
-// newTaskJSON returns t as JSON shows it.
-func newTaskJSON(t store.Task) taskJSON {
-	return taskJSON{
-		RunID:     t.RunID,
-		ID:        t.ID,
-		Step:      t.Step,
-		Index:     nonNil(t.Index),
-		Status:    t.Status,
-		Attempt:   t.Attempt,
-		Started:   optionalTime(t.Started),
-		Ended:     optionalTime(t.Ended),
-		Parents:   nonNil(t.Parents),
-		Next:      nonNil(t.Next),
-		Foreach:   t.ForeachLen,
-		Artifacts: nonNilMap(t.Artifacts),
-		Logs:      t.Logs,
-		Error:     t.Error,
-		Origin:    t.Origin,
-	}
-}
-
-// nonNil returns s, or an empty slice, which JSON writes as [], not null.
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
-
-// nonNilMap returns m, or an empty map, which JSON writes as {}, not null.
-func nonNilMap[K comparable, V any](m map[K]V) map[K]V {
-	if m == nil {
-		return map[K]V{}
-	}
-	return m
-}
-
-// stepTasksJSON is the tasks of a step as dagger inspect --json prints
-// them.
-type stepTasksJSON struct {
-	RunID string     `json:"run_id"`
-	Step  string     `json:"step"`
-	Tasks []taskJSON `json:"tasks"`
-}
-
 // showTasks shows tasks of step, those that what names, sorted by their
 // index:
 //
@@ -588,14 +267,10 @@ type stepTasksJSON struct {
 //	square.0  succeeded  1        <1ms      numbers, square
 func (v *viewer) showTasks(what, step string, tasks []store.Task) error {
 	if v.json {
-		list := make([]taskJSON, len(tasks))
-		for i, t := range tasks {
-			list[i] = newTaskJSON(t)
-		}
-		return failed(writeIndentedJSON(v.w, stepTasksJSON{RunID: v.h.run.ID, Step: step, Tasks: list}))
+		return failed(writeIndentedJSON(v.w, history.NewStepTasksJSON(v.run.ID, step, tasks)))
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s of run %s: %s, %s\n\n", what, v.h.run.ID, plural(len(tasks), "task"), statusCounts(tasks))
+	fmt.Fprintf(&b, "%s of run %s: %s, %s\n\n", what, v.run.ID, plural(len(tasks), "task"), statusCounts(tasks))
 	rows := [][]string{{"TASK", "STATUS", "ATTEMPT", "DURATION", "ARTIFACTS"}}
 	for _, t := range tasks {
 		names := strings.Join(slices.Sorted(maps.Keys(t.Artifacts)), ", ")
@@ -603,23 +278,6 @@ func (v *viewer) showTasks(what, step string, tasks []store.Task) error {
 	}
 	writeTable(&b, "", rows)
 	return v.write(b.String())
-}
-
-// taskDetailJSON is one task, with its attempts, as dagger inspect --json
-// prints it.
-type taskDetailJSON struct {
-	taskJSON
-	Attempts []attemptJSON `json:"attempts"`
-}
-
-// attemptJSON is an attempt at a task.
-type attemptJSON struct {
-	N       int              `json:"n"`
-	Status  store.TaskStatus `json:"status"`
-	Started *time.Time       `json:"started"`
-	Ended   *time.Time       `json:"ended"`
-	Error   string           `json:"error"`
-	Logs    store.Hash       `json:"logs"`
 }
 
 // showTask shows task t, its attempts and its artifacts:
@@ -646,11 +304,7 @@ func (v *viewer) showTask(t store.Task) error {
 		return failed(err)
 	}
 	if v.json {
-		d := taskDetailJSON{taskJSON: newTaskJSON(t), Attempts: make([]attemptJSON, len(attempts))}
-		for i, a := range attempts {
-			d.Attempts[i] = attemptJSON{N: a.N, Status: a.Status, Started: optionalTime(a.Started), Ended: optionalTime(a.Ended), Error: a.Error, Logs: a.Logs}
-		}
-		return failed(writeIndentedJSON(v.w, d))
+		return failed(writeIndentedJSON(v.w, history.NewTaskDetailJSON(t, attempts)))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "task %s of run %s\n", t.ID, t.RunID)
@@ -779,27 +433,18 @@ func byteSize(n int64) string {
 // showArtifact prints the value of artifact name of task t, or, with
 // out, writes it to the file out.
 func (v *viewer) showArtifact(t store.Task, name, out string) error {
-	h, ok := t.Artifacts[name]
-	if !ok {
-		names := slices.Sorted(maps.Keys(t.Artifacts))
-		return &exitError{code: exitInvalid, err: fmt.Errorf("task %s of run %s has no artifact %s; artifacts: %s", t.ID, t.RunID, name, listNames(names))}
-	}
-	data, err := v.st.Blobs().Get(v.ctx, h)
+	value, err := history.Artifact(v.ctx, v.st, t, name)
 	if err != nil {
-		return failed(fmt.Errorf("artifact %s of task %s: %w", name, t.ID, err))
-	}
-	value, err := starlark.Decode(data)
-	if err != nil {
-		return failed(fmt.Errorf("artifact %s of task %s: %w", name, t.ID, err))
+		return lookupFailed(err)
 	}
 	var text []byte
 	if out != "" {
 		text, err = rawValue(value, v.json)
 	} else {
-		text, err = formatValue(value, v.json)
+		text, err = history.FormatValue(value, v.json)
 		text = append(text, '\n')
 	}
-	var notJSON *notJSONError
+	var notJSON *history.NotJSONError
 	if errors.As(err, &notJSON) {
 		return failed(fmt.Errorf("artifact %s of task %s has no JSON form: %w", name, t.ID, err))
 	}
@@ -814,4 +459,23 @@ func (v *viewer) showArtifact(t store.Task, name, out string) error {
 		return failed(fmt.Errorf("writing the output: %w", err))
 	}
 	return nil
+}
+
+// rawValue returns what dagger inspect -o writes for v: the bytes
+// themselves for bytes, the text of a string, and otherwise, or with
+// asJSON, what dagger inspect prints.
+func rawValue(v sl.Value, asJSON bool) ([]byte, error) {
+	if !asJSON {
+		switch v := v.(type) {
+		case sl.Bytes:
+			return []byte(v), nil
+		case sl.String:
+			return []byte(v), nil
+		}
+	}
+	out, err := history.FormatValue(v, asJSON)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
 }

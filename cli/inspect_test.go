@@ -12,9 +12,12 @@ import (
 	"strings"
 	"testing"
 
-	gocmp "github.com/google/go-cmp/cmp"
 	"github.com/rogpeppe/go-internal/txtar"
+	sl "go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
 
+	"github.com/daggerflow/dagger/dag"
+	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
 )
 
@@ -39,50 +42,6 @@ func writeFlow(t *testing.T, name, src string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// TestParsePath checks how the paths dagger inspect and dagger logs take
-// are read.
-func TestParsePath(t *testing.T) {
-	tests := []struct {
-		path string
-		want runPath
-		err  string
-	}{
-		{path: "latest", want: runPath{run: "latest"}},
-		{path: "1m89/", want: runPath{run: "1m89"}},
-		{path: "1m89/train", want: runPath{run: "1m89", step: "train"}},
-		{path: "1m89/train/model", want: runPath{run: "1m89", step: "train", artifact: "model"}},
-		{path: "1m89/square/3", want: runPath{run: "1m89", step: "square", index: []int{3}}},
-		{path: "1m89/square/3/x", want: runPath{run: "1m89", step: "square", index: []int{3}, artifact: "x"}},
-		{path: "1m89/inner/0.1", want: runPath{run: "1m89", step: "inner", index: []int{0, 1}}},
-		{path: "1m89/inner/0/1/x/", want: runPath{run: "1m89", step: "inner", index: []int{0, 1}, artifact: "x"}},
-		{path: "1m89/inner/0.1/2", want: runPath{run: "1m89", step: "inner", index: []int{0, 1, 2}}},
-		{path: "", err: `"": want RUN[/STEP[/TASK][/ARTIFACT]]`},
-		{path: "1m89//x", err: `"1m89//x": want RUN[/STEP[/TASK][/ARTIFACT]]`},
-		{path: "/1m89", err: `"/1m89": want RUN[/STEP[/TASK][/ARTIFACT]]`},
-		{path: "1m89/s/x/3", err: `"1m89/s/x/3": x is not a task index, and only the last element can be an artifact`},
-		{path: "1m89/s/3x", err: `"1m89/s/3x": bad task index 3x: want numbers joined by dots, such as 3 or 0.1`},
-		{path: "1m89/s/0..1", err: `"1m89/s/0..1": bad task index 0..1: want numbers joined by dots, such as 3 or 0.1`},
-		{path: "1m89/s/0.-1", err: `"1m89/s/0.-1": bad task index 0.-1: want numbers joined by dots, such as 3 or 0.1`},
-		{path: "1m89/s/0.+1", err: `"1m89/s/0.+1": bad task index 0.+1: want numbers joined by dots, such as 3 or 0.1`},
-	}
-	for _, tt := range tests {
-		got, err := parsePath(tt.path)
-		if tt.err != "" {
-			if err == nil || err.Error() != tt.err {
-				t.Errorf("parsePath(%q) = %+v, %v; want error %s", tt.path, got, err, tt.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("parsePath(%q): %v", tt.path, err)
-			continue
-		}
-		if diff := gocmp.Diff(tt.want, got, gocmp.AllowUnexported(runPath{})); diff != "" {
-			t.Errorf("parsePath(%q) (-want +got):\n%s", tt.path, diff)
-		}
-	}
 }
 
 var (
@@ -388,27 +347,6 @@ func TestInspectRunning(t *testing.T) {
 	}
 }
 
-// TestListNames checks how messages list names.
-func TestListNames(t *testing.T) {
-	many := make([]string, 12)
-	for i := range many {
-		many[i] = fmt.Sprint(i)
-	}
-	tests := []struct {
-		names []string
-		want  string
-	}{
-		{nil, "none"},
-		{[]string{"a", "b"}, "a, b"},
-		{many, "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ... (12 in all)"},
-	}
-	for _, tt := range tests {
-		if got := listNames(tt.names); got != tt.want {
-			t.Errorf("listNames(%q) = %q, want %q", tt.names, got, tt.want)
-		}
-	}
-}
-
 // TestByteSize checks how sizes are written for people.
 func TestByteSize(t *testing.T) {
 	tests := []struct {
@@ -473,4 +411,57 @@ func TestStatusCounts(t *testing.T) {
 			t.Errorf("statusCounts(%v) = %q, want %q", tt.tasks, got, tt.want)
 		}
 	}
+}
+
+// TestRawValue checks what dagger inspect -o writes, with and without
+// --json: the bytes or the text of bytes and strings, else what dagger
+// inspect prints.
+func TestRawValue(t *testing.T) {
+	tests := []struct {
+		expr      string
+		raw, json string // what rawValue returns; "" for an error
+	}{
+		{expr: `"a\nb"`, raw: "a\nb", json: "\"a\\nb\"\n"},
+		{expr: `b"\x00\xff"`, raw: "\x00\xff"},
+		{expr: `{"a": [1]}`, raw: "{\n  \"a\": [\n    1\n  ]\n}\n", json: "{\n  \"a\": [\n    1\n  ]\n}\n"},
+		{expr: `set([2, 1])`, raw: "set([2, 1])\n"},
+		{expr: `{1: "one"}`, raw: "{1: \"one\"}\n"},
+	}
+	for _, tt := range tests {
+		v := artifact(t, tt.expr)
+		for _, asJSON := range []bool{false, true} {
+			want := tt.raw
+			if asJSON {
+				want = tt.json
+			}
+			got, err := rawValue(v, asJSON)
+			switch {
+			case want == "" && err == nil:
+				t.Errorf("rawValue(%s, %v) = %q, want an error", tt.expr, asJSON, got)
+			case want != "" && err != nil:
+				t.Errorf("rawValue(%s, %v): %v", tt.expr, asJSON, err)
+			case string(got) != want:
+				t.Errorf("rawValue(%s, %v) = %q, want %q", tt.expr, asJSON, got, want)
+			}
+		}
+	}
+}
+
+// artifact returns the value of the Starlark expression expr as an
+// artifact reads back from the store: encoded, then decoded.
+func artifact(t *testing.T, expr string) sl.Value {
+	t.Helper()
+	predeclared := sl.StringDict{"struct": sl.NewBuiltin("struct", starlarkstruct.Make)}
+	v, err := sl.EvalOptions(dag.FileOptions(), &sl.Thread{}, "expr", expr, predeclared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := starlark.Encode(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err = starlark.Decode(data); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

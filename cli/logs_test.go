@@ -16,6 +16,7 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/history"
 	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
 )
@@ -88,17 +89,17 @@ func TestLogsJSON(t *testing.T) {
 	if r.code != exitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	var got []logLineJSON
+	var got []history.LogLine
 	for line := range strings.Lines(r.stdout) {
-		var l logLineJSON
+		var l history.LogLine
 		if err := json.Unmarshal([]byte(line), &l); err != nil {
 			t.Fatalf("%v: %s", err, line)
 		}
 		got = append(got, l)
 	}
-	var want []logLineJSON
+	var want []history.LogLine
 	for _, n := range []int{1, 2, 3} {
-		want = append(want, logLineJSON{RunID: id, Step: "flaky", TaskID: "flaky", Attempt: n, Line: fmt.Sprintf("attempt %d", n)})
+		want = append(want, history.LogLine{RunID: id, Step: "flaky", TaskID: "flaky", Attempt: n, Line: fmt.Sprintf("attempt %d", n)})
 	}
 	if diff := gocmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)

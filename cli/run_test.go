@@ -6,6 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"os"
 	osexec "os/exec"
@@ -257,7 +260,8 @@ func TestNormalizeRun(t *testing.T) {
 }
 
 // TestReadme checks the examples of README.md: a fenced block after a line
-// <!-- source: PATH --> must be the file at PATH, and one after
+// <!-- source: PATH --> must be the file at PATH, one after <!-- source:
+// PATH NAME --> the function NAME of the Go file PATH, and one after
 // <!-- output --> must start with "$ dagger run ARGS" and go on with what
 // that command prints, stdout then stderr, as normalizeRun compares them.
 func TestReadme(t *testing.T) {
@@ -284,7 +288,7 @@ func TestReadme(t *testing.T) {
 			continue
 		}
 		if path, ok := strings.CutPrefix(marker, "source: "); ok {
-			src, err := os.ReadFile(path)
+			src, err := readSource(path)
 			if err != nil {
 				t.Errorf("README.md:%d: %v", i+1, err)
 				continue
@@ -299,6 +303,32 @@ func TestReadme(t *testing.T) {
 	if found == 0 {
 		t.Error("README.md has no examples to check")
 	}
+}
+
+// readSource returns what a README block after <!-- source: ref --> must
+// be: the file ref, or, for "PATH NAME", the declaration of the function
+// NAME in the Go file PATH, its doc comment included.
+func readSource(ref string) (string, error) {
+	path, name, isFunc := strings.Cut(ref, " ")
+	src, err := os.ReadFile(path)
+	if err != nil || !isFunc {
+		return string(src), err
+	}
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, path, src, parser.ParseComments)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range f.Decls {
+		if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv == nil && fn.Name.Name == name {
+			start := fn.Pos()
+			if fn.Doc != nil {
+				start = fn.Doc.Pos()
+			}
+			return string(src[fset.Position(start).Offset:fset.Position(fn.End()).Offset]) + "\n", nil
+		}
+	}
+	return "", fmt.Errorf("%s has no function %s", path, name)
 }
 
 // checkReadmeRun runs the command that starts block, at line n of the

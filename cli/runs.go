@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +13,7 @@ import (
 
 	urfave "github.com/urfave/cli/v2"
 
+	"github.com/daggerflow/dagger/history"
 	"github.com/daggerflow/dagger/store"
 )
 
@@ -63,12 +62,14 @@ func listRuns(c *urfave.Context) error {
 	if f.Limit < 0 {
 		return &usageError{cmd: name, msg: fmt.Sprintf("--limit must be 0 or more, not %d", f.Limit)}
 	}
-	st, dir, err := openStore(c.Context, c.String("store"))
-	if err != nil {
-		return failed(err)
-	}
+	// A store that is not there has no runs.
 	var runs []store.Run
-	if st != nil {
+	st, dir, err := openStore(c.Context, c.String("store"))
+	switch {
+	case errors.Is(err, history.ErrNoStore):
+	case err != nil:
+		return failed(err)
+	default:
 		defer st.Close()
 		if runs, err = st.Runs(c.Context, f); err != nil {
 			return failed(err)
@@ -76,9 +77,9 @@ func listRuns(c *urfave.Context) error {
 	}
 	w := c.App.Writer
 	if c.Bool("json") {
-		list := make([]runJSON, len(runs))
+		list := make([]history.RunJSON, len(runs))
 		for i, r := range runs {
-			list[i] = newRunJSON(r)
+			list[i] = history.NewRunJSON(r)
 		}
 		return failed(writeIndentedJSON(w, list))
 	}
@@ -137,92 +138,48 @@ func elapsed(start, end time.Time) string {
 	return round(end.Sub(start))
 }
 
-// openStore opens the store of the read commands: dir if given, else the
-// project's, as dagger run chooses it. It returns a nil Store, and no
-// error, when the directory does not exist, rather than create it:
-// looking at runs must not leave an empty store behind wherever dagger
-// was started. The directory is returned either way, for messages.
+// openStore opens the store of the read commands, dir if given, else the
+// project's, as dagger run chooses it, without creating it: looking at
+// runs must not leave an empty store behind wherever dagger was started.
+// The error for a store that is not there wraps history.ErrNoStore. The
+// directory is returned either way, for messages.
 func openStore(ctx context.Context, dir string) (*store.Store, string, error) {
 	dir, err := storeDir(dir)
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		return nil, dir, nil
-	}
-	st, err := store.Open(ctx, dir)
-	if err != nil {
-		return nil, dir, err
-	}
-	return st, dir, nil
+	st, err := history.Open(ctx, dir)
+	return st, dir, err
 }
 
-// openRun opens the store named by the --store flag dir and finds the run
+// openRun opens the store named by the --store flag dir and loads the run
 // that ref, "latest" or a unique prefix of a run ID, identifies. The
 // caller closes the store. A run that is not there, or a prefix that
 // several runs share, is an error with exit code 2, worded by the store.
-func openRun(ctx context.Context, dir, ref string) (*store.Store, store.Run, error) {
-	st, dir, err := openStore(ctx, dir)
+func openRun(ctx context.Context, dir, ref string) (*store.Store, *history.Run, error) {
+	st, _, err := openStore(ctx, dir)
+	if errors.Is(err, history.ErrNoStore) {
+		return nil, nil, &exitError{code: exitInvalid, err: fmt.Errorf("run %q: not found: %w", ref, err)}
+	}
 	if err != nil {
-		return nil, store.Run{}, failed(err)
+		return nil, nil, failed(err)
 	}
-	if st == nil {
-		return nil, store.Run{}, &exitError{code: exitInvalid, err: fmt.Errorf("run %q: not found: there is no store in %s", ref, dir)}
-	}
-	r, err := st.Run(ctx, ref)
+	run, err := history.Load(ctx, st, ref)
 	if err != nil {
 		st.Close()
-		code := exitFailed
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrAmbiguous) {
-			code = exitInvalid
-		}
-		return nil, store.Run{}, &exitError{code: code, err: err}
+		return nil, nil, lookupFailed(err)
 	}
-	return st, r, nil
+	return st, run, nil
 }
 
-// runJSON is a run as dagger runs --json and dagger inspect --json print
-// it. Every field is always there: strings that do not apply are empty,
-// and ended is null while the run is running.
-type runJSON struct {
-	ID       string                     `json:"id"`
-	Flow     string                     `json:"flow"`
-	FlowPath string                     `json:"flow_path"`
-	Status   store.RunStatus            `json:"status"`
-	Params   map[string]json.RawMessage `json:"params"`
-	Origin   string                     `json:"origin"`
-	Created  time.Time                  `json:"created"`
-	Ended    *time.Time                 `json:"ended"`
-	Error    string                     `json:"error"`
-}
-
-// newRunJSON returns r as JSON shows it.
-func newRunJSON(r store.Run) runJSON {
-	// The store keeps each value as JSON text; printing it raw makes it a
-	// JSON value, not a string of JSON.
-	params := make(map[string]json.RawMessage, len(r.Params))
-	for name, v := range r.Params {
-		params[name] = json.RawMessage(v)
+// lookupFailed returns err with its exit code: 2 for what the user asked
+// for and the store does not have, a run, step, task or artifact that is
+// not there or several that match, and 1 for a failure to read the store.
+func lookupFailed(err error) error {
+	if errors.Is(err, history.ErrNotFound) || errors.Is(err, history.ErrAmbiguous) {
+		return &exitError{code: exitInvalid, err: err}
 	}
-	return runJSON{
-		ID:       r.ID,
-		Flow:     r.Flow,
-		FlowPath: r.FlowPath,
-		Status:   r.Status,
-		Params:   params,
-		Origin:   r.Origin,
-		Created:  r.Created,
-		Ended:    optionalTime(r.Ended),
-		Error:    r.Error,
-	}
-}
-
-// optionalTime returns nil for the zero time, which JSON writes as null.
-func optionalTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
+	return failed(err)
 }
 
 // writeIndentedJSON writes v as indented JSON, as dagger show --json does.

@@ -350,7 +350,7 @@ func IsIdent(s string) bool {
 		}
 	}
 	// The scanner knows the keywords, and the words Starlark reserves.
-	id, err := syntax.ParseExpr("", s, 0)
+	id, err := FileOptions().ParseExpr("", s, 0)
 	_, ok := id.(*syntax.Ident)
 	return err == nil && ok
 }

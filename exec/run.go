@@ -8,13 +8,13 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	sl "go.starlark.net/starlark"
 
 	"github.com/daggerflow/dagger/dag"
+	"github.com/daggerflow/dagger/history"
 	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
 )
@@ -190,19 +190,6 @@ type attempt struct {
 	record   store.Attempt
 }
 
-func taskID(step string, index []int) string {
-	if len(index) == 0 {
-		return step
-	}
-	var b strings.Builder
-	b.WriteString(step)
-	for _, i := range index {
-		b.WriteByte('.')
-		b.WriteString(strconv.Itoa(i))
-	}
-	return b.String()
-}
-
 func (s *scheduler) newPending(step string, index []int, input string, artifacts map[string]string, parents []string, fans []fan) *pending {
 	return &pending{
 		spec: &TaskSpec{
@@ -212,7 +199,7 @@ func (s *scheduler) newPending(step string, index []int, input string, artifacts
 			Store:     s.st.Dir(),
 			Params:    s.opts.Params,
 			Step:      step,
-			TaskID:    taskID(step, index),
+			TaskID:    history.TaskID(step, index),
 			Attempt:   1,
 			Index:     index,
 			Input:     input,

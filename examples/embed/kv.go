@@ -76,9 +76,10 @@ func (kv *kvStore) get(thread *starlark.Thread, b *starlark.Builtin, args starla
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "key", &key, "default?", &def); err != nil {
 		return nil, err
 	}
+	// Starlark puts the builtin's name before its errors.
 	db, err := kv.open()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		return nil, err
 	}
 	// A cancelled task stops waiting for the database.
 	ctx := builtins.ThreadContext(thread)
@@ -88,9 +89,9 @@ func (kv *kvStore) get(thread *starlark.Thread, b *starlark.Builtin, args starla
 	case errors.Is(err, sql.ErrNoRows) && def != nil:
 		return def, nil
 	case errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("%s: no key %q", b.Name(), key)
+		return nil, fmt.Errorf("no key %q", key)
 	case err != nil:
-		return nil, fmt.Errorf("%s %q: %w", b.Name(), key, err)
+		return nil, fmt.Errorf("reading %q: %w", key, err)
 	}
 	return starlark.String(value), nil
 }

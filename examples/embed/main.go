@@ -26,6 +26,7 @@ import (
 	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/cli"
 	"github.com/daggerflow/dagger/exec"
+	"github.com/daggerflow/dagger/history"
 	"github.com/daggerflow/dagger/store"
 )
 
@@ -38,15 +39,15 @@ const dbEnv = "EMBED_KV_DB"
 
 func main() {
 	kv := &kvStore{path: os.Getenv(dbEnv)}
-	set := builtins.Standard()
-	if err := set.Add("kv", kv.module()); err != nil {
+	set, err := newSet(kv)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "embed:", err)
 		os.Exit(1)
 	}
 	if len(os.Args) > 1 {
 		cli.Main(set) // exits
 	}
-	err := demo(context.Background(), os.Stdout, set, kv)
+	err = demo(context.Background(), os.Stdout, set, kv)
 	if cerr := kv.close(); err == nil {
 		err = cerr
 	}
@@ -54,6 +55,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "embed:", err)
 		os.Exit(1)
 	}
+}
+
+// newSet returns the builtins of this program's flows: the standard ones
+// and kv.
+func newSet(kv *kvStore) (*builtins.Set, error) {
+	set := builtins.Standard()
+	if err := set.Add("kv", kv.module()); err != nil {
+		return nil, err
+	}
+	return set, nil
 }
 
 // demo makes the kv database and a store in a temporary folder, and runs
@@ -118,4 +129,34 @@ func printEvent(w io.Writer, e dagger.Event) {
 	case dagger.RunFinished:
 		fmt.Fprintf(w, "run %s\n", e.Status)
 	}
+}
+
+// report reads the finished run back through the history API: the
+// artifacts its tasks made, as decoded values.
+func report(ctx context.Context, w io.Writer, st *store.Store, runID string) error {
+	run, err := history.Load(ctx, st, runID)
+	if err != nil {
+		return err
+	}
+	tasks, err := run.StepTasks("price")
+	if err != nil {
+		return err
+	}
+	for _, t := range history.ByIndex(tasks) {
+		price, err := history.Artifact(ctx, st, t, "price")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "history: %s set price = %s\n", t.ID, price)
+	}
+	finish, err := run.Task(history.Path{Step: "finish"})
+	if err != nil {
+		return err
+	}
+	total, err := history.Artifact(ctx, st, finish, "total")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "history: finish has total = %s\n", total)
+	return nil
 }

@@ -1,4 +1,4 @@
-package cli
+package history
 
 import (
 	"bytes"
@@ -13,30 +13,38 @@ import (
 	"go.starlark.net/starlarkstruct"
 )
 
-// A notJSONError says which part of an artifact value has no JSON form.
-type notJSONError struct {
-	// path locates the part, in Starlark syntax relative to the value,
+// A NotJSONError says which part of an artifact value has no JSON form.
+type NotJSONError struct {
+	// Path locates the part, in Starlark syntax relative to the value,
 	// as starlark.UnsupportedError does: "" for the value itself, [2] for
 	// an element, ["k"] for a dict's value, .keys()[2] for its key, .f
 	// for a struct's field.
-	path string
-	what string // what the part is, such as "bytes"
+	Path string
+	What string // what the part is, such as "bytes"
 }
 
-func (e *notJSONError) Error() string {
-	if e.path == "" {
-		return "it is " + e.what
+func (e *NotJSONError) Error() string {
+	if e.Path == "" {
+		return "it is " + e.What
 	}
-	return e.path + " is " + e.what
+	return e.Path + " is " + e.What
 }
 
-// appendJSON appends to b the JSON form of v, a decoded artifact value:
+// JSON returns the JSON form of v, a decoded artifact value, compact:
 // None, bools, ints (however big), finite floats, UTF-8 strings, lists
 // and tuples (as arrays), dicts whose keys are all strings (as objects,
 // in their order) and structs (as objects, fields sorted by name). Other
-// values have none: bytes, sets, dicts with other keys, infinite and NaN
-// floats, and strings that are not UTF-8, which JSON would mangle. path
-// is that of v within the artifact, for the *notJSONError.
+// values have none, and are a *NotJSONError: bytes, sets, dicts with
+// other keys, infinite and NaN floats, and strings that are not UTF-8,
+// which JSON would mangle. Unlike encoding/json, JSON escapes only what
+// JSON requires, and keeps the point that tells the float 2.0 from the
+// int 2.
+func JSON(v sl.Value) ([]byte, error) {
+	return appendJSON(nil, v, "")
+}
+
+// appendJSON appends to b the JSON form of v, as JSON describes it. path
+// is that of v within the artifact, for the *NotJSONError.
 func appendJSON(b []byte, v sl.Value, path string) ([]byte, error) {
 	switch v := v.(type) {
 	case sl.NoneType:
@@ -49,14 +57,14 @@ func appendJSON(b []byte, v sl.Value, path string) ([]byte, error) {
 		return append(b, v.String()...), nil
 	case sl.Float:
 		if math.IsInf(float64(v), 0) || math.IsNaN(float64(v)) {
-			return nil, &notJSONError{path, "the float " + v.String()}
+			return nil, &NotJSONError{path, "the float " + v.String()}
 		}
 		// Starlark's form, such as 2.0 or 1e+21, is JSON's too, and
 		// keeps the point that tells a float from an int.
 		return append(b, v.String()...), nil
 	case sl.String:
 		if !utf8.ValidString(string(v)) {
-			return nil, &notJSONError{path, "a string that is not UTF-8"}
+			return nil, &NotJSONError{path, "a string that is not UTF-8"}
 		}
 		return appendJSONString(b, string(v)), nil
 	case *sl.List:
@@ -69,7 +77,7 @@ func appendJSON(b []byte, v sl.Value, path string) ([]byte, error) {
 		for i, kv := range v.Items() {
 			k, ok := kv[0].(sl.String)
 			if !ok {
-				return nil, &notJSONError{fmt.Sprintf("%s.keys()[%d]", path, i), "a key of type " + kv[0].Type()}
+				return nil, &NotJSONError{fmt.Sprintf("%s.keys()[%d]", path, i), "a key of type " + kv[0].Type()}
 			}
 			if b, err = appendJSONField(b, i, string(k), kv[1], fmt.Sprintf("%s[%s]", path, k)); err != nil {
 				return nil, err
@@ -95,7 +103,7 @@ func appendJSON(b []byte, v sl.Value, path string) ([]byte, error) {
 	if _, ok := v.(sl.Bytes); ok {
 		what = "bytes"
 	}
-	return nil, &notJSONError{path, what}
+	return nil, &NotJSONError{path, what}
 }
 
 // appendJSONArray appends the elements of seq as a JSON array.
@@ -147,11 +155,11 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// formatValue returns v for people: its JSON form indented, if it has
+// FormatValue returns v for people: its JSON form indented, if it has
 // one, else its Starlark repr, such as b"\x00" or set([1, 2]). With
-// asJSON, a value without a JSON form is a *notJSONError.
-func formatValue(v sl.Value, asJSON bool) ([]byte, error) {
-	compact, err := appendJSON(nil, v, "")
+// asJSON, a value without a JSON form is a *NotJSONError.
+func FormatValue(v sl.Value, asJSON bool) ([]byte, error) {
+	compact, err := JSON(v)
 	if err != nil {
 		if asJSON {
 			return nil, err
@@ -163,23 +171,4 @@ func formatValue(v sl.Value, asJSON bool) ([]byte, error) {
 		return nil, fmt.Errorf("indenting its JSON: %w", err)
 	}
 	return b.Bytes(), nil
-}
-
-// rawValue returns what dagger inspect -o writes for v: the bytes
-// themselves for bytes, the text of a string, and otherwise, or with
-// asJSON, what formatValue prints, ending with a newline.
-func rawValue(v sl.Value, asJSON bool) ([]byte, error) {
-	if !asJSON {
-		switch v := v.(type) {
-		case sl.Bytes:
-			return []byte(v), nil
-		case sl.String:
-			return []byte(v), nil
-		}
-	}
-	out, err := formatValue(v, asJSON)
-	if err != nil {
-		return nil, err
-	}
-	return append(out, '\n'), nil
 }
