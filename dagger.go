@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/dag"
+	"github.com/daggerflow/dagger/datastore"
 	"github.com/daggerflow/dagger/exec"
 	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
@@ -102,6 +104,13 @@ type Options struct {
 	// MaxSteps bounds the Starlark execution steps of each task; 0 for no
 	// limit.
 	MaxSteps uint64
+	// Datastore is the URL of the datastore that keeps the run's blobs,
+	// its code, artifacts, foreach elements and logs: s3://, gs://,
+	// azblob:// or file:// (see package datastore). "" keeps them in the
+	// store, or, for an Executor that runs tasks outside this process, in
+	// a file datastore in the store's folder, since a task runner never
+	// opens the store. A resumed run keeps the datastore of its origin.
+	Datastore string
 	// OnEvent, if set, is called with every event of the run, one call at
 	// a time, in the order things happened. A task that has something to
 	// report waits while OnEvent runs, so a slow OnEvent slows the run
@@ -139,17 +148,37 @@ func Run(ctx context.Context, st *store.Store, flow *Flow, opts Options) (store.
 	if err := flow.CheckParams(opts.Params); err != nil {
 		return store.Run{}, err
 	}
-	return exec.Run(ctx, st, flow.f, execOptions(opts))
+	return run(ctx, st, flow, opts, nil)
 }
 
-func execOptions(opts Options) exec.Options {
-	return exec.Options{
+// run runs flow with the blobs of opts.Datastore, which it opens and
+// closes, and resume, if not nil.
+func run(ctx context.Context, st *store.Store, flow *Flow, opts Options, resume *exec.Resume) (store.Run, error) {
+	eo := exec.Options{
 		Params:     opts.Params,
 		MaxWorkers: opts.MaxWorkers,
 		Executor:   opts.Executor,
 		MaxSteps:   opts.MaxSteps,
 		OnEvent:    opts.OnEvent,
+		Resume:     resume,
+		Datastore:  opts.Datastore,
 	}
+	if eo.Datastore == "" && eo.Executor != nil {
+		dir := filepath.Join(st.Dir(), "datastore")
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			return store.Run{}, err
+		}
+		eo.Datastore = "file://" + filepath.ToSlash(dir)
+	}
+	if eo.Datastore != "" {
+		ds, err := datastore.Open(ctx, eo.Datastore)
+		if err != nil {
+			return store.Run{}, err
+		}
+		defer ds.Close()
+		eo.Blobs, eo.Datastore = ds, ds.String()
+	}
+	return exec.Run(ctx, st, flow.f, eo)
 }
 
 // Resume starts a new run of flow that resumes origin, a run of it that
@@ -160,9 +189,11 @@ func execOptions(opts Options) exec.Options {
 // may have succeeded too. With opts.Params nil, the run takes origin's
 // param values.
 //
-// A succeeded origin without from, a from the flow does not have, or
-// param values that no longer fit the flow give an *InvalidError, and
-// nothing is recorded. See exec.Resume for what is copied and why.
+// The resumed run keeps its blobs where origin does. A succeeded origin
+// without from, a from the flow does not have, param values that no
+// longer fit the flow, or a datastore other than origin's give an
+// *InvalidError, and nothing is recorded. See exec.Resume for what is
+// copied and why.
 func Resume(ctx context.Context, st *store.Store, flow *Flow, origin store.Run, from string, opts Options) (store.Run, error) {
 	g := flow.f.Graph
 	switch {
@@ -187,9 +218,23 @@ func Resume(ctx context.Context, st *store.Store, flow *Flow, origin store.Run, 
 	} else if err := flow.CheckParams(opts.Params); err != nil {
 		return store.Run{}, err
 	}
-	eo := execOptions(opts)
-	eo.Resume = &exec.Resume{Origin: origin, From: from}
-	return exec.Run(ctx, st, flow.f, eo)
+	switch {
+	case opts.Datastore == "" && origin.Datastore == "" && opts.Executor != nil:
+		return store.Run{}, &InvalidError{Problems: []string{fmt.Sprintf("run %s kept its blobs in the store, which task runners in other processes never open: resume it with the in-process executor", origin.ID)}}
+	case opts.Datastore == "":
+		opts.Datastore = origin.Datastore
+	case opts.Datastore != origin.Datastore:
+		return store.Run{}, &InvalidError{Problems: []string{fmt.Sprintf("run %s keeps its blobs in %s, not in %s: resume it without a datastore, or with that one", origin.ID, orLocal(origin.Datastore), opts.Datastore)}}
+	}
+	return run(ctx, st, flow, opts, &exec.Resume{Origin: origin, From: from})
+}
+
+// orLocal names a datastore for messages: its URL, or the store for "".
+func orLocal(datastore string) string {
+	if datastore == "" {
+		return "the store"
+	}
+	return datastore
 }
 
 // ProcessExecutor returns an executor that runs each task in a subprocess

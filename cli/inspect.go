@@ -59,6 +59,7 @@ func inspect(c *urfave.Context) error {
 		return err
 	}
 	defer st.Close()
+	defer run.Close()
 	v := &viewer{ctx: ctx, st: st, run: run, w: c.App.Writer, json: c.Bool("json")}
 	if p.Step == "" {
 		return v.showRun()
@@ -380,7 +381,11 @@ const (
 // Starlark repr; for an artifact too big to read quickly, a pointer to
 // the view of the artifact instead; for one that cannot be read, why.
 func (v *viewer) preview(h store.Hash) (size, repr string) {
-	r, err := v.st.Blobs().Open(v.ctx, h)
+	blobs, err := v.run.Blobs(v.ctx)
+	if err != nil {
+		return "?", fmt.Sprintf("(unreadable: %v)", err)
+	}
+	r, err := blobs.Open(v.ctx, h)
 	if err != nil {
 		return "?", fmt.Sprintf("(unreadable: %v)", err)
 	}
@@ -433,7 +438,7 @@ func byteSize(n int64) string {
 // showArtifact prints the value of artifact name of task t, or, with
 // out, writes it to the file out.
 func (v *viewer) showArtifact(t store.Task, name, out string) error {
-	value, err := history.Artifact(v.ctx, v.st, t, name)
+	value, err := v.run.Artifact(v.ctx, t, name)
 	if err != nil {
 		return lookupFailed(err)
 	}

@@ -65,7 +65,8 @@ func printLogs(c *urfave.Context) error {
 		return err
 	}
 	defer st.Close()
-	lw := &logWriter{r: history.NewLogReader(st), w: c.App.Writer, json: c.Bool("json")}
+	defer run.Close()
+	lw := &logWriter{r: history.NewLogReader(run), w: c.App.Writer, json: c.Bool("json")}
 	// show prints the output of the tasks p names that ended since it
 	// last did.
 	show := func(running bool) error {

@@ -26,6 +26,7 @@ func resumeCommand(set *builtins.Set) *urfave.Command {
 		Flags: append([]urfave.Flag{
 			&urfave.StringFlag{Name: "from", Usage: "run `STEP` and the steps after it again"},
 			&urfave.StringFlag{Name: "store", Usage: "the store `DIR` the run is in"},
+			&urfave.StringFlag{Name: "datastore", Usage: "the datastore `URL` the run keeps its blobs in, which the new run keeps them in too; the run's own if not given"},
 		}, executionFlags()...),
 		Action: func(c *urfave.Context) error { return resumeRun(c, set) },
 	}
@@ -72,7 +73,7 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 		st.Close()
 		return &usageError{cmd: name, msg: fmt.Sprintf("--from %s: flow %s has no such step", from, flow.Name())}
 	}
-	opts := dagger.Options{MaxWorkers: workers, Executor: executor}
+	opts := dagger.Options{MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore")}
 	return runInStore(ctx, c, again, st, flow, func(ctx context.Context, opts dagger.Options) (store.Run, error) {
 		return dagger.Resume(ctx, st, flow, origin, from, opts)
 	}, opts)

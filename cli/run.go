@@ -35,11 +35,16 @@ func runCommand(set *builtins.Set) *urfave.Command {
 			"invalid flow or parameter value is reported before any of the flow's code\n" +
 			"runs, with exit code 2; a run that fails or is interrupted exits with 1.\n" +
 			"Runs are recorded in the store: --store, else $DAGGER_HOME, else .daggerflow\n" +
-			"in the current directory. An interrupt (Ctrl-C) or SIGTERM cancels the\n" +
-			"running tasks and waits for them; a second Ctrl-C exits at once.",
+			"in the current directory. Their artifacts, logs and code go to the store\n" +
+			"too, or to the datastore --datastore (else $DAGGER_DATASTORE) names, which\n" +
+			"task runners on other machines can reach; with --executor process and no\n" +
+			"datastore, to a datastore in the store's folder. An interrupt (Ctrl-C) or\n" +
+			"SIGTERM cancels the running tasks and waits for them; a second Ctrl-C exits\n" +
+			"at once.",
 		Flags: append([]urfave.Flag{
 			&urfave.StringSliceFlag{Name: "param", Aliases: []string{"p"}, KeepSpace: true, Usage: "give a parameter a value, `name=value`; repeat for each"},
 			&urfave.StringFlag{Name: "store", Usage: "record the run in `DIR`"},
+			&urfave.StringFlag{Name: "datastore", EnvVars: []string{"DAGGER_DATASTORE"}, Usage: "keep the run's artifacts, logs and code at `URL`: s3://bucket/prefix, gs://, azblob:// or file:///dir"},
 		}, executionFlags()...),
 		Action: func(c *urfave.Context) error { return runFlow(c, set) },
 	}
@@ -99,7 +104,7 @@ func runFlow(c *urfave.Context, set *builtins.Set) error {
 	if err != nil {
 		return failed(err)
 	}
-	opts := dagger.Options{Params: given, MaxWorkers: workers, Executor: executor}
+	opts := dagger.Options{Params: given, MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore")}
 	return runInStore(ctx, c, again, st, flow, func(ctx context.Context, opts dagger.Options) (store.Run, error) {
 		return dagger.Run(ctx, st, flow, opts)
 	}, opts)

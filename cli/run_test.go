@@ -27,7 +27,9 @@ import (
 
 	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/dag"
+	"github.com/daggerflow/dagger/datastore"
 	"github.com/daggerflow/dagger/exec"
+	"github.com/daggerflow/dagger/internal/s3test"
 	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
 )
@@ -38,14 +40,17 @@ var runArgs = map[string][]string{
 	"examples/params.star": {"-p", "name=Ada"},
 }
 
-// TestRun runs every example and every flow in testdata/run with both
-// executors. Each run's output, normalized by normalizeRun, must match
-// testdata/run/NAME.txt, and the records of its tasks, artifacts
-// included, must be the same whichever executor ran them.
+// TestRun runs every example and every flow in testdata/run in process,
+// with the process executor, and with the process executor and a datastore
+// on an S3-protocol server. Each run's output, normalized by normalizeRun,
+// must match testdata/run/NAME.txt, and the records of its tasks,
+// artifacts included, must be the same however they ran.
 func TestRun(t *testing.T) {
 	t.Chdir(repoRoot)
 	// For the process executor: see TestMain.
 	t.Setenv(mainEnv, "1")
+	s3 := s3test.Start(t)
+	setS3Env(t, s3)
 	flows := slices.Concat(glob(t, "examples/*.star"), glob(t, "testdata/run/*.star"))
 	names := make(map[string]string)
 	for _, flow := range flows {
@@ -56,25 +61,32 @@ func TestRun(t *testing.T) {
 		names[name] = flow
 		t.Run(name, func(t *testing.T) {
 			g := loadGraph(t, flow)
+			ways := []struct{ name, executor, datastore string }{
+				{"inprocess", inProcess, ""},
+				{"process", subprocess, ""},
+				{"process with S3", subprocess, s3.URL("runs/" + name)},
+			}
 			var outputs []string
 			var tasks []map[string]store.Task
-			for _, executor := range []string{inProcess, subprocess} {
+			for _, w := range ways {
 				dir := t.TempDir()
-				args := slices.Concat([]string{"run", "--store", dir, "--executor", executor, flow}, runArgs[flow])
-				r := runDagger(t, args...)
+				args := []string{"run", "--store", dir, "--executor", w.executor}
+				if w.datastore != "" {
+					args = append(args, "--datastore", w.datastore)
+				}
+				r := runDagger(t, slices.Concat(args, []string{flow}, runArgs[flow])...)
 				outputs = append(outputs, formatResult(r, g))
 				tasks = append(tasks, runTasks(t, dir, r.stdout))
 			}
 			golden(t, filepath.Join("testdata/run", name+".txt"), []byte(outputs[0]))
-			if len(outputs) < 2 {
-				return
-			}
-			if diff := gocmp.Diff(outputs[0], outputs[1]); diff != "" {
-				t.Errorf("--executor process printed differently (-inprocess +process):\n%s", diff)
-			}
 			ignore := cmpopts.IgnoreFields(store.Task{}, "RunID", "Started", "Ended")
-			if diff := gocmp.Diff(tasks[0], tasks[1], ignore); diff != "" {
-				t.Errorf("--executor process recorded different tasks (-inprocess +process):\n%s", diff)
+			for i, w := range ways[1:] {
+				if diff := gocmp.Diff(outputs[0], outputs[i+1]); diff != "" {
+					t.Errorf("%s printed differently (-inprocess +%s):\n%s", w.name, w.name, diff)
+				}
+				if diff := gocmp.Diff(tasks[0], tasks[i+1], ignore); diff != "" {
+					t.Errorf("%s recorded different tasks (-inprocess +%s):\n%s", w.name, w.name, diff)
+				}
 			}
 		})
 	}
@@ -83,6 +95,16 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s is the golden file of a flow that does not exist: remove it", g)
 		}
 	}
+}
+
+// setS3Env sets the environment in which dagger, and the task runners it
+// starts, reach s3 with its credentials, for the test t, but without
+// $DAGGER_DATASTORE: each run names its datastore, if it has one.
+func setS3Env(t *testing.T, s3 *s3test.Server) {
+	t.Helper()
+	s3.SetEnv(t)
+	t.Setenv("DAGGER_DATASTORE", "") // restored after the test
+	os.Unsetenv("DAGGER_DATASTORE")
 }
 
 // formatResult formats the exit code and output of a run for a golden
@@ -610,20 +632,30 @@ func TestStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	storeDir := filepath.Join(dir, "store")
-	st, err := store.Open(t.Context(), storeDir)
+	// The runner opens the datastore alone: there is no store at all.
+	dsURL := "file://" + filepath.ToSlash(filepath.Join(dir, "ds"))
+	if err := os.Mkdir(filepath.Join(dir, "ds"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := datastore.Open(t.Context(), dsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, err := st.Blobs().Put(t.Context(), flow.Package.Encode())
+	code, err := ds.Put(t.Context(), flow.Package.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Close(); err != nil {
+	if err := ds.Close(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		dbs, err := filepath.Glob(filepath.Join(dir, "*", "meta.db*"))
+		if err != nil || len(dbs) > 0 {
+			t.Errorf("dagger step made a database: %v, %v", dbs, err)
+		}
+	})
 	specOf := func(step string) []byte {
-		spec, err := json.Marshal(exec.TaskSpec{RunID: "r", Code: string(code), Dir: flow.Dir(), Store: storeDir, Step: step, TaskID: step, Attempt: 1})
+		spec, err := json.Marshal(exec.TaskSpec{RunID: "r", Code: string(code), Dir: flow.Dir(), Datastore: dsURL, Step: step, TaskID: step, Attempt: 1})
 		if err != nil {
 			t.Fatal(err)
 		}

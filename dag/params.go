@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"go.starlark.net/syntax"
 )
@@ -21,7 +24,10 @@ func OptionNames() []string {
 
 // CheckOption reports whether value, a Go value as Extract reads literals
 // (string, int64, float64, bool, []any, map[string]any or nil), is valid
-// for the step option called name.
+// for the step option called name. The Kubernetes options are held to
+// what the API server accepts, so that a flow fails at check, not when
+// its pod is refused mid-run; a few values Kubernetes would round are
+// refused too (see cpuProblem and memoryProblem).
 func CheckOption(name string, value any) error {
 	problem := ""
 	switch name {
@@ -48,42 +54,16 @@ func CheckOption(name string, value any) error {
 		case slices.Contains(ReservedNames(), s):
 			problem = fmt.Sprintf("cannot be %q, a reserved attribute of ctx", s)
 		}
-	case "image", "service_account":
-		if s, ok := value.(string); !ok || s == "" {
-			problem = "must be a non-empty string"
-		}
-	case "cpu", "memory":
-		switch v := value.(type) {
-		case string:
-			if v == "" {
-				problem = "must not be empty"
-			}
-		case int64:
-			if v <= 0 {
-				problem = "must be positive"
-			}
-		case float64:
-			switch {
-			case name == "memory":
-				problem = `must be a whole number of bytes or a quantity string such as "2Gi"`
-			case v <= 0:
-				problem = "must be positive"
-			}
-		default:
-			problem = `must be a number or a Kubernetes quantity string such as "500m" or "2Gi"`
-		}
+	case "image":
+		problem = imageProblem(value)
+	case "service_account":
+		problem = serviceAccountProblem(value)
+	case "cpu":
+		problem = cpuProblem(value)
+	case "memory":
+		problem = memoryProblem(value)
 	case "env", "node_selector":
-		m, ok := value.(map[string]any)
-		if !ok {
-			problem = "must be a dict of strings to strings"
-			break
-		}
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			if _, ok := m[k].(string); !ok {
-				problem = fmt.Sprintf("must map strings to strings; %q maps to a %s", k, typeName(m[k]))
-				break
-			}
-		}
+		problem = dictProblem(name, value)
 	default:
 		return fmt.Errorf("unknown step option %s", name)
 	}
@@ -91,6 +71,235 @@ func CheckOption(name string, value any) error {
 		return fmt.Errorf("option %s %s", name, problem)
 	}
 	return nil
+}
+
+// cpuProblem checks a cpu option, a number of CPUs. Kubernetes refuses a
+// precision finer than 1m (a thousandth of a CPU), and so do we.
+func cpuProblem(value any) string {
+	s, shown, ok := quantityText(value)
+	if !ok {
+		return `must be a number of CPUs or a quantity string such as "500m" or "1.5"`
+	}
+	q, err := parseQuantity(s)
+	if err != nil {
+		return fmt.Sprintf(`must be a number of CPUs or a quantity string such as "500m" or "1.5", not %s (%v)`, shown, err)
+	}
+	if q.Sign() <= 0 {
+		return "must be positive, not " + shown
+	}
+	switch _, c := q.scaled(-3); c {
+	case -1:
+		return "must be a whole number of millicores (1m is 0.001 CPU), not " + shown
+	case +1:
+		return "must be at most 9223372036854775807m, not " + shown
+	}
+	return ""
+}
+
+// memoryProblem checks a memory option, a number of bytes. Kubernetes
+// rounds a fraction of a byte up, so that "100m", a tenth of a byte
+// written for 100Mi, asks for one byte; we refuse any fraction instead.
+// A float is refused even when whole: a float literal need not hold the
+// number written, and an int or a string says the same exactly.
+func memoryProblem(value any) string {
+	const want = `must be a whole number of bytes or a quantity string such as "2Gi"`
+	s, shown, ok := quantityText(value)
+	if _, isFloat := value.(float64); !ok || isFloat {
+		return want
+	}
+	q, err := parseQuantity(s)
+	if err != nil {
+		return fmt.Sprintf("%s, not %s (%v)", want, shown, err)
+	}
+	if q.Sign() <= 0 {
+		return "must be positive, not " + shown
+	}
+	switch _, c := q.scaled(0); c {
+	case -1:
+		if strings.HasSuffix(s, "m") {
+			return fmt.Sprintf("must be a whole number of bytes, not %s: m means thousandths; write Mi or M for mebibytes or megabytes", shown)
+		}
+		return "must be a whole number of bytes, not " + shown
+	case +1:
+		return "must be less than 8Ei, not " + shown
+	}
+	return ""
+}
+
+// quantityText returns the text of a cpu or memory option to parse as a
+// quantity, and how to show it in a message: a string quoted, a number as
+// Starlark prints it.
+func quantityText(value any) (s, shown string, ok bool) {
+	switch v := value.(type) {
+	case string:
+		return v, strconv.Quote(v), true
+	case int64:
+		s = strconv.FormatInt(v, 10)
+	case float64:
+		s = strconv.FormatFloat(v, 'g', -1, 64)
+	default:
+		return "", "", false
+	}
+	return s, s, true
+}
+
+// dictProblem checks env and node_selector, dicts of strings to strings
+// whose keys (and, for node_selector, values) Kubernetes restricts.
+//
+// Kubernetes takes names with - and . for environment variables, but a
+// shell cannot read them ($MY-VAR is $MY then "-VAR"), so env keys follow
+// the C rule POSIX gives for names, which every program can read.
+func dictProblem(name string, value any) string {
+	m, ok := value.(map[string]any)
+	if !ok {
+		return "must be a dict of strings to strings"
+	}
+	const label = "at most 63 letters, digits, -, _ and ., beginning and ending with a letter or digit"
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v, ok := m[k].(string)
+		switch {
+		case !ok:
+			return fmt.Sprintf("must map strings to strings; %q maps to a %s", k, typeName(m[k]))
+		case name == "env" && !isEnvName(k):
+			return fmt.Sprintf(`must have variable names such as "MODEL_DIR", not %q (letters, digits and _, not beginning with a digit)`, k)
+		case name == "node_selector" && !isLabelKey(k):
+			return fmt.Sprintf(`must have label keys such as "disktype" or "kubernetes.io/arch", not %q (a lowercase DNS subdomain and / if any, then %s)`, k, label)
+		case name == "node_selector" && v != "" && !isLabelName(v):
+			return fmt.Sprintf(`must map %q to a label value such as "ssd" or "", not %q (%s)`, k, v, label)
+		}
+	}
+	return ""
+}
+
+// serviceAccountProblem checks a service_account option, which names a
+// Kubernetes object, so is a DNS subdomain.
+func serviceAccountProblem(value any) string {
+	s, ok := value.(string)
+	switch {
+	case !ok || s == "":
+		return "must be a non-empty string"
+	case !isDNSSubdomain(s):
+		return fmt.Sprintf(`must be a service account name such as "trainer", not %q (at most 253 lowercase letters, digits, - and ., with a letter or digit at both ends and around each .)`, s)
+	}
+	return ""
+}
+
+// imageProblem checks an image option, a reference such as
+// "ghcr.io/org/app:1.0@sha256:…".
+func imageProblem(value any) string {
+	s, ok := value.(string)
+	if !ok || s == "" {
+		return "must be a non-empty string"
+	}
+	if why := imageRefProblem(s); why != "" {
+		return fmt.Sprintf(`must be an image reference such as "python:3.12" or "ghcr.io/org/app:1.0", not %q (%s)`, s, why)
+	}
+	return ""
+}
+
+// imageRefProblem says what is wrong with an image reference, or "".
+// Kubernetes leaves references to the container runtime, which refuses
+// what docker's reference grammar refuses; this is a simpler, more
+// permissive form of that grammar, enough to catch a typo at check rather
+// than when the pod fails to pull.
+func imageRefProblem(s string) string {
+	if strings.ContainsFunc(s, unicode.IsSpace) {
+		return "a reference has no whitespace"
+	}
+	name, digest, hasDigest := strings.Cut(s, "@")
+	if hasDigest && !isDigest(digest) {
+		return "a digest is sha256: and 64 lowercase hex digits"
+	}
+	// A colon after the last / starts the tag; one before it ends the
+	// registry's host, as in localhost:5000/app.
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		if !isTag(name[i+1:]) {
+			return "a tag is at most 128 letters, digits, _, . and -, not beginning with . or -"
+		}
+		name = name[:i]
+	}
+	path := strings.Split(name, "/")
+	// A first part that looks like a host is the registry, whose name is
+	// not case-sensitive.
+	if h := path[0]; len(path) > 1 && (strings.ContainsAny(h, ".:") || h == "localhost") {
+		path = path[1:]
+	}
+	for _, part := range path {
+		if !isName(part, "._-", true) {
+			return "the repository path is lowercase letters, digits, ., _ and -, with a letter or digit at both ends of each part"
+		}
+	}
+	return ""
+}
+
+// isDigest reports whether s is a sha256 digest of an image.
+func isDigest(s string) bool {
+	hex, ok := strings.CutPrefix(s, "sha256:")
+	return ok && len(hex) == 64 && !strings.ContainsFunc(hex, func(r rune) bool {
+		return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f')
+	})
+}
+
+// isTag reports whether s is an image tag, [\w][\w.-]{0,127}.
+func isTag(s string) bool {
+	return s != "" && len(s) <= 128 && s[0] != '.' && s[0] != '-' &&
+		!strings.ContainsFunc(s, func(r rune) bool { return !isWord(r) && r != '.' && r != '-' })
+}
+
+// isEnvName reports whether s is a C identifier, [A-Za-z_][A-Za-z0-9_]*.
+func isEnvName(s string) bool {
+	return s != "" && !('0' <= s[0] && s[0] <= '9') &&
+		!strings.ContainsFunc(s, func(r rune) bool { return !isWord(r) })
+}
+
+// isWord reports whether r is in \w: an ASCII letter, digit or _.
+func isWord(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_'
+}
+
+// isLabelKey reports whether s is a Kubernetes label key: a name, after a
+// DNS subdomain and / if any, as in kubernetes.io/arch.
+func isLabelKey(s string) bool {
+	prefix, name, ok := strings.Cut(s, "/")
+	if !ok {
+		return isLabelName(s)
+	}
+	return isDNSSubdomain(prefix) && isLabelName(name)
+}
+
+// isLabelName reports whether s is the name of a Kubernetes label key, the
+// form a non-empty label value takes too.
+func isLabelName(s string) bool {
+	return len(s) <= 63 && isName(s, "-_.", false)
+}
+
+// isDNSSubdomain reports whether s is a DNS subdomain as RFC 1123 and
+// Kubernetes have it, the form of most Kubernetes object names.
+func isDNSSubdomain(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for part := range strings.SplitSeq(s, ".") {
+		if !isName(part, "-", true) {
+			return false
+		}
+	}
+	return true
+}
+
+// isName reports whether s is ASCII letters and digits, with the
+// punctuation in inner anywhere but at either end; lower allows only
+// lowercase letters.
+func isName(s, inner string, lower bool) bool {
+	for i := range len(s) {
+		switch c := s[i]; {
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'z', !lower && 'A' <= c && c <= 'Z':
+		case strings.IndexByte(inner, c) >= 0 && i > 0 && i < len(s)-1:
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 // param reads a param(...) call at top level.

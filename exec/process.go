@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/datastore"
 	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
 )
@@ -104,23 +105,22 @@ func (p *Process) Execute(ctx context.Context, spec *TaskSpec, print func(line s
 }
 
 // ServeTask is the runner side of the task protocol, what the hidden
-// `dagger step` command runs in a subprocess or a pod: it opens the blobs
-// of the store spec names, runs the task with the builtins of set, prints
-// the lines the task prints to out as it prints them, and writes the
-// TaskResult as JSON to result, whether the task succeeded or failed. An
-// error means the task could not be run, and no result was written.
+// `dagger step` command runs in a subprocess or a pod: it opens the
+// datastore spec names, and nothing else (not the driver's metadata
+// database), runs the task with the builtins of set, prints the lines the
+// task prints to out as it prints them, and writes the TaskResult as JSON
+// to result, whether the task succeeded or failed. An error means the task
+// could not be run, and no result was written.
 func ServeTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, out, result io.Writer) error {
-	if spec.Store == "" {
-		// store.Open would make a store in the current directory.
-		return fmt.Errorf("task %s: the task spec names no store", spec.TaskID)
+	if spec.Datastore == "" {
+		return fmt.Errorf("task %s: the task spec names no datastore", spec.TaskID)
 	}
-	// The store is opened for its blobs: the driver records the task.
-	st, err := store.Open(ctx, spec.Store)
+	ds, err := datastore.Open(ctx, spec.Datastore)
 	if err != nil {
 		return fmt.Errorf("task %s: %w", spec.TaskID, err)
 	}
-	res, err := runTask(ctx, spec, set, st.Blobs(), out)
-	if err = errors.Join(err, st.Close()); err != nil {
+	res, err := runTask(ctx, spec, set, ds, out)
+	if err = errors.Join(err, ds.Close()); err != nil {
 		return fmt.Errorf("task %s: %w", spec.TaskID, err)
 	}
 	data, err := json.Marshal(res)

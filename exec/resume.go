@@ -37,7 +37,7 @@ type resumer struct {
 	copied map[string]bool       // tasks of this run copied from the origin
 }
 
-func newResumer(ctx context.Context, st *store.Store, g *dag.Graph, r *Resume) (*resumer, error) {
+func newResumer(ctx context.Context, st Recorder, g *dag.Graph, r *Resume) (*resumer, error) {
 	tasks, err := st.Tasks(ctx, r.Origin.ID)
 	if err != nil {
 		return nil, err
@@ -128,14 +128,14 @@ func (s *scheduler) reuse(p *pending, o store.Task) {
 // writeManifest saves the hashes of a task's foreach elements, which a
 // resumed run reads back to fan out again without running the task.
 func (s *scheduler) writeManifest(ctx context.Context, elements []string) (store.Hash, error) {
-	return s.st.Blobs().Put(ctx, []byte(strings.Join(elements, "\n")))
+	return s.opts.Blobs.Put(ctx, []byte(strings.Join(elements, "\n")))
 }
 
 func (s *scheduler) readManifest(h store.Hash) ([]string, error) {
 	if h == "" {
 		return []string{}, nil
 	}
-	data, err := s.st.Blobs().Get(context.WithoutCancel(s.ctx), h)
+	data, err := s.opts.Blobs.Get(context.WithoutCancel(s.ctx), h)
 	if err != nil {
 		return nil, fmt.Errorf("reading the foreach elements of the origin run: %w", err)
 	}

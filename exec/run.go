@@ -41,6 +41,26 @@ type Options struct {
 	// Resume, if set, makes the run a resumption of an earlier one; with
 	// Params nil, it runs with the param values of that run.
 	Resume *Resume
+	// Blobs, if set, holds the run's blobs: its code, artifacts, foreach
+	// elements and logs; nil means the store's own. Datastore is its URL,
+	// recorded with the run and given to every task runner, which opens it
+	// itself; an executor that runs tasks outside this process needs one.
+	Blobs     store.Blobs
+	Datastore string
+}
+
+// A Recorder is what a run needs of the store of run metadata:
+// *store.Store is one.
+type Recorder interface {
+	CreateRun(ctx context.Context, r store.Run) (store.Run, error)
+	FinishRun(ctx context.Context, id string, status store.RunStatus, errMsg string) error
+	Run(ctx context.Context, ref string) (store.Run, error)
+	Tasks(ctx context.Context, runID string) ([]store.Task, error)
+	QueueStartTask(ctx context.Context, t store.Task) error
+	CommitTask(ctx context.Context, t store.Task, a store.Attempt) error
+	// Blobs returns the store's own blobs, for runs that have no
+	// datastore.
+	Blobs() store.Blobs
 }
 
 // A RunError reports a run that did not succeed.
@@ -60,11 +80,18 @@ func (e *RunError) Error() string {
 
 func (e *RunError) Unwrap() error { return e.Err }
 
-// Run runs flow from start to finish, recording the run, its tasks and
-// their artifacts in st, and returns the run's record. The error is a
-// *RunError when a task failed or ctx was cancelled; tasks that finished
-// stay recorded either way. Cancelling ctx cancels the running tasks.
-func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options) (store.Run, error) {
+// Run runs flow from start to finish, recording the run and its tasks in
+// st and their artifacts in opts.Blobs, and returns the run's record. The
+// error is a *RunError when a task failed or ctx was cancelled; tasks that
+// finished stay recorded either way. Cancelling ctx cancels the running
+// tasks.
+func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (store.Run, error) {
+	if opts.Blobs == nil {
+		if opts.Datastore != "" {
+			return store.Run{}, fmt.Errorf("datastore %s is named but not open", opts.Datastore)
+		}
+		opts.Blobs = st.Blobs()
+	}
 	if opts.MaxWorkers <= 0 {
 		opts.MaxWorkers = runtime.NumCPU()
 	}
@@ -84,19 +111,23 @@ func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options
 	if err != nil {
 		return store.Run{}, err
 	}
-	code, err := st.Blobs().Put(ctx, flow.Package.Encode())
+	code, err := opts.Blobs.Put(ctx, flow.Package.Encode())
 	if err != nil {
 		return store.Run{}, fmt.Errorf("saving the flow's code: %w", err)
 	}
 	var resume *resumer
 	origin := ""
 	if opts.Resume != nil {
+		// The tasks copied keep their blobs where the origin has them.
+		if o := opts.Resume.Origin; o.Datastore != opts.Datastore {
+			return store.Run{}, fmt.Errorf("run %s keeps its blobs in %s: resume it with that datastore, not %s", o.ID, orLocal(o.Datastore), orLocal(opts.Datastore))
+		}
 		if resume, err = newResumer(ctx, st, g, opts.Resume); err != nil {
 			return store.Run{}, err
 		}
 		origin = opts.Resume.Origin.ID
 	}
-	run, err := st.CreateRun(ctx, store.Run{Flow: g.Name, FlowPath: flow.File(), CodeHash: code, Params: params, Origin: origin})
+	run, err := st.CreateRun(ctx, store.Run{Flow: g.Name, FlowPath: flow.File(), CodeHash: code, Params: params, Origin: origin, Datastore: opts.Datastore})
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -116,7 +147,7 @@ func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options
 		halt:      make(chan struct{}),
 	}
 	s.emit(Event{Kind: RunStarted})
-	s.runner, err = NewRunner(ctx, flow, opts.Params, st.Blobs(), func(line string) {
+	s.runner, err = NewRunner(ctx, flow, opts.Params, opts.Blobs, func(line string) {
 		s.emit(Event{Kind: SetupOutput, Line: line})
 	})
 	if err != nil {
@@ -130,9 +161,18 @@ func Run(ctx context.Context, st *store.Store, flow *starlark.Flow, opts Options
 	return s.loop()
 }
 
+// orLocal names a datastore for messages: its URL, or the store's own
+// blobs for "".
+func orLocal(datastore string) string {
+	if datastore == "" {
+		return "the store's own blobs"
+	}
+	return datastore
+}
+
 type scheduler struct {
 	ctx    context.Context
-	st     *store.Store
+	st     Recorder
 	flow   *starlark.Flow
 	g      *dag.Graph
 	opts   Options
@@ -196,7 +236,7 @@ func (s *scheduler) newPending(step string, index []int, input string, artifacts
 			RunID:     s.run.ID,
 			Code:      s.code,
 			Dir:       s.flow.Dir(),
-			Store:     s.st.Dir(),
+			Datastore: s.opts.Datastore,
 			Params:    s.opts.Params,
 			Step:      step,
 			TaskID:    history.TaskID(step, index),
@@ -307,6 +347,7 @@ func (s *scheduler) launch(p *pending) {
 	if d, ok := duration(opts["timeout"]); ok {
 		spec.Timeout = d
 	}
+	spec.Resources = resources(opts)
 	go func() {
 		a := &attempt{p: p, start: time.Now()}
 		defer func() {
@@ -396,7 +437,7 @@ func (s *scheduler) catch(ctx context.Context, spec *TaskSpec, name string, res 
 	if err != nil {
 		return err
 	}
-	h, err := s.st.Blobs().Put(context.WithoutCancel(ctx), data)
+	h, err := s.opts.Blobs.Put(context.WithoutCancel(ctx), data)
 	if err != nil {
 		return fmt.Errorf("saving the caught error of %s: %w", spec.TaskID, err)
 	}

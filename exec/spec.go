@@ -2,22 +2,25 @@ package exec
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
 // A TaskSpec is everything needed to run one task, wherever it runs: the
-// code and the blobs it reads come from the store, the rest is here.
+// code and the blobs it reads come from the datastore, the rest is here.
+// It holds nothing that only makes sense on the driver's disk, and no
+// credentials: a runner takes those from its own environment.
 type TaskSpec struct {
-	RunID   string            `json:"run_id"`
-	Code    string            `json:"code"`             // blob of the flow's code package
-	Dir     string            `json:"dir,omitempty"`    // folder prefix of file names in backtraces
-	Store   string            `json:"store"`            // where the blobs are
-	Params  map[string]string `json:"params,omitempty"` // values given for the run, as on the command line
-	Step    string            `json:"step"`
-	TaskID  string            `json:"task_id"`
-	Attempt int               `json:"attempt"`
-	Index   []int             `json:"index,omitempty"` // foreach indices, outermost first
-	Input   string            `json:"input,omitempty"` // blob of the foreach element, at a foreach's step
+	RunID     string            `json:"run_id"`
+	Code      string            `json:"code"`                // blob of the flow's code package
+	Dir       string            `json:"dir,omitempty"`       // folder prefix of file names in backtraces
+	Datastore string            `json:"datastore,omitempty"` // URL of the datastore that holds the blobs
+	Params    map[string]string `json:"params,omitempty"`    // values given for the run, as on the command line
+	Step      string            `json:"step"`
+	TaskID    string            `json:"task_id"`
+	Attempt   int               `json:"attempt"`
+	Index     []int             `json:"index,omitempty"` // foreach indices, outermost first
+	Input     string            `json:"input,omitempty"` // blob of the foreach element, at a foreach's step
 	// Artifacts are what ctx starts with: name -> blob.
 	Artifacts map[string]string `json:"artifacts,omitempty"`
 	// Conflicts are the artifacts the inputs of a join disagree on, with
@@ -29,6 +32,66 @@ type TaskSpec struct {
 	// Timeout is the step's timeout option; the executor stops the task
 	// when it runs out. 0 for none.
 	Timeout time.Duration `json:"timeout_ns,omitempty"`
+	// Resources are the step's options that say where the task runs, for
+	// executors that start a container; the others ignore them.
+	Resources Resources `json:"resources,omitzero"`
+}
+
+// Resources are the options of a step that say where and with what its
+// tasks run, as the flow's top-level code resolved them and dag checked
+// them.
+type Resources struct {
+	Image          string            `json:"image,omitempty"`
+	CPU            string            `json:"cpu,omitempty"`    // a Kubernetes quantity, such as "500m" or "2"
+	Memory         string            `json:"memory,omitempty"` // a Kubernetes quantity, such as "2Gi"
+	GPU            int               `json:"gpu,omitempty"`
+	Env            map[string]string `json:"env,omitempty"`
+	NodeSelector   map[string]string `json:"node_selector,omitempty"`
+	ServiceAccount string            `json:"service_account,omitempty"`
+}
+
+// resources returns the Resources that opts, the options of a step as
+// its top-level code set them, give.
+func resources(opts map[string]any) Resources {
+	var r Resources
+	r.Image, _ = opts["image"].(string)
+	r.CPU = quantity(opts["cpu"])
+	r.Memory = quantity(opts["memory"])
+	if n, ok := opts["gpu"].(int64); ok {
+		r.GPU = int(n)
+	}
+	r.Env = stringMap(opts["env"])
+	r.NodeSelector = stringMap(opts["node_selector"])
+	r.ServiceAccount, _ = opts["service_account"].(string)
+	return r
+}
+
+// quantity returns v, a number or a quantity string, as a quantity
+// string.
+func quantity(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return ""
+}
+
+// stringMap returns v, a dict of strings to strings as dag reads it, as a
+// map; nil for anything else.
+func stringMap(v any) map[string]string {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, x := range m {
+		out[k], _ = x.(string)
+	}
+	return out
 }
 
 // An Input is a task whose context reaches a join.

@@ -68,12 +68,13 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer run.Close()
 	fmt.Println(run.Flow, run.Status, run.Steps())
 	tasks, err := run.StepTasks("square")
 	if err != nil {
 		log.Fatal(err)
 	}
-	logs := history.NewLogReader(st)
+	logs := history.NewLogReader(run)
 	for _, t := range history.ByIndex(tasks) {
 		lines, err := logs.Read(ctx, t)
 		if err != nil {
@@ -90,7 +91,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	total, err := history.Artifact(ctx, st, task, p.Artifact)
+	total, err := run.Artifact(ctx, task, p.Artifact)
 	if err != nil {
 		log.Fatal(err)
 	}

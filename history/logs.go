@@ -26,7 +26,7 @@ type LogLine struct {
 // stored whole when it ends, so the output of an attempt still running
 // waits for its end. A LogReader is not safe for concurrent use.
 type LogReader struct {
-	st *store.Store
+	run *Run
 	// read is, by task, the number of the last attempt whose output was
 	// returned.
 	read map[taskKey]int
@@ -35,9 +35,9 @@ type LogReader struct {
 // A taskKey identifies a task in a store.
 type taskKey struct{ run, id string }
 
-// NewLogReader returns a LogReader of the output recorded in st.
-func NewLogReader(st *store.Store) *LogReader {
-	return &LogReader{st: st, read: make(map[taskKey]int)}
+// NewLogReader returns a LogReader of the output of the tasks of run.
+func NewLogReader(run *Run) *LogReader {
+	return &LogReader{run: run, read: make(map[taskKey]int)}
 }
 
 // Read returns the lines that the attempts at t which ended, and whose
@@ -53,7 +53,11 @@ func (lr *LogReader) Read(ctx context.Context, t store.Task) ([]LogLine, error) 
 	var lines []LogLine
 	for _, a := range attempts {
 		if a.Logs != "" {
-			data, err := lr.st.Blobs().Get(ctx, a.Logs)
+			blobs, err := lr.run.Blobs(ctx)
+			if err != nil {
+				return lines, err
+			}
+			data, err := blobs.Get(ctx, a.Logs)
 			if err != nil {
 				return lines, fmt.Errorf("the output of task %s: %w", t.ID, err)
 			}
@@ -82,7 +86,7 @@ func (lr *LogReader) endedAttempts(ctx context.Context, t store.Task) ([]store.A
 		// attempts are that run's, of the one that counted.
 		return []store.Attempt{{N: n, Logs: t.Logs}}, nil
 	}
-	all, err := lr.st.Attempts(ctx, t.RunID, t.ID)
+	all, err := lr.run.st.Attempts(ctx, t.RunID, t.ID)
 	if err != nil {
 		return nil, err
 	}

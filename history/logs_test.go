@@ -15,8 +15,8 @@ import (
 // TestLogReader reads the output of every task of a run that ended: the
 // lines of each attempt, in order, once.
 func TestLogReader(t *testing.T) {
-	st, r := load(t)
-	lr := history.NewLogReader(st)
+	_, r := load(t)
+	lr := history.NewLogReader(r)
 	got := make(map[string][]history.LogLine)
 	for _, task := range r.Tasks() {
 		lines, err := lr.Read(t.Context(), task)
@@ -99,6 +99,16 @@ func (rec *recorder) end(id string, n int, status store.TaskStatus, logs string)
 	}
 }
 
+// history returns the run as history reads it.
+func (rec *recorder) history() *history.Run {
+	rec.t.Helper()
+	r, err := history.Load(context.Background(), rec.st, rec.run.ID)
+	if err != nil {
+		rec.t.Fatal(err)
+	}
+	return r
+}
+
 // task returns the record of task id as it is now.
 func (rec *recorder) task(id string) store.Task {
 	rec.t.Helper()
@@ -113,7 +123,7 @@ func (rec *recorder) task(id string) store.Task {
 // each attempt once it ended, and never twice.
 func TestLogReaderRetried(t *testing.T) {
 	rec := newRecorder(t)
-	lr := history.NewLogReader(rec.st)
+	lr := history.NewLogReader(rec.history())
 	read := func() []string {
 		t.Helper()
 		lines, err := lr.Read(t.Context(), rec.task("hello"))
@@ -147,7 +157,7 @@ func TestLogReaderRetried(t *testing.T) {
 	}
 
 	// A reader that starts late reads every attempt that ended at once.
-	lines, err := history.NewLogReader(rec.st).Read(t.Context(), rec.task("hello"))
+	lines, err := history.NewLogReader(rec.history()).Read(t.Context(), rec.task("hello"))
 	if err != nil {
 		t.Fatal(err)
 	}

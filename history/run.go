@@ -12,6 +12,7 @@ import (
 	sl "go.starlark.net/starlark"
 
 	"github.com/daggerflow/dagger/dag"
+	"github.com/daggerflow/dagger/datastore"
 	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
 )
@@ -29,11 +30,15 @@ func Open(ctx context.Context, dir string) (*store.Store, error) {
 }
 
 // A Run is a run as the store recorded it when it was read: the run's
-// record, and the records of its tasks. Reload reads it again.
+// record, and the records of its tasks. Reload reads it again. Its blobs
+// are where the run kept them, in the store or in a datastore, which a Run
+// opens when first needed; Close closes it.
 type Run struct {
 	store.Run
 	st    *store.Store
-	tasks []store.Task // in the order they started
+	blobs store.Blobs          // nil until first needed
+	ds    *datastore.Datastore // the datastore blobs is, if it is one
+	tasks []store.Task         // in the order they started
 	// flowSteps are the steps of the flow, in source order, as the code
 	// the run saved defines them; nil if that code cannot be read.
 	flowSteps []string
@@ -52,7 +57,39 @@ func Load(ctx context.Context, st *store.Store, ref string) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Run{Run: rec, st: st, tasks: tasks, flowSteps: flowSteps(ctx, st, rec)}, nil
+	r := &Run{Run: rec, st: st, tasks: tasks}
+	r.flowSteps = r.readFlowSteps(ctx)
+	return r, nil
+}
+
+// Blobs returns the blobs of the run: the store's own, or those of the
+// datastore the run recorded, opened on the first call. The datastore's
+// credentials come from the environment, as for any of its clients.
+func (r *Run) Blobs(ctx context.Context) (store.Blobs, error) {
+	if r.blobs != nil {
+		return r.blobs, nil
+	}
+	if r.Datastore == "" {
+		r.blobs = r.st.Blobs()
+		return r.blobs, nil
+	}
+	ds, err := datastore.Open(ctx, r.Datastore)
+	if err != nil {
+		return nil, fmt.Errorf("run %s: %w", r.ID, err)
+	}
+	r.blobs, r.ds = ds, ds
+	return r.blobs, nil
+}
+
+// Close closes the run's datastore, if Blobs opened one. The store stays
+// open.
+func (r *Run) Close() error {
+	if r.ds == nil {
+		return nil
+	}
+	ds := r.ds
+	r.ds, r.blobs = nil, nil
+	return ds.Close()
 }
 
 // Reload reads the run and its tasks again, as they are now, for a run
@@ -71,13 +108,17 @@ func (r *Run) Reload(ctx context.Context) error {
 	return nil
 }
 
-// flowSteps returns the names of the steps of the flow that run r ran, in
-// source order, read from the code the run saved, without running or
-// checking any of it; nil if the code cannot be read. The order of the
+// readFlowSteps returns the names of the steps of the flow that run r
+// ran, in source order, read from the code the run saved, without running
+// or checking any of it; nil if the code cannot be read. The order of the
 // source is the one people know the flow by, and it names the steps that
 // have not run too. Without it, the tasks' order does.
-func flowSteps(ctx context.Context, st *store.Store, r store.Run) []string {
-	data, err := st.Blobs().Get(ctx, r.CodeHash)
+func (r *Run) readFlowSteps(ctx context.Context) []string {
+	blobs, err := r.Blobs(ctx)
+	if err != nil {
+		return nil
+	}
+	data, err := blobs.Get(ctx, r.CodeHash)
 	if err != nil {
 		return nil
 	}
@@ -220,16 +261,20 @@ func ByIndex(tasks []store.Task) []store.Task {
 	})
 }
 
-// Artifact returns the value of artifact name of task t, read from st and
-// decoded. An artifact the task does not have is an error that wraps
-// ErrNoArtifact and names those it has.
-func Artifact(ctx context.Context, st *store.Store, t store.Task, name string) (sl.Value, error) {
+// Artifact returns the value of artifact name of task t of the run, read
+// from the run's blobs and decoded. An artifact the task does not have is
+// an error that wraps ErrNoArtifact and names those it has.
+func (r *Run) Artifact(ctx context.Context, t store.Task, name string) (sl.Value, error) {
 	h, ok := t.Artifacts[name]
 	if !ok {
 		names := slices.Sorted(maps.Keys(t.Artifacts))
 		return nil, lookupErrorf(ErrNoArtifact, "task %s of run %s has no artifact %s; artifacts: %s", t.ID, t.RunID, name, listNames(names))
 	}
-	data, err := st.Blobs().Get(ctx, h)
+	blobs, err := r.Blobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	data, err := blobs.Get(ctx, h)
 	if err != nil {
 		return nil, fmt.Errorf("artifact %s of task %s: %w", name, t.ID, err)
 	}

@@ -266,18 +266,18 @@ func TestFindAndTask(t *testing.T) {
 // TestArtifact reads artifact values back, and names those a task has
 // when asked for one it has not.
 func TestArtifact(t *testing.T) {
-	st, r := load(t)
+	_, r := load(t)
 	task, err := r.Task(history.Path{Step: "inner", Index: []int{1, 0}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{"pair": `"2a"`, "o": "2"} {
-		v, err := history.Artifact(t.Context(), st, task, name)
+		v, err := r.Artifact(t.Context(), task, name)
 		if err != nil || v.String() != want {
 			t.Errorf("Artifact(%s) = %v, %v; want %s", name, v, err, want)
 		}
 	}
-	_, err = history.Artifact(t.Context(), st, task, "nope")
+	_, err = r.Artifact(t.Context(), task, "nope")
 	want := "task inner.1.0 of run " + r.ID + " has no artifact nope; artifacts: o, pair"
 	if !errors.Is(err, history.ErrNoArtifact) || !errors.Is(err, history.ErrNotFound) || err.Error() != want {
 		t.Errorf("Artifact(nope) = %v, want ErrNoArtifact: %s", err, want)

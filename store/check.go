@@ -174,7 +174,8 @@ func (s *Store) checkDatabase(ctx context.Context) ([]Problem, error) {
 
 // referencesSQL lists the blobs records need, with what needs them, and
 // keeps those that are not in the database. Its parameters are the statuses
-// of tasks whose blobs are needed.
+// of tasks whose blobs are needed. The blobs of a run kept in a datastore
+// are not this store's to check.
 const referencesSQL = `
 SELECT run_id, task_id, attempt, what, hash FROM (
 	SELECT t.run_id, t.id AS task_id, NULL AS attempt, 'artifact ' || a.name AS what, a.hash
@@ -189,6 +190,7 @@ SELECT run_id, task_id, attempt, what, hash FROM (
 	UNION ALL
 	SELECT id, NULL, NULL, 'code', code_hash FROM runs WHERE code_hash != ''
 ) WHERE hash NOT IN (SELECT hash FROM blobs)
+	AND run_id IN (SELECT id FROM runs WHERE datastore = '')
 ORDER BY run_id, task_id, attempt, what`
 
 // checkRecords checks the blobs in the database, and that the blobs records

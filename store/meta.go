@@ -66,6 +66,10 @@ type Run struct {
 	Created, Ended time.Time
 	// Error describes why the run failed or was cancelled.
 	Error string
+	// Datastore is the URL of the datastore that holds the run's blobs
+	// (its code, artifacts, foreach elements and logs), or "" for this
+	// store's own blobs.
+	Datastore string
 }
 
 // RunFilter selects runs. Zero fields select everything.
@@ -132,6 +136,7 @@ type Attempt struct {
 // setting its status to running; it ignores the ID, Status, Created, Ended
 // and Error fields of r. It returns the run as recorded. The small blobs
 // stored before, such as the code package, are stored durably with the run.
+// A run whose blobs are in a datastore names it in r.Datastore.
 func (s *Store) CreateRun(ctx context.Context, r Run) (Run, error) {
 	if err := checkOptionalHash(r.CodeHash); err != nil {
 		return Run{}, fmt.Errorf("store: create run of %s: %w", r.Flow, err)
@@ -151,10 +156,10 @@ func (s *Store) CreateRun(ctx context.Context, r Run) (Run, error) {
 		for range 10 {
 			r.ID = s.ids.next(r.Created)
 			res, err := tx.ExecContext(ctx, `INSERT INTO runs
-				(id, flow, flow_path, code_hash, params, status, origin, created, ended, error)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '')
+				(id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?)
 				ON CONFLICT (id) DO NOTHING`,
-				r.ID, r.Flow, r.FlowPath, r.CodeHash, params, r.Status, r.Origin, r.Created.UnixNano())
+				r.ID, r.Flow, r.FlowPath, r.CodeHash, params, r.Status, r.Origin, r.Created.UnixNano(), r.Datastore)
 			if err != nil {
 				return err
 			}
@@ -196,7 +201,7 @@ func (s *Store) FinishRun(ctx context.Context, id string, status RunStatus, errM
 	return nil
 }
 
-const runColumns = "id, flow, flow_path, code_hash, params, status, origin, created, ended, error"
+const runColumns = "id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore"
 
 // maxCandidates is how many matching runs the error for an ambiguous run ID
 // prefix lists.
@@ -276,7 +281,7 @@ func (s *Store) queryRuns(ctx context.Context, query string, args ...any) ([]Run
 			params         sql.NullString
 			created, ended sql.NullInt64
 		)
-		if err := rows.Scan(&r.ID, &r.Flow, &r.FlowPath, &r.CodeHash, &params, &r.Status, &r.Origin, &created, &ended, &r.Error); err != nil {
+		if err := rows.Scan(&r.ID, &r.Flow, &r.FlowPath, &r.CodeHash, &params, &r.Status, &r.Origin, &created, &ended, &r.Error, &r.Datastore); err != nil {
 			return nil, err
 		}
 		if err := unmarshalJSON(params, &r.Params); err != nil {

@@ -107,14 +107,15 @@ func TestRunLifecycle(t *testing.T) {
 	s := openTestStore(t)
 	ctx := t.Context()
 	in := Run{
-		ID:       "ignored",
-		Flow:     "train",
-		FlowPath: "/src/proj/train.star",
-		CodeHash: codeHash,
-		Params:   map[string]string{"lr": "0.1", "name": `"resnet"`},
-		Status:   RunFailed,
-		Origin:   "0abcdefghjkm",
-		Error:    "ignored",
+		ID:        "ignored",
+		Flow:      "train",
+		FlowPath:  "/src/proj/train.star",
+		CodeHash:  codeHash,
+		Params:    map[string]string{"lr": "0.1", "name": `"resnet"`},
+		Status:    RunFailed,
+		Origin:    "0abcdefghjkm",
+		Error:     "ignored",
+		Datastore: "s3://bucket/runs?region=eu-west-1",
 	}
 	before := time.Now()
 	r, err := s.CreateRun(ctx, in)

@@ -10,8 +10,9 @@ import (
 // version is newer was written by a newer dagger and is refused rather than
 // misread; an older one is upgraded by the migrations.
 //
-// Version 2 added the blobs table and tasks.foreach.
-const schemaVersion = 2
+// Version 2 added the blobs table and tasks.foreach; version 3,
+// runs.datastore.
+const schemaVersion = 3
 
 // schema creates the metadata tables of a new store. Times are Unix
 // nanoseconds in UTC, NULL when unset; lists and maps are JSON text, NULL
@@ -33,7 +34,8 @@ CREATE TABLE runs (
 	origin    TEXT NOT NULL,
 	created   INTEGER NOT NULL,
 	ended     INTEGER,
-	error     TEXT NOT NULL
+	error     TEXT NOT NULL,
+	datastore TEXT NOT NULL DEFAULT ''
 ) STRICT;
 
 CREATE INDEX runs_by_flow ON runs (flow, id);
@@ -101,6 +103,8 @@ func migration(from int) string {
 	switch from {
 	case 1:
 		return "ALTER TABLE tasks ADD COLUMN foreach TEXT;\n" + blobsTable
+	case 2:
+		return "ALTER TABLE runs ADD COLUMN datastore TEXT NOT NULL DEFAULT '';"
 	}
 	return ""
 }

@@ -138,12 +138,13 @@ func report(ctx context.Context, w io.Writer, st *store.Store, runID string) err
 	if err != nil {
 		return err
 	}
+	defer run.Close()
 	tasks, err := run.StepTasks("price")
 	if err != nil {
 		return err
 	}
 	for _, t := range history.ByIndex(tasks) {
-		price, err := history.Artifact(ctx, st, t, "price")
+		price, err := run.Artifact(ctx, t, "price")
 		if err != nil {
 			return err
 		}
@@ -153,7 +154,7 @@ func report(ctx context.Context, w io.Writer, st *store.Store, runID string) err
 	if err != nil {
 		return err
 	}
-	total, err := history.Artifact(ctx, st, finish, "total")
+	total, err := run.Artifact(ctx, finish, "total")
 	if err != nil {
 		return err
 	}
