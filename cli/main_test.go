@@ -62,7 +62,7 @@ func runDagger(t *testing.T, args ...string) result {
 }
 
 // runWith is runDagger for a dagger command with the builtins of set.
-func runWith(t *testing.T, set *builtins.Set, args ...string) result {
+func runWith(t testing.TB, set *builtins.Set, args ...string) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := Run(t.Context(), set, append([]string{"dagger"}, args...), strings.NewReader(""), &stdout, &stderr)

@@ -50,7 +50,7 @@
 // Two departures from the SDK's defaults: AWS_MAX_ATTEMPTS and
 // AWS_RETRY_MODE are not honoured, as s3blob installs its own retryer
 // (standard mode, 3 attempts with exponential back-off, so an unreachable
-// endpoint is reported after about 1 to 6 seconds); and
+// endpoint is reported after a few seconds); and
 // response_checksum_validation defaults to when_required, because every
 // read is verified by its SHA-256 anyway, while the SDK logs a warning for
 // every response that lacks its checksum, as MinIO's and Ceph's do.

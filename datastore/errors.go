@@ -10,10 +10,7 @@ import (
 	"os"
 	"strings"
 
-	"cloud.google.com/go/storage"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"gocloud.dev/gcerrors"
-	"google.golang.org/api/googleapi"
 
 	"github.com/daggerflow/dagger/store"
 )
@@ -67,17 +64,18 @@ func isNotFound(err error) bool {
 // unavailable returns what to check if err means that the datastore is
 // unavailable, or "" if it does not.
 func (d *Datastore) unavailable(err error) string {
+	code := gcerrors.Code(err)
 	switch status := httpStatus(err); {
 	case isNetwork(err):
 		return "check that the endpoint is reachable from here (address, DNS, proxy, firewall) and that the service is up"
 	case isNoBucket(err):
 		return "check that the bucket exists"
-	case status == 401, status == 403, gcerrors.Code(err) == gcerrors.PermissionDenied, isNoCredentials(err):
+	case status == 401, status == 403, code == gcerrors.PermissionDenied, isNoCredentials(err):
 		return "check the credentials in the environment (" + credentialVars(d.name) + ") and that they grant reading, writing and, for s3, listing (s3:ListBucket, without which S3 answers 403 for absent objects) the bucket"
 	case errors.Is(err, fs.ErrPermission):
 		return "check the permissions of " + d.dir
-	case status == 408, status == 429, status >= 500, gcerrors.Code(err) == gcerrors.ResourceExhausted:
-		return "the service failed or throttled the request; try again later"
+	case status == 408, status == 429, status >= 500, code == gcerrors.ResourceExhausted, code == gcerrors.Internal, code == gcerrors.DeadlineExceeded:
+		return "check the health and load of the service, which failed or throttled the request"
 	}
 	return ""
 }
@@ -94,34 +92,27 @@ func isNetwork(err error) bool {
 }
 
 // httpStatus returns the HTTP status code of the response that err
-// reports, or 0.
+// reports, or 0. Only the AWS SDK's errors say it by a method; the Google
+// and Azure drivers' errors are classified by their gcerrors code, so
+// that this package need not link their clients in (see package gcs).
 func httpStatus(err error) int {
 	var aws interface{ HTTPStatusCode() int } // aws-sdk-go-v2 and smithy-go
-	var az *azcore.ResponseError
-	var gcs *googleapi.Error
-	switch {
-	case errors.As(err, &aws):
+	if errors.As(err, &aws) {
 		return aws.HTTPStatusCode()
-	case errors.As(err, &az):
-		return az.StatusCode
-	case errors.As(err, &gcs):
-		return gcs.Code
 	}
 	return 0
 }
 
 // isNoBucket reports whether err says that the bucket does not exist,
-// which drivers report as the absence of the object.
+// which drivers report as the absence of the object. The Google and Azure
+// clients say so in their messages.
 func isNoBucket(err error) bool {
 	var aws interface{ ErrorCode() string } // smithy-go's APIError
-	var az *azcore.ResponseError
-	switch {
-	case errors.As(err, &aws):
+	if errors.As(err, &aws) {
 		return aws.ErrorCode() == "NoSuchBucket"
-	case errors.As(err, &az):
-		return az.ErrorCode == "ContainerNotFound"
 	}
-	return errors.Is(err, storage.ErrBucketNotExist)
+	msg := err.Error()
+	return strings.Contains(msg, "bucket doesn't exist") || strings.Contains(msg, "ContainerNotFound")
 }
 
 // isNoCredentials reports whether err says that the client found no
