@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -36,8 +35,6 @@ const (
 	// contentType is the type of every blob: it is set explicitly so that
 	// the drivers do not sniff the content to guess one.
 	contentType = "application/octet-stream"
-
-	hashPrefix = "sha256:"
 )
 
 // A Datastore is a content-addressed store of blobs in object storage or
@@ -201,18 +198,13 @@ func (d *Datastore) key(digest string) string {
 	return d.prefix + "blobs/sha256/" + digest[:2] + "/" + digest
 }
 
-// hashOf returns the Hash of a SHA-256 digest, as store computes it.
-func hashOf(sum []byte) store.Hash {
-	return store.Hash(hashPrefix + hex.EncodeToString(sum))
-}
-
 // Put stores data unless a blob of the same content is present.
 func (d *Datastore) Put(ctx context.Context, data []byte) (store.Hash, error) {
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("datastore %s: put blob: %w", d, err)
 	}
 	sum := sha256.Sum256(data)
-	h := hashOf(sum[:])
+	h := store.HashOf(sum)
 	if err := d.upload(ctx, h, bytes.NewReader(data), int64(len(data))); err != nil {
 		return "", err
 	}
@@ -226,7 +218,7 @@ func (d *Datastore) Put(ctx context.Context, data []byte) (store.Hash, error) {
 // after run. A present object of another size is replaced: it can only be
 // damaged, as objects are written whole.
 func (d *Datastore) upload(ctx context.Context, h store.Hash, r io.Reader, size int64) error {
-	key := d.key(string(h[len(hashPrefix):]))
+	key := d.key(h.Digest())
 	attrs, err := d.bucket.Attributes(ctx, key)
 	switch {
 	case err == nil && attrs.Size == size:
@@ -295,7 +287,7 @@ func (d *Datastore) spool(ctx context.Context, prefix []byte, r io.Reader) (_ st
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", 0, fmt.Errorf("datastore %s: put blob: %w", d, err)
 	}
-	h := hashOf(hw.Sum(nil))
+	h := store.HashOf([sha256.Size]byte(hw.Sum(nil)))
 	if err := d.upload(ctx, h, f, n); err != nil {
 		return "", 0, err
 	}
@@ -335,7 +327,7 @@ func (d *Datastore) Get(ctx context.Context, h store.Hash) ([]byte, error) {
 		hw.Write(data[off:end])
 		off = end
 	}
-	if got := hashOf(hw.Sum(nil)); got != h {
+	if got := store.HashOf([sha256.Size]byte(hw.Sum(nil))); got != h {
 		return nil, d.corrupt(op, key, got)
 	}
 	return data, nil
@@ -360,7 +352,7 @@ func (d *Datastore) open(ctx context.Context, op string, h store.Hash) (*blob.Re
 	if _, err := store.ParseHash(string(h)); err != nil {
 		return nil, "", fmt.Errorf("datastore %s: %s: %w", d, op, err)
 	}
-	key := d.key(string(h[len(hashPrefix):]))
+	key := d.key(h.Digest())
 	r, err := d.bucket.NewReader(ctx, key, nil)
 	if err != nil {
 		return nil, "", d.fail(ctx, op, key, err)
@@ -384,7 +376,7 @@ func (r *blobReader) Read(p []byte) (int, error) {
 	r.hash.Write(p[:n])
 	switch {
 	case err == io.EOF:
-		if got := hashOf(r.hash.Sum(nil)); got != r.want {
+		if got := store.HashOf([sha256.Size]byte(r.hash.Sum(nil))); got != r.want {
 			return n, r.d.corrupt(r.op, r.key, got)
 		}
 	case err != nil:

@@ -108,7 +108,7 @@ func (b storeBlobs) Put(ctx context.Context, data []byte) (Hash, error) {
 	if s.closed.Load() {
 		return "", fmt.Errorf("store: put blob: %w", errClosed)
 	}
-	h := hashOf(sha256.Sum256(data))
+	h := HashOf(sha256.Sum256(data))
 	if s.inline.add(h, data, s.maxPending) {
 		return h, nil
 	}
@@ -171,7 +171,7 @@ func (b storeBlobs) getInline(ctx context.Context, h Hash) (data []byte, corrupt
 			return nil, nil, err
 		}
 	}
-	if got := hashOf(sha256.Sum256(data)); got != h {
+	if got := HashOf(sha256.Sum256(data)); got != h {
 		return data, corruptError(h, where, got), nil
 	}
 	return data, nil, nil
@@ -320,7 +320,7 @@ func (b *dirBlobs) close() error {
 }
 
 func (b *dirBlobs) path(h Hash) string {
-	d := h.digest()
+	d := h.Digest()
 	return filepath.Join(b.root, d[:2], d[2:])
 }
 
@@ -343,7 +343,7 @@ func (b *dirBlobs) Put(ctx context.Context, data []byte) (Hash, error) {
 	if len(data) >= writeAheadMin {
 		return b.putWriteAhead(ctx, data)
 	}
-	return b.put(ctx, hashOf(sha256.Sum256(data)), data)
+	return b.put(ctx, HashOf(sha256.Sum256(data)), data)
 }
 
 // put stores data, whose hash is h, unless it is present.
@@ -373,7 +373,7 @@ func (b *dirBlobs) putWriteAhead(ctx context.Context, data []byte) (Hash, error)
 	var abandon atomic.Bool
 	written := make(chan error, 1)
 	go func() { written <- writeChunks(ctx, f, data, &abandon) }()
-	h := hashOf(sha256.Sum256(data))
+	h := HashOf(sha256.Sum256(data))
 	p := b.path(h)
 	if hasBlobFile(p, int64(len(data))) {
 		abandon.Store(true)
@@ -410,7 +410,7 @@ func (b *dirBlobs) putReader(ctx context.Context, prefix []byte, r io.Reader) (H
 		return "", 0, fmt.Errorf("store: put blob: %w", errors.Join(err, discard(f)))
 	}
 	var sum [sha256.Size]byte
-	h := hashOf([sha256.Size]byte(hw.Sum(sum[:0])))
+	h := HashOf([sha256.Size]byte(hw.Sum(sum[:0])))
 	p := b.path(h)
 	if hasBlobFile(p, n) {
 		err = discard(f)
@@ -531,7 +531,7 @@ func (b *dirBlobs) Get(ctx context.Context, h Hash) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: get blob %s: %s: %w", h, p, err)
 	}
-	if got := hashOf(sum); got != h {
+	if got := HashOf(sum); got != h {
 		return nil, corruptError(h, p, got)
 	}
 	return data, nil
@@ -622,7 +622,7 @@ func (r *blobReader) Read(p []byte) (int, error) {
 	r.hash.Write(p[:n])
 	if err == io.EOF {
 		var sum [sha256.Size]byte
-		if got := hashOf([sha256.Size]byte(r.hash.Sum(sum[:0]))); got != r.want {
+		if got := HashOf([sha256.Size]byte(r.hash.Sum(sum[:0]))); got != r.want {
 			return n, corruptError(r.want, r.path, got)
 		}
 	}

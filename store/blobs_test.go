@@ -55,7 +55,7 @@ func randomBytes(seed uint64, n int) []byte {
 }
 
 func sumOf(data []byte) Hash {
-	return hashOf(sha256.Sum256(data))
+	return HashOf(sha256.Sum256(data))
 }
 
 // blobFiles returns the paths of the files under dir/blobs, failing the test

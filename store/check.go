@@ -214,7 +214,7 @@ func (s *Store) checkRecords(ctx context.Context) ([]Problem, error) {
 			where := "meta.db: blob " + h
 			if err := checkHash(h); err != nil {
 				problems = append(problems, Problem{ProblemCorruptBlob, where, err.Error()})
-			} else if got := hashOf(sha256.Sum256(data)); got != Hash(h) {
+			} else if got := HashOf(sha256.Sum256(data)); got != Hash(h) {
 				problems = append(problems, Problem{ProblemCorruptBlob, where, "content hashes to " + string(got)})
 			}
 		}
@@ -362,7 +362,7 @@ func checkBlobFile(ctx context.Context, root, rel string, buf []byte) string {
 	}
 	var sum [sha256.Size]byte
 	want := Hash(hashPrefix + strings.ReplaceAll(rel, "/", ""))
-	if got := hashOf([sha256.Size]byte(hw.Sum(sum[:0]))); got != want {
+	if got := HashOf([sha256.Size]byte(hw.Sum(sum[:0]))); got != want {
 		return "content hashes to " + string(got)
 	}
 	return ""

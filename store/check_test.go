@@ -93,7 +93,7 @@ func (f *checkFixture) exec(t *testing.T, query string, args ...any) {
 
 // blobPath returns the path of the file of blob h relative to the store.
 func blobPath(h Hash) string {
-	return "blobs/" + h.digest()[:2] + "/" + h.digest()[2:]
+	return "blobs/" + h.Digest()[:2] + "/" + h.Digest()[2:]
 }
 
 func TestCheck(t *testing.T) {

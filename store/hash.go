@@ -48,12 +48,14 @@ func checkOptionalHash(h Hash) error {
 	return checkHash(string(h))
 }
 
-// hashOf returns the Hash of a SHA-256 digest.
-func hashOf(sum [sha256.Size]byte) Hash {
+// HashOf returns the Hash of a SHA-256 digest: what a blob store that
+// hashes content itself names it by.
+func HashOf(sum [sha256.Size]byte) Hash {
 	return Hash(hashPrefix + hex.EncodeToString(sum[:]))
 }
 
-// digest returns the hexadecimal digest of a Hash that is known to be valid.
-func (h Hash) digest() string {
+// Digest returns the hexadecimal digest of h, which must be valid: the
+// part of its name that blob stores lay out by.
+func (h Hash) Digest() string {
 	return string(h[len(hashPrefix):])
 }

@@ -404,7 +404,7 @@ func TestUpgradeFromVersion1(t *testing.T) {
 	}
 	data := []byte("artifact of version 1")
 	h := sumOf(data)
-	p := filepath.Join(dir, "blobs", h.digest()[:2], h.digest()[2:])
+	p := filepath.Join(dir, "blobs", h.Digest()[:2], h.Digest()[2:])
 	if err := os.MkdirAll(filepath.Dir(p), 0o777); err != nil {
 		t.Fatal(err)
 	}

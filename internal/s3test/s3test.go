@@ -46,6 +46,9 @@ type Server struct {
 	srv     *http.Server
 	done    chan error // receives the result of Serve
 
+	closeOnce sync.Once
+	closeErr  error
+
 	mu       sync.Mutex
 	requests map[string]int // by HTTP method, of authenticated requests
 }
@@ -107,11 +110,16 @@ func randomString(n int) string {
 	return string(b)
 }
 
-// Close stops the server and discards its objects. Requests in progress
-// get a second to finish; then all connections are closed, including those
+// Close stops the server, once however often it is called, and discards
+// its objects. Requests in progress get a second to finish; then all connections are closed, including those
 // that clients dialed ahead and keep idle, which the server cannot tell
 // from requests about to arrive.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(ctx)
