@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,7 +169,7 @@ func run(ctx context.Context, st *store.Store, flow *Flow, opts Options, resume 
 		if err := os.MkdirAll(dir, 0o777); err != nil {
 			return store.Run{}, err
 		}
-		eo.Datastore = "file://" + filepath.ToSlash(dir)
+		eo.Datastore = (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}).String()
 	}
 	if eo.Datastore != "" {
 		ds, err := datastore.Open(ctx, eo.Datastore)
@@ -176,7 +177,7 @@ func run(ctx context.Context, st *store.Store, flow *Flow, opts Options, resume 
 			return store.Run{}, err
 		}
 		defer ds.Close()
-		eo.Blobs, eo.Datastore = ds, ds.String()
+		eo.Blobs, eo.Datastore = ds, ds.URL()
 	}
 	return exec.Run(ctx, st, flow.f, eo)
 }
@@ -243,6 +244,11 @@ func orLocal(datastore string) string {
 // program must answer to that command line, as package cli's Main does,
 // and must have the builtins the flow was loaded with.
 func ProcessExecutor() (exec.Executor, error) {
+	if exec.IsTaskRunner() {
+		// The program ran its flow where it should have run one task: it
+		// would start itself again, and again.
+		return nil, errors.New("this program was started to run one task, as \"step\", but runs a flow: its main must hand a command line starting with step to cli.Main")
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding this executable to run tasks in: %w", err)

@@ -241,3 +241,16 @@ func TestBuiltinSeesTheTaskContext(t *testing.T) {
 		t.Errorf("run error = %v, want the step's timeout", err)
 	}
 }
+
+// TestProcessExecutorInRunner checks that a program started to run one
+// task cannot start task runners of its own: one whose main runs its flow
+// instead of the step command would start itself without end.
+func TestProcessExecutorInRunner(t *testing.T) {
+	if _, err := dagger.ProcessExecutor(); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DAGGER_TASK_RUNNER", "1")
+	if _, err := dagger.ProcessExecutor(); err == nil || !strings.Contains(err.Error(), "its main must hand a command line starting with step to cli.Main") {
+		t.Errorf("ProcessExecutor in a task runner: %v", err)
+	}
+}

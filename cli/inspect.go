@@ -163,6 +163,9 @@ func (v *viewer) showRun() error {
 	if r.Origin != "" {
 		rows = append(rows, []string{"origin", r.Origin})
 	}
+	if r.Datastore != "" {
+		rows = append(rows, []string{"datastore", r.Datastore})
+	}
 	writeTable(&b, "", rows)
 	b.WriteString("\nsteps:\n")
 	rows = nil

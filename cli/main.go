@@ -26,10 +26,13 @@ func Main(set *builtins.Set) {
 }
 
 // Run runs the command line args (args[0] is the program name) with the
-// builtins of set, reading stdin and writing to stdout and stderr, and
+// builtins of set (builtins.Standard() if nil), reading stdin and writing to stdout and stderr, and
 // returns the exit code. Runs in one process must not overlap: urfave/cli
 // v2 keeps state in package variables.
 func Run(ctx context.Context, set *builtins.Set, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if set == nil {
+		set = builtins.Standard()
+	}
 	app := newApp(set, stdin, stdout, stderr)
 	if len(args) > 0 {
 		rest, err := flagsFirst(app.Name, args[1:], app.Flags, app.Commands)

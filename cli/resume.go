@@ -41,6 +41,9 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 	if err != nil {
 		return err
 	}
+	if err := checkDatastore(c); err != nil {
+		return err
+	}
 	dir, err := storeDir(c.String("store"))
 	if err != nil {
 		return failed(err)
@@ -63,6 +66,10 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 	if origin.Status == store.RunSucceeded && from == "" {
 		st.Close()
 		return &exitError{code: exitInvalid, err: fmt.Errorf("run %s succeeded: there is nothing to resume; --from STEP runs a step and those after it again", origin.ID)}
+	}
+	if origin.FlowPath == "" {
+		st.Close()
+		return &exitError{code: exitInvalid, err: fmt.Errorf("run %s ran a flow that a program loaded from its own files, not from a flow file: resume it from that program", origin.ID)}
 	}
 	flow, err := loadFlow(origin.FlowPath, set)
 	if err != nil {

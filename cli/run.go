@@ -15,6 +15,7 @@ import (
 
 	"github.com/daggerflow/dagger"
 	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/datastore"
 	"github.com/daggerflow/dagger/exec"
 	"github.com/daggerflow/dagger/store"
 )
@@ -87,6 +88,9 @@ func runFlow(c *urfave.Context, set *builtins.Set) error {
 	if err != nil {
 		return err
 	}
+	if err := checkDatastore(c); err != nil {
+		return err
+	}
 	flow, err := loadFlow(path, set)
 	if err != nil {
 		return err
@@ -155,6 +159,18 @@ func runInStore(ctx context.Context, c *urfave.Context, again <-chan struct{}, s
 	}
 	if err := p.err(); err != nil {
 		return failed(fmt.Errorf("writing the output of run %s: %w", o.run.ID, err))
+	}
+	return nil
+}
+
+// checkDatastore checks the --datastore flag, if given, before any work:
+// a URL that cannot name a datastore is a usage error, and leaves no store
+// behind.
+func checkDatastore(c *urfave.Context) error {
+	if url := c.String("datastore"); url != "" {
+		if err := datastore.Check(c.Context, url); err != nil {
+			return &exitError{code: exitInvalid, err: err}
+		}
 	}
 	return nil
 }

@@ -120,7 +120,7 @@ func TestRunsJSON(t *testing.T) {
 	if len(got) != len(want) {
 		t.Fatalf("%d runs, want %d:\n%s", len(got), len(want), res.stdout)
 	}
-	fields := []string{"id", "flow", "flow_path", "status", "params", "origin", "created", "ended", "error"}
+	fields := []string{"id", "flow", "flow_path", "status", "params", "origin", "created", "ended", "error", "datastore"}
 	for i, run := range got {
 		if keys := slices.Sorted(maps.Keys(run)); !slices.Equal(keys, slices.Sorted(slices.Values(fields))) {
 			t.Errorf("run %d has the fields %q, want %q", i, keys, fields)

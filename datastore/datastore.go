@@ -44,7 +44,8 @@ const (
 type Datastore struct {
 	bucket *blob.Bucket
 	prefix string // "" or ending with "/": the keys of blobs start with it
-	name   string // the URL without secrets, for String
+	url    string // the URL as given, which Open refuses if it holds credentials
+	name   string // the URL without secret-looking values, for messages
 	dir    string // for file:// datastores, the directory; else ""
 
 	// For file:// datastores, the files written since the last Sync.
@@ -67,19 +68,11 @@ var _ store.Blobs = (*Datastore)(nil)
 // an unreachable datastore or refused credentials are reported by the first
 // operation.
 func Open(ctx context.Context, rawURL string) (*Datastore, error) {
-	u, err := url.Parse(rawURL)
+	u, err := parse(rawURL)
 	if err != nil {
-		// The error quotes the URL, which may hold a secret.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return nil, fmt.Errorf("datastore: invalid URL (not shown, in case it holds a secret): %v", err)
+		return nil, err
 	}
-	d := &Datastore{name: redact(u)}
-	if err := checkURL(u); err != nil {
-		return nil, fmt.Errorf("datastore %s: %w", d, err)
-	}
+	d := &Datastore{url: rawURL, name: redact(u)}
 	open := *u
 	q := u.Query()
 	if u.Scheme == "file" {
@@ -120,6 +113,34 @@ func Open(ctx context.Context, rawURL string) (*Datastore, error) {
 	}
 	d.bucket = b
 	return d, nil
+}
+
+// Check reports what is wrong with rawURL as the URL of a datastore, as
+// Open would, for checking a command line before any work. Like Open, it
+// does not contact the service.
+func Check(ctx context.Context, rawURL string) error {
+	d, err := Open(ctx, rawURL)
+	if err != nil {
+		return err
+	}
+	return d.Close()
+}
+
+// parse parses and checks rawURL.
+func parse(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// The error quotes the URL, which may hold a secret.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("datastore: invalid URL (not shown, in case it holds a secret): %v", err)
+	}
+	if err := checkURL(u); err != nil {
+		return nil, fmt.Errorf("datastore %s: %w", redact(u), err)
+	}
+	return u, nil
 }
 
 // checkURL reports what is wrong with u, if anything, as a datastore URL.
@@ -183,6 +204,13 @@ func fileDir(u *url.URL) string {
 // parameters whose names look secret replaced.
 func (d *Datastore) String() string {
 	return d.name
+}
+
+// URL returns the URL the datastore was opened with: what a run records,
+// and what a task runner opens. Open refuses credentials in a URL, so it
+// holds none; String is for messages all the same.
+func (d *Datastore) URL() string {
+	return d.url
 }
 
 // Close releases the resources of the datastore.

@@ -48,6 +48,7 @@ func (p *Process) Execute(ctx context.Context, spec *TaskSpec, print func(line s
 	defer resultR.Close()
 
 	cmd := osexec.CommandContext(ctx, p.Command[0], append(p.Command[1:], "--result-fd", "3")...)
+	cmd.Env = append(os.Environ(), taskRunnerEnv+"=1")
 	cmd.Stdin = bytes.NewReader(in)
 	cmd.ExtraFiles = []*os.File{resultW}
 	var stderr bytes.Buffer
@@ -104,14 +105,28 @@ func (p *Process) Execute(ctx context.Context, spec *TaskSpec, print func(line s
 	return &res, nil
 }
 
+// taskRunnerEnv marks the environment of a process that Process started to
+// run a task.
+const taskRunnerEnv = "DAGGER_TASK_RUNNER"
+
+// IsTaskRunner reports whether this process was started by Process to run
+// a task. A program whose main does not hand the step command line to the
+// runner would run its flow again instead, and start itself again, without
+// end: whatever makes a Process checks this first.
+func IsTaskRunner() bool { return os.Getenv(taskRunnerEnv) == "1" }
+
 // ServeTask is the runner side of the task protocol, what the hidden
 // `dagger step` command runs in a subprocess or a pod: it opens the
 // datastore spec names, and nothing else (not the driver's metadata
 // database), runs the task with the builtins of set, prints the lines the
 // task prints to out as it prints them, and writes the TaskResult as JSON
-// to result, whether the task succeeded or failed. An error means the task
-// could not be run, and no result was written.
+// to result, whether the task succeeded or failed. A nil set means
+// builtins.Standard(). An error means the task could not be run, and no
+// result was written.
 func ServeTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, out, result io.Writer) error {
+	if set == nil {
+		set = builtins.Standard()
+	}
 	if spec.Datastore == "" {
 		return fmt.Errorf("task %s: the task spec names no datastore", spec.TaskID)
 	}

@@ -112,6 +112,11 @@ func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (s
 		return store.Run{}, err
 	}
 	code, err := opts.Blobs.Put(ctx, flow.Package.Encode())
+	if err == nil && opts.Datastore != "" {
+		// The store makes its own blobs durable with the records that
+		// need them; a datastore's, before them.
+		err = opts.Blobs.Sync(ctx)
+	}
 	if err != nil {
 		return store.Run{}, fmt.Errorf("saving the flow's code: %w", err)
 	}
@@ -120,7 +125,7 @@ func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (s
 	if opts.Resume != nil {
 		// The tasks copied keep their blobs where the origin has them.
 		if o := opts.Resume.Origin; o.Datastore != opts.Datastore {
-			return store.Run{}, fmt.Errorf("run %s keeps its blobs in %s: resume it with that datastore, not %s", o.ID, orLocal(o.Datastore), orLocal(opts.Datastore))
+			return store.Run{}, fmt.Errorf("run %s keeps its blobs in %s, not in %s: a resumed run keeps them where its origin does", o.ID, orLocal(o.Datastore), orLocal(opts.Datastore))
 		}
 		if resume, err = newResumer(ctx, st, g, opts.Resume); err != nil {
 			return store.Run{}, err
@@ -161,11 +166,10 @@ func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (s
 	return s.loop()
 }
 
-// orLocal names a datastore for messages: its URL, or the store's own
-// blobs for "".
+// orLocal names a datastore for messages: its URL, or the store for "".
 func orLocal(datastore string) string {
 	if datastore == "" {
-		return "the store's own blobs"
+		return "the store"
 	}
 	return datastore
 }
@@ -494,7 +498,15 @@ func (s *scheduler) executed(a *attempt) {
 	}
 	s.committing++
 	go func() {
-		a.err = s.st.CommitTask(context.WithoutCancel(s.ctx), a.task, a.record)
+		ctx := context.WithoutCancel(s.ctx)
+		if s.opts.Datastore != "" {
+			// What the record names must be durable first: the store
+			// does that for its own blobs, not for a datastore's.
+			a.err = s.opts.Blobs.Sync(ctx)
+		}
+		if a.err == nil {
+			a.err = s.st.CommitTask(ctx, a.task, a.record)
+		}
 		s.committed <- a
 	}()
 	if !a.again && !a.res.OK && s.ctx.Err() == nil {

@@ -77,3 +77,32 @@ step(finish, cpu = 2, memory = 1048576)
 		t.Errorf("train's timeout = %s", d)
 	}
 }
+
+// TestRunDatastoreRefused checks the datastore options a run refuses
+// before it records anything.
+func TestRunDatastoreRefused(t *testing.T) {
+	path := writeFlow(t, map[string]string{"flow.star": "def start(ctx):\n    next_step(finish)\n\ndef finish(ctx):\n    pass\n"})
+	flow := loadFlow(t, path)
+	st, err := store.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tests := []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"not open", Options{Datastore: "s3://bucket/p"}, "datastore s3://bucket/p is named but not open"},
+		{"resumed elsewhere", Options{Blobs: st.Blobs(), Datastore: "file:///elsewhere", Resume: &Resume{Origin: store.Run{ID: "r1"}}},
+			"run r1 keeps its blobs in the store, not in file:///elsewhere: a resumed run keeps them where its origin does"},
+	}
+	for _, test := range tests {
+		if _, err := Run(t.Context(), st, flow, test.opts); err == nil || err.Error() != test.want {
+			t.Errorf("%s: Run error = %v, want %q", test.name, err, test.want)
+		}
+	}
+	if runs, err := st.Runs(t.Context(), store.RunFilter{}); err != nil || len(runs) != 0 {
+		t.Errorf("the refused runs were recorded: %v, %v", runs, err)
+	}
+}

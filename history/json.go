@@ -26,6 +26,9 @@ type RunJSON struct {
 	Created time.Time                  `json:"created"`
 	Ended   *time.Time                 `json:"ended"` // nil while the run is running
 	Error   string                     `json:"error"`
+	// Datastore is the URL of the datastore that keeps the run's blobs,
+	// "" for the store.
+	Datastore string `json:"datastore"`
 }
 
 // NewRunJSON returns r in its JSON form.
@@ -35,15 +38,16 @@ func NewRunJSON(r store.Run) RunJSON {
 		params[name] = json.RawMessage(v)
 	}
 	return RunJSON{
-		ID:       r.ID,
-		Flow:     r.Flow,
-		FlowPath: r.FlowPath,
-		Status:   r.Status,
-		Params:   params,
-		Origin:   r.Origin,
-		Created:  r.Created,
-		Ended:    optionalTime(r.Ended),
-		Error:    r.Error,
+		ID:        r.ID,
+		Flow:      r.Flow,
+		FlowPath:  r.FlowPath,
+		Status:    r.Status,
+		Params:    params,
+		Origin:    r.Origin,
+		Created:   r.Created,
+		Ended:     optionalTime(r.Ended),
+		Error:     r.Error,
+		Datastore: r.Datastore,
 	}
 }
 

@@ -31,8 +31,9 @@ func Open(ctx context.Context, dir string) (*store.Store, error) {
 
 // A Run is a run as the store recorded it when it was read: the run's
 // record, and the records of its tasks. Reload reads it again. Its blobs
-// are where the run kept them, in the store or in a datastore, which a Run
-// opens when first needed; Close closes it.
+// are where the run kept them, in the store or in a datastore, which Load
+// opens to read the flow's code, and Close closes. A Run is not safe for
+// concurrent use.
 type Run struct {
 	store.Run
 	st    *store.Store
@@ -44,7 +45,8 @@ type Run struct {
 	flowSteps []string
 }
 
-// Load reads the run that ref identifies, and its tasks, from st: ref is
+// Load reads the run that ref identifies, and its tasks, from st, and
+// opens the run's datastore, if it has one: the caller calls Close. ref is
 // "latest", a run ID, or a prefix that no other run ID starts with. A run
 // that is not there, or a prefix several runs share, is an error that
 // wraps ErrNotFound or ErrAmbiguous, worded by the store.
@@ -63,7 +65,7 @@ func Load(ctx context.Context, st *store.Store, ref string) (*Run, error) {
 }
 
 // Blobs returns the blobs of the run: the store's own, or those of the
-// datastore the run recorded, opened on the first call. The datastore's
+// datastore the run recorded, opened by the first call. The datastore's
 // credentials come from the environment, as for any of its clients.
 func (r *Run) Blobs(ctx context.Context) (store.Blobs, error) {
 	if r.blobs != nil {

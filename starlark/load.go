@@ -104,9 +104,9 @@ func (f *Flow) Dir() string { return f.dir }
 // Path returns the flow file's path as positions name it.
 func (f *Flow) Path() string { return f.dir + f.Package.Flow }
 
-// File returns where the flow file was read: its absolute path for a
-// file read by Load, its name in the file system for LoadFS, and its path
-// in positions for LoadPackage.
+// File returns the absolute path of the flow file, for a flow read by
+// Load; "" for a flow read from a file system or a code package, which a
+// path on this machine does not find again.
 func (f *Flow) File() string { return f.file }
 
 // Builtins returns the builtins the flow was loaded with: the names its
@@ -162,10 +162,9 @@ func LoadFS(fsys fs.FS, name string, set *builtins.Set) (*Flow, error) {
 	}
 	dir, base := path.Split(name)
 	l := &loader{
-		dir:  dir,
-		file: name,
-		set:  set.Clone(),
-		pkg:  &Package{Flow: base, Files: map[string]string{base: string(src)}},
+		dir: dir,
+		set: set.Clone(),
+		pkg: &Package{Flow: base, Files: map[string]string{base: string(src)}},
 		read: func(rel string) ([]byte, error) {
 			return fs.ReadFile(fsys, dir+rel)
 		},
@@ -177,10 +176,9 @@ func LoadFS(fsys fs.FS, name string, set *builtins.Set) (*Flow, error) {
 // their path in the package.
 func LoadPackage(pkg *Package, dir string, set *builtins.Set) (*Flow, error) {
 	l := &loader{
-		dir:  dir,
-		file: dir + pkg.Flow,
-		set:  set.Clone(),
-		pkg:  &Package{Flow: pkg.Flow, Files: map[string]string{pkg.Flow: pkg.Files[pkg.Flow]}},
+		dir: dir,
+		set: set.Clone(),
+		pkg: &Package{Flow: pkg.Flow, Files: map[string]string{pkg.Flow: pkg.Files[pkg.Flow]}},
 		read: func(rel string) ([]byte, error) {
 			src, ok := pkg.Files[rel]
 			if !ok {

@@ -52,7 +52,8 @@ type Run struct {
 	ID string
 	// Flow is the name of the flow: its file name without ".star".
 	Flow string
-	// FlowPath is the absolute path of the flow file.
+	// FlowPath is the absolute path of the flow file, or "" for a flow
+	// that a program loaded from elsewhere, such as its embedded files.
 	FlowPath string
 	// CodeHash is the blob holding the code package the run executed.
 	CodeHash Hash
