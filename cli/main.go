@@ -64,6 +64,7 @@ func newApp(set *builtins.Set, stdin io.Reader, stdout, stderr io.Writer) *urfav
 			inspectCommand(),
 			logsCommand(),
 			stepCommand(set),
+			copyRunnerCommand(),
 		},
 		// Parameter values, such as JSON lists, may hold commas.
 		DisableSliceFlagSeparator: true,

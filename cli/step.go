@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 
 	urfave "github.com/urfave/cli/v2"
 
@@ -25,7 +26,8 @@ func stepCommand(set *builtins.Set) *urfave.Command {
 		Name:      "step",
 		Usage:     "run one task of a run (for executors)",
 		ArgsUsage: " ",
-		Description: "Step reads a task spec, as JSON, on its standard input, runs that one task\n" +
+		Description: "Step reads a task spec, as JSON, from $DAGGER_TASK_SPEC if it is set, else\n" +
+			"from its standard input, runs that one task\n" +
 			"against the store the spec names, prints what the task prints on its\n" +
 			"standard output and writes the task's result, as JSON, to the descriptor\n" +
 			"--result-fd or the file --result. It exits with 0 when it wrote a result,\n" +
@@ -74,8 +76,12 @@ func step(c *urfave.Context, set *builtins.Set) error {
 	// From now on, a signal cancels the task rather than kill the process.
 	ctx, again, stop := notifySignals(c.Context)
 	defer stop()
+	var in io.Reader = c.App.Reader
+	if text, ok := os.LookupEnv(exec.SpecEnv); ok {
+		in = strings.NewReader(text) // in a pod, which has no standard input
+	}
 	var spec exec.TaskSpec
-	if err := json.NewDecoder(c.App.Reader).Decode(&spec); err != nil {
+	if err := json.NewDecoder(in).Decode(&spec); err != nil {
 		return failed(fmt.Errorf("reading the task spec: %w", err))
 	}
 	done := make(chan error, 1)
@@ -98,4 +104,44 @@ func runTask(ctx context.Context, spec *exec.TaskSpec, set *builtins.Set, out io
 		return failed(fmt.Errorf("task %s: writing its result: %w", spec.TaskID, err))
 	}
 	return nil
+}
+
+// copyRunnerCommand copies this executable to a path, hidden from the
+// help: a pod whose step names an image of its own runs it in an init
+// container of the runner image, which holds nothing else, no cp, to put
+// dagger where the step's container finds it.
+func copyRunnerCommand() *urfave.Command {
+	return &urfave.Command{
+		Name:        "copy-runner",
+		Usage:       "copy this executable to DEST (for pods)",
+		ArgsUsage:   "DEST",
+		Description: "Copy-runner copies the running executable to the file DEST, executable by all.",
+		Hidden:      true,
+		Action:      copyRunner,
+	}
+}
+
+func copyRunner(c *urfave.Context) error {
+	if c.NArg() != 1 {
+		return &usageError{cmd: c.Command.HelpName, msg: "takes the path to copy this executable to"}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return failed(err)
+	}
+	src, err := os.Open(exe)
+	if err != nil {
+		return failed(err)
+	}
+	defer src.Close()
+	dest := c.Args().First()
+	dst, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o555)
+	if err != nil {
+		return failed(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return failed(fmt.Errorf("copying %s to %s: %w", exe, dest, err))
+	}
+	return failed(dst.Close())
 }

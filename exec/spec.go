@@ -6,6 +6,11 @@ import (
 	"time"
 )
 
+// SpecEnv is the environment variable from which the task runner reads the
+// TaskSpec, as JSON, when it is set: a pod has no standard input to read
+// it from.
+const SpecEnv = "DAGGER_TASK_SPEC"
+
 // A TaskSpec is everything needed to run one task, wherever it runs: the
 // code and the blobs it reads come from the datastore, the rest is here.
 // It holds nothing that only makes sense on the driver's disk, and no
