@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -160,7 +162,7 @@ func (s *Store) CreateRun(ctx context.Context, r Run) (Run, error) {
 				(id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?)
 				ON CONFLICT (id) DO NOTHING`,
-				r.ID, r.Flow, r.FlowPath, r.CodeHash, params, r.Status, r.Origin, r.Created.UnixNano(), r.Datastore)
+				r.ID, r.Flow, r.FlowPath, r.CodeHash, params, r.Status, r.Origin, r.Created.UnixNano(), s.relDatastore(r.Datastore))
 			if err != nil {
 				return err
 			}
@@ -200,6 +202,32 @@ func (s *Store) FinishRun(ctx context.Context, id string, status RunStatus, errM
 		return fmt.Errorf("store: finish run %s: %w", id, err)
 	}
 	return nil
+}
+
+// inStore starts the recorded URL of a datastore inside the store's
+// folder, which is kept relative to it, so that a store that is moved or
+// copied keeps its runs' blobs.
+const inStore = "store:"
+
+// relDatastore returns the URL of a datastore as the store records it.
+func (s *Store) relDatastore(u string) string {
+	if rest, ok := strings.CutPrefix(u, s.dirURL()); ok && rest != "" {
+		return inStore + rest
+	}
+	return u
+}
+
+// absDatastore returns the URL of a datastore the store recorded.
+func (s *Store) absDatastore(u string) string {
+	if rest, ok := strings.CutPrefix(u, inStore); ok {
+		return s.dirURL() + rest
+	}
+	return u
+}
+
+// dirURL returns the file URL of the store's folder, with a final slash.
+func (s *Store) dirURL() string {
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(s.dir) + "/"}).String()
 }
 
 const runColumns = "id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore"
@@ -289,6 +317,7 @@ func (s *Store) queryRuns(ctx context.Context, query string, args ...any) ([]Run
 			return nil, fmt.Errorf("run %s: params: %w", r.ID, err)
 		}
 		r.Created, r.Ended = fromNullTime(created), fromNullTime(ended)
+		r.Datastore = s.absDatastore(r.Datastore)
 		runs = append(runs, r)
 	}
 	return runs, rows.Err()

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -652,5 +653,44 @@ func TestContextCancelled(t *testing.T) {
 	}
 	if ts, err := s.Tasks(t.Context(), run); err != nil || len(ts) != 0 {
 		t.Errorf("cancelled calls recorded tasks: %v, %v", ts, err)
+	}
+}
+
+// TestDatastoreInStore checks that a datastore in the store's folder is
+// recorded relative to it: a store that is moved keeps its runs' blobs.
+func TestDatastoreInStore(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "a b#c")
+	s, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside := (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir) + "/datastore"}).String()
+	outside := "s3://bucket/p?endpoint=http://127.0.0.1:9000"
+	var ids []string
+	for _, ds := range []string{inside, outside, ""} {
+		r, err := s.CreateRun(ctx, Run{Flow: "f", Datastore: ds})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(t.TempDir(), "moved")
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreAt(t, moved)
+	want := []string{(&url.URL{Scheme: "file", Path: filepath.ToSlash(moved) + "/datastore"}).String(), outside, ""}
+	for i, id := range ids {
+		r, err := s.Run(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Datastore != want[i] {
+			t.Errorf("run %d: datastore %q, want %q", i, r.Datastore, want[i])
+		}
 	}
 }
