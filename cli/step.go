@@ -30,13 +30,16 @@ func stepCommand(set *builtins.Set) *urfave.Command {
 			"from its standard input, runs that one task\n" +
 			"against the store the spec names, prints what the task prints on its\n" +
 			"standard output and writes the task's result, as JSON, to the descriptor\n" +
-			"--result-fd or the file --result. It exits with 0 when it wrote a result,\n" +
+			"--result-fd or the file --result; or, with --result-ref, saves it in the\n" +
+			"datastore and writes a reference of at most 4096 bytes, as a pod's\n" +
+			"termination message keeps, to that file. It exits with 0 when it wrote a result,\n" +
 			"even that of a failed task. An interrupt or SIGTERM cancels the task, which\n" +
 			"then reports itself cancelled; a second one of the same kind exits at once.",
 		Hidden: true,
 		Flags: []urfave.Flag{
 			&urfave.IntFlag{Name: "result-fd", Value: -1, Usage: "write the result to descriptor `N`, open in this process"},
 			&urfave.StringFlag{Name: "result", Usage: "write the result to `FILE`"},
+			&urfave.StringFlag{Name: "result-ref", Usage: "save the result in the datastore and write a short reference to it, which fits a pod's termination message, to `FILE`"},
 		},
 		Action: func(c *urfave.Context) error { return step(c, set) },
 	}
@@ -47,11 +50,15 @@ func step(c *urfave.Context, set *builtins.Set) error {
 	if c.NArg() > 0 {
 		return &usageError{cmd: name, msg: "takes no arguments: the task spec comes on standard input"}
 	}
-	fd, file := c.Int("result-fd"), c.String("result")
+	fd, file, ref := c.Int("result-fd"), c.String("result"), c.String("result-ref")
+	serve := exec.ServeTask
+	if ref != "" {
+		serve, file = exec.ServeTaskRef, ref
+	}
 	var result io.WriteCloser
 	switch {
-	case (fd >= 0) == (file != ""):
-		return &usageError{cmd: name, msg: "give one of --result-fd and --result"}
+	case (fd >= 0) == (file != "") || c.String("result") != "" && ref != "":
+		return &usageError{cmd: name, msg: "give one of --result-fd, --result and --result-ref"}
 	case file != "":
 		// The file is made before the task runs, so that a bad path costs
 		// no work.
@@ -85,7 +92,7 @@ func step(c *urfave.Context, set *builtins.Set) error {
 		return failed(fmt.Errorf("reading the task spec: %w", err))
 	}
 	done := make(chan error, 1)
-	go func() { done <- runTask(ctx, &spec, set, c.App.Writer, result) }()
+	go func() { done <- runTask(ctx, serve, &spec, set, c.App.Writer, result) }()
 	select {
 	case err := <-done:
 		return err
@@ -94,10 +101,11 @@ func step(c *urfave.Context, set *builtins.Set) error {
 	}
 }
 
-// runTask runs the task of spec with the builtins of set, printing its
-// output to out, and writes its result to result.
-func runTask(ctx context.Context, spec *exec.TaskSpec, set *builtins.Set, out io.Writer, result io.WriteCloser) error {
-	if err := exec.ServeTask(ctx, spec, set, out, result); err != nil {
+// runTask runs the task of spec with serve and the builtins of set,
+// printing its output to out, and writes its result to result.
+func runTask(ctx context.Context, serve func(context.Context, *exec.TaskSpec, *builtins.Set, io.Writer, io.Writer) error,
+	spec *exec.TaskSpec, set *builtins.Set, out io.Writer, result io.WriteCloser) error {
+	if err := serve(ctx, spec, set, out, result); err != nil {
 		return failed(err)
 	}
 	if err := result.Close(); err != nil {

@@ -124,6 +124,49 @@ func IsTaskRunner() bool { return os.Getenv(taskRunnerEnv) == "1" }
 // builtins.Standard(). An error means the task could not be run, and no
 // result was written.
 func ServeTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, out, result io.Writer) error {
+	return serveTask(ctx, spec, set, out, func(_ store.Blobs, res *TaskResult) error {
+		data, err := json.Marshal(res)
+		if err != nil {
+			return fmt.Errorf("encoding its result: %w", err)
+		}
+		_, err = result.Write(data)
+		return err
+	})
+}
+
+// ServeTaskRef is ServeTask for a runner whose result must be short, as in
+// a pod, whose kubelet keeps only the last MaxResultRef bytes of its
+// termination message: it stores the TaskResult in the datastore, durably,
+// and writes a ResultRef to result, which FetchResult reads back.
+func ServeTaskRef(ctx context.Context, spec *TaskSpec, set *builtins.Set, out, result io.Writer) error {
+	return serveTask(ctx, spec, set, out, func(blobs store.Blobs, res *TaskResult) error {
+		data, err := json.Marshal(res)
+		if err != nil {
+			return fmt.Errorf("encoding its result: %w", err)
+		}
+		h, err := blobs.Put(context.WithoutCancel(ctx), data)
+		if err == nil {
+			err = blobs.Sync(context.WithoutCancel(ctx))
+		}
+		if err != nil {
+			return fmt.Errorf("saving its result: %w", err)
+		}
+		ref := ResultRef{Result: string(h), OK: res.OK}
+		if !res.OK {
+			ref.Error = lastLine(res.Error)
+		}
+		data, err = ref.encode()
+		if err != nil {
+			return err
+		}
+		_, err = result.Write(data)
+		return err
+	})
+}
+
+// serveTask runs the task of spec against the datastore it names, and
+// hands the result to write.
+func serveTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, out io.Writer, write func(store.Blobs, *TaskResult) error) error {
 	if set == nil {
 		set = builtins.Standard()
 	}
@@ -135,17 +178,69 @@ func ServeTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, out, resu
 		return fmt.Errorf("task %s: %w", spec.TaskID, err)
 	}
 	res, err := runTask(ctx, spec, set, ds, out)
+	if err == nil {
+		if err = write(ds, res); err != nil {
+			err = fmt.Errorf("writing its result: %w", err)
+		}
+	}
 	if err = errors.Join(err, ds.Close()); err != nil {
 		return fmt.Errorf("task %s: %w", spec.TaskID, err)
 	}
-	data, err := json.Marshal(res)
-	if err != nil {
-		return fmt.Errorf("task %s: encoding its result: %w", spec.TaskID, err)
-	}
-	if _, err := result.Write(data); err != nil {
-		return fmt.Errorf("task %s: writing its result: %w", spec.TaskID, err)
-	}
 	return nil
+}
+
+// MaxResultRef is the most of a termination message a kubelet keeps.
+const MaxResultRef = 4096
+
+// A ResultRef is the short form of a TaskResult that ServeTaskRef writes:
+// the blob that holds the whole TaskResult, and, for people reading the
+// pod's status, whether it succeeded and the last line of its error.
+type ResultRef struct {
+	Result string `json:"result"` // the blob of the TaskResult, as JSON
+	OK     bool   `json:"ok"`
+	Error  string `json:"error,omitempty"`
+}
+
+// encode returns r as JSON within MaxResultRef bytes, cutting its error.
+func (r ResultRef) encode() ([]byte, error) {
+	for {
+		data, err := json.Marshal(r)
+		if err != nil || len(data) <= MaxResultRef {
+			return data, err
+		}
+		// Cut runes, not bytes, so that the JSON stays valid UTF-8.
+		cut := []rune(r.Error)
+		r.Error = string(cut[:len(cut)*3/4]) + "…"
+	}
+}
+
+// FetchResult returns the TaskResult that ref, a ResultRef as ServeTaskRef
+// wrote it, names in blobs.
+func FetchResult(ctx context.Context, blobs store.Blobs, ref []byte) (*TaskResult, error) {
+	var r ResultRef
+	if err := json.Unmarshal(ref, &r); err != nil {
+		return nil, fmt.Errorf("reading a task's result reference %q: %w", ref, err)
+	}
+	h, err := store.ParseHash(r.Result)
+	if err != nil {
+		return nil, fmt.Errorf("a task's result reference: %w", err)
+	}
+	data, err := blobs.Get(ctx, h)
+	if err != nil {
+		return nil, fmt.Errorf("fetching a task's result: %w", err)
+	}
+	var res TaskResult
+	if err := json.Unmarshal(data, &res); err != nil {
+		return nil, fmt.Errorf("decoding a task's result %s: %w", h, err)
+	}
+	return &res, nil
+}
+
+// lastLine returns the last line of msg, such as the message of a
+// Starlark backtrace.
+func lastLine(msg string) string {
+	msg = strings.TrimRight(msg, "\n")
+	return msg[strings.LastIndexByte(msg, '\n')+1:]
 }
 
 // runTask runs the task spec describes in this process: it fetches the

@@ -42,12 +42,12 @@
 //
 // # The result
 //
-// `dagger step` writes its result to /dev/termination-log, which the
-// kubelet turns into the container's termination message, for the driver
-// to read on the pod's watch events: no request per task. A kubelet keeps
-// only 4 096 bytes of it, so the runner is to put the full TaskResult in
-// the datastore and write there only its reference; until it does, it
-// writes the TaskResult itself, which a driver can use when it is whole.
+// `dagger step --result-ref` saves the TaskResult in the datastore and
+// writes only a reference to it, with a one-line summary, to
+// /dev/termination-log, which the kubelet turns into the container's
+// termination message, for the driver to read on the pod's watch events:
+// no request per task. A kubelet keeps only 4 096 bytes of it, which the
+// reference never exceeds; exec.FetchResult reads the TaskResult back.
 // The termination message policy is FallbackToLogsOnError, so that a
 // runner that dies before writing anything leaves its last log lines
 // instead.

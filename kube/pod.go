@@ -180,7 +180,7 @@ func stepContainer(spec *exec.TaskSpec, image, exe, secret string) (corev1.Conta
 	c := corev1.Container{
 		Name:                     containerName,
 		Image:                    image,
-		Command:                  []string{exe, "step", "--result", resultPath},
+		Command:                  []string{exe, "step", "--result-ref", resultPath},
 		Env:                      vars,
 		Resources:                resources,
 		VolumeMounts:             []corev1.VolumeMount{{Name: "tmp", MountPath: scratchDir}},
