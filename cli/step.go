@@ -80,6 +80,7 @@ func step(c *urfave.Context, set *builtins.Set) error {
 	}
 	defer result.Close() // again after runTask closes it, to no effect
 
+	useFallbackRoots()
 	// From now on, a signal cancels the task rather than kill the process.
 	ctx, again, stop := notifySignals(c.Context)
 	defer stop()
