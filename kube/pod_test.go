@@ -55,7 +55,16 @@ func taskID(step string, index []int) string {
 	return id
 }
 
-func TestPod(t *testing.T) {
+// podCase is a task whose pod the tests check.
+type podCase struct {
+	name string
+	spec *exec.TaskSpec
+}
+
+// podCases returns the tasks whose pods have golden files: a plain one,
+// one deep in foreach fan-outs, one with every resource, and one whose
+// step has an image of its own.
+func podCases() []podCase {
 	foreach := task(longStep, []int{12, 3, 999, 4, 0, 7, 5, 5, 5, 5}, 3)
 	foreach.Input = "sha256:00d5f3e4c2a1b0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5"
 	everything := task("train", nil, 1)
@@ -70,15 +79,16 @@ func TestPod(t *testing.T) {
 	}
 	ownImage := task("render", []int{2}, 2)
 	ownImage.Resources = exec.Resources{Image: "python:3.13-slim", Memory: "512Mi"}
-	for _, tc := range []struct {
-		name string
-		spec *exec.TaskSpec
-	}{
+	return []podCase{
 		{"plain", task("start", nil, 1)},
 		{"foreach", foreach},
 		{"resources", everything},
 		{"own-image", ownImage},
-	} {
+	}
+}
+
+func TestPod(t *testing.T) {
+	for _, tc := range podCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			pod, err := Pod(tc.spec, testOpts)
 			if err != nil {

@@ -1,0 +1,248 @@
+// Package testcluster runs a Kubernetes control plane on loopback for the
+// tests: a real etcd and kube-apiserver, with PodSecurity admission and
+// RBAC as on a real cluster. Both are built from the Go module proxy by
+// the modules in hack/testcluster, once, and cached in the user's cache
+// folder: the first build takes minutes (kube-apiserver: 4 to 9 on two
+// cores), later ones nothing.
+package testcluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Versions of the control plane, which name its cache folder.
+const (
+	kubeVersion = "v1.37.2"
+	etcdVersion = "v3.7.3"
+)
+
+// A Cluster is a running control plane.
+type Cluster struct {
+	URL    string       // https://127.0.0.1:PORT
+	Token  string       // a bearer token of system:masters
+	Client *http.Client // for URL: it trusts the server's self-signed certificate
+}
+
+// Start builds the control plane if it is not cached, starts it in a
+// folder of tb's, and stops it when tb ends.
+func Start(tb testing.TB) *Cluster {
+	tb.Helper()
+	bin := binaries(tb)
+	dir := tb.TempDir()
+	etcdURL := startEtcd(tb, bin, dir)
+	return startAPIServer(tb, bin, dir, etcdURL)
+}
+
+// binaries returns the folder of the control plane's executables, building
+// what is missing.
+func binaries(tb testing.TB) string {
+	tb.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		tb.Fatalf("testcluster: %v", err)
+	}
+	bin := filepath.Join(cache, "dagger", "testcluster", kubeVersion+"-etcd"+etcdVersion)
+	if err := os.MkdirAll(bin, 0o777); err != nil {
+		tb.Fatalf("testcluster: %v", err)
+	}
+	_, file, _, _ := runtime.Caller(0)
+	hack := filepath.Join(filepath.Dir(file), "..", "..", "hack", "testcluster")
+	ldflags := "-s -X k8s.io/component-base/version.gitVersion=" + kubeVersion
+	for _, b := range []struct{ name, module, pkg string }{
+		{"etcd", "etcd", "."},
+		{"kube-apiserver", "kube", "k8s.io/kubernetes/cmd/kube-apiserver"},
+	} {
+		exe := filepath.Join(bin, b.name)
+		if _, err := os.Stat(exe); err == nil {
+			continue
+		}
+		tb.Logf("testcluster: building %s %s once, into %s; kube-apiserver takes minutes", b.name, map[string]string{"etcd": etcdVersion}[b.name]+map[string]string{"kube-apiserver": kubeVersion}[b.name], bin)
+		// Built aside and renamed into place, so that a build that is
+		// interrupted, or runs at once in another test process, never
+		// leaves half an executable.
+		tmp := exe + ".tmp" + strconv.Itoa(os.Getpid())
+		cmd := osexec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, b.pkg)
+		cmd.Dir = filepath.Join(hack, b.module)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			os.Remove(tmp)
+			tb.Fatalf("testcluster: building %s: %v\n%s", b.name, err, out)
+		}
+		if err := os.Rename(tmp, exe); err != nil {
+			tb.Fatalf("testcluster: %v", err)
+		}
+	}
+	return bin
+}
+
+// freePort returns a port of 127.0.0.1 that nothing listens on now.
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("testcluster: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// start starts the executable name of bin with args, logging to a file of
+// dir, and stops it when tb ends: SIGTERM, then SIGKILL after a few
+// seconds. Cleanups run last first, so a process started later stops
+// earlier.
+func start(tb testing.TB, bin, dir, name string, args ...string) {
+	tb.Helper()
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		tb.Fatalf("testcluster: %v", err)
+	}
+	cmd := osexec.Command(filepath.Join(bin, name), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("testcluster: starting %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	tb.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+	})
+}
+
+// startEtcd starts etcd and returns its client URL.
+func startEtcd(tb testing.TB, bin, dir string) string {
+	tb.Helper()
+	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(tb))
+	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(tb))
+	start(tb, bin, dir, "etcd",
+		"--name=default", "--data-dir="+filepath.Join(dir, "etcd"),
+		"--listen-client-urls="+client, "--advertise-client-urls="+client,
+		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
+		"--initial-cluster=default="+peer, "--log-level=error")
+	waitFor(tb, "etcd", func() error {
+		resp, err := http.Get(client + "/health")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	})
+	return client
+}
+
+// startAPIServer starts kube-apiserver on etcd and returns the cluster.
+func startAPIServer(tb testing.TB, bin, dir, etcdURL string) *Cluster {
+	tb.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatalf("testcluster: %v", err)
+	}
+	keyFile := filepath.Join(dir, "sa.key")
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	token := randomHex(tb)
+	tokenFile := filepath.Join(dir, "tokens.csv")
+	for name, data := range map[string][]byte{
+		keyFile:   keyPEM,
+		tokenFile: fmt.Appendf(nil, "%s,admin,admin,\"system:masters\"\n", token),
+	} {
+		if err := os.WriteFile(name, data, 0o600); err != nil {
+			tb.Fatalf("testcluster: %v", err)
+		}
+	}
+	port := freePort(tb)
+	start(tb, bin, dir, "kube-apiserver",
+		"--etcd-servers="+etcdURL,
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
+		"--cert-dir="+filepath.Join(dir, "certs"),
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-key-file="+keyFile, "--service-account-signing-key-file="+keyFile,
+		"--token-auth-file="+tokenFile,
+		"--authorization-mode=RBAC",
+		"--disable-admission-plugins=ServiceAccount",
+		"--service-cluster-ip-range=10.0.0.0/24")
+	c := &Cluster{
+		URL:   fmt.Sprintf("https://127.0.0.1:%d", port),
+		Token: token,
+		// The server's certificate is one it made itself, on loopback.
+		Client: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}},
+	}
+	waitFor(tb, "kube-apiserver", func() error {
+		resp, err := c.Do(context.Background(), http.MethodGet, "/readyz", nil)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	})
+	return c
+}
+
+// Do sends a request to the API server with the admin token.
+func (c *Cluster) Do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.URL+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Content-Type", "application/json")
+	return c.Client.Do(req)
+}
+
+// waitFor calls ready until it succeeds, for at most a minute.
+func waitFor(tb testing.TB, what string, ready func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := ready()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("testcluster: %s is not ready after a minute: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func randomHex(tb testing.TB) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatalf("testcluster: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
