@@ -42,40 +42,44 @@ type Cluster struct {
 	Client *http.Client // for URL: it trusts the server's self-signed certificate
 }
 
-// Start builds the control plane if it is not cached, starts it in a
-// folder of tb's, and stops it when tb ends.
+// Start starts the control plane, built by Build, in a folder of tb's,
+// and stops it when tb ends. It builds what is missing, but a test binary
+// had better call Build from TestMain: go test's timeout starts with the
+// tests, and a first build can outlast it.
 func Start(tb testing.TB) *Cluster {
 	tb.Helper()
-	bin := binaries(tb)
+	bin, err := Build()
+	if err != nil {
+		tb.Fatal(err)
+	}
 	dir := tb.TempDir()
 	etcdURL := startEtcd(tb, bin, dir)
 	return startAPIServer(tb, bin, dir, etcdURL)
 }
 
-// binaries returns the folder of the control plane's executables, building
-// what is missing.
-func binaries(tb testing.TB) string {
-	tb.Helper()
+// Build builds the control plane's executables that are not cached yet,
+// saying so on standard error, and returns the folder they are in.
+func Build() (string, error) {
 	cache, err := os.UserCacheDir()
 	if err != nil {
-		tb.Fatalf("testcluster: %v", err)
+		return "", fmt.Errorf("testcluster: %w", err)
 	}
 	bin := filepath.Join(cache, "dagger", "testcluster", kubeVersion+"-etcd"+etcdVersion)
 	if err := os.MkdirAll(bin, 0o777); err != nil {
-		tb.Fatalf("testcluster: %v", err)
+		return "", fmt.Errorf("testcluster: %w", err)
 	}
 	_, file, _, _ := runtime.Caller(0)
 	hack := filepath.Join(filepath.Dir(file), "..", "..", "hack", "testcluster")
 	ldflags := "-s -X k8s.io/component-base/version.gitVersion=" + kubeVersion
-	for _, b := range []struct{ name, module, pkg string }{
-		{"etcd", "etcd", "."},
-		{"kube-apiserver", "kube", "k8s.io/kubernetes/cmd/kube-apiserver"},
+	for _, b := range []struct{ name, version, module, pkg string }{
+		{"etcd", etcdVersion, "etcd", "."},
+		{"kube-apiserver", kubeVersion, "kube", "k8s.io/kubernetes/cmd/kube-apiserver"},
 	} {
 		exe := filepath.Join(bin, b.name)
 		if _, err := os.Stat(exe); err == nil {
 			continue
 		}
-		tb.Logf("testcluster: building %s %s once, into %s; kube-apiserver takes minutes", b.name, map[string]string{"etcd": etcdVersion}[b.name]+map[string]string{"kube-apiserver": kubeVersion}[b.name], bin)
+		fmt.Fprintf(os.Stderr, "testcluster: building %s %s into %s, once; kube-apiserver takes minutes\n", b.name, b.version, bin)
 		// Built aside and renamed into place, so that a build that is
 		// interrupted, or runs at once in another test process, never
 		// leaves half an executable.
@@ -85,13 +89,13 @@ func binaries(tb testing.TB) string {
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			os.Remove(tmp)
-			tb.Fatalf("testcluster: building %s: %v\n%s", b.name, err, out)
+			return "", fmt.Errorf("testcluster: building %s: %w\n%s", b.name, err, out)
 		}
 		if err := os.Rename(tmp, exe); err != nil {
-			tb.Fatalf("testcluster: %v", err)
+			return "", fmt.Errorf("testcluster: %w", err)
 		}
 	}
-	return bin
+	return bin, nil
 }
 
 // freePort returns a port of 127.0.0.1 that nothing listens on now.

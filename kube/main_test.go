@@ -1,0 +1,20 @@
+package kube
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/daggerflow/dagger/internal/testcluster"
+)
+
+// TestMain builds the test cluster's control plane, if it is not cached,
+// before the tests: go test's timeout starts with them, and a first build
+// of kube-apiserver can outlast it on a small machine.
+func TestMain(m *testing.M) {
+	if _, err := testcluster.Build(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
