@@ -152,17 +152,7 @@ func startEtcd(tb testing.TB, bin, dir string) string {
 		"--listen-client-urls="+client, "--advertise-client-urls="+client,
 		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
 		"--initial-cluster=default="+peer, "--log-level=error")
-	waitFor(tb, "etcd", func() error {
-		resp, err := http.Get(client + "/health")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return errors.New(resp.Status)
-		}
-		return nil
-	})
+	waitFor(tb, "etcd", func() error { return statusOK(http.Get(client + "/health")) })
 	return client
 }
 
@@ -203,15 +193,7 @@ func startAPIServer(tb testing.TB, bin, dir, etcdURL string) *Cluster {
 		Client: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}},
 	}
 	waitFor(tb, "kube-apiserver", func() error {
-		resp, err := c.Do(context.Background(), http.MethodGet, "/readyz", nil)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return errors.New(resp.Status)
-		}
-		return nil
+		return statusOK(c.Do(context.Background(), http.MethodGet, "/readyz", nil))
 	})
 	return c
 }
@@ -225,6 +207,19 @@ func (c *Cluster) Do(ctx context.Context, method, path string, body []byte) (*ht
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	req.Header.Set("Content-Type", "application/json")
 	return c.Client.Do(req)
+}
+
+// statusOK returns the error of a request, or its status if it is not
+// 200 OK, for waitFor.
+func statusOK(resp *http.Response, err error) error {
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
 }
 
 // waitFor calls ready until it succeeds, for at most a minute.
