@@ -1,7 +1,6 @@
-# The runner image of dagger's Kubernetes pods, for those who build images
-# their own way. dagger itself needs none of this: with --registry it
-# pushes an image of its own executable (package runnerimage), which is
-# the same image: the static binary alone, as a user that is not root.
+# A runner image for dagger's Kubernetes pods, for those who build images
+# their own way: the static binary alone, as a user that is not root, as
+# package runnerimage makes one from a running executable.
 #
 #   docker build -t REGISTRY/dagger-runner .
 FROM golang:1.26 AS build

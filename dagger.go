@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/daggerflow/dagger/builtins"
@@ -165,11 +163,10 @@ func run(ctx context.Context, st *store.Store, flow *Flow, opts Options, resume 
 		Datastore:  opts.Datastore,
 	}
 	if eo.Datastore == "" && eo.Executor != nil {
-		dir := filepath.Join(st.Dir(), "datastore")
-		if err := os.MkdirAll(dir, 0o777); err != nil {
+		var err error
+		if eo.Datastore, err = st.LocalDatastore(); err != nil {
 			return store.Run{}, err
 		}
-		eo.Datastore = (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}).String()
 	}
 	if eo.Datastore != "" {
 		ds, err := datastore.Open(ctx, eo.Datastore)

@@ -684,6 +684,30 @@ func TestStep(t *testing.T) {
 			t.Errorf("result = %+v, want OK and next spin", res)
 		}
 	})
+	t.Run("result-ref", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "ref.json")
+		cmd := daggerCommand(t, "step", "--result-ref", out)
+		cmd.Stdin = strings.NewReader(string(specOf("start")))
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%v; stderr:\n%s", err, cmd.Stderr)
+		}
+		ref, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, err := datastore.Open(t.Context(), dsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ds.Close()
+		res, err := exec.FetchResult(t.Context(), ds, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ref) > exec.MaxResultRef || !res.OK || !slices.Equal(res.Next, []string{"spin"}) {
+			t.Errorf("reference %s gives result %+v, want OK and next spin", ref, res)
+		}
+	})
 	t.Run("terminated", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "result.json")
 		cmd := daggerCommand(t, "step", "--result", out)

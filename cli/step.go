@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	urfave "github.com/urfave/cli/v2"
@@ -85,7 +86,7 @@ func step(c *urfave.Context, set *builtins.Set) error {
 	ctx, again, stop := notifySignals(c.Context)
 	defer stop()
 	var in io.Reader = c.App.Reader
-	if text, ok := os.LookupEnv(exec.SpecEnv); ok {
+	if text := os.Getenv(exec.SpecEnv); text != "" {
 		in = strings.NewReader(text) // in a pod, which has no standard input
 	}
 	var spec exec.TaskSpec
@@ -144,13 +145,20 @@ func copyRunner(c *urfave.Context) error {
 	}
 	defer src.Close()
 	dest := c.Args().First()
-	dst, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o555)
+	// Written aside and renamed into place: a copy that fails leaves no
+	// half executable, and one that runs again replaces the last.
+	tmp, err := os.CreateTemp(filepath.Dir(dest), ".dagger-*")
 	if err != nil {
 		return failed(err)
 	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
+	_, err = io.Copy(tmp, src)
+	err = errors.Join(err, tmp.Chmod(0o555), tmp.Close())
+	if err == nil {
+		err = os.Rename(tmp.Name(), dest)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
 		return failed(fmt.Errorf("copying %s to %s: %w", exe, dest, err))
 	}
-	return failed(dst.Close())
+	return nil
 }

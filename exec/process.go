@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	osexec "os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,9 @@ func (p *Process) Execute(ctx context.Context, spec *TaskSpec, print func(line s
 	if len(p.Command) == 0 {
 		return nil, errors.New("process executor: no runner command")
 	}
+	if IsTaskRunner() {
+		return nil, errors.New("process executor: this process was started to run one task, as \"step\", and runs a flow instead: its main must hand the step command line to cli.Main")
+	}
 	in, err := json.Marshal(spec)
 	if err != nil {
 		return nil, fmt.Errorf("task %s: encoding its spec: %w", spec.TaskID, err)
@@ -48,7 +52,11 @@ func (p *Process) Execute(ctx context.Context, spec *TaskSpec, print func(line s
 	defer resultR.Close()
 
 	cmd := osexec.CommandContext(ctx, p.Command[0], append(p.Command[1:], "--result-fd", "3")...)
-	cmd.Env = append(os.Environ(), taskRunnerEnv+"=1")
+	// The spec comes on standard input: one left in the environment, of
+	// a task this process runs itself, would make the runner run it.
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, SpecEnv+"=")
+	}), taskRunnerEnv+"=1")
 	cmd.Stdin = bytes.NewReader(in)
 	cmd.ExtraFiles = []*os.File{resultW}
 	var stderr bytes.Buffer

@@ -18,6 +18,9 @@ import (
 // admits every one, and refuses a pod without dagger's security settings,
 // which shows that it checks.
 func TestRestrictedAdmission(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no test cluster")
+	}
 	c := testcluster.Start(t)
 	const ns = "runs"
 	post := func(path string, v any) (int, string) {

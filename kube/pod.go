@@ -175,7 +175,11 @@ func stepContainer(spec *exec.TaskSpec, image, exe, secret string) (corev1.Conta
 	env[SpecEnv] = string(data)
 	var vars []corev1.EnvVar
 	for _, name := range slices.Sorted(maps.Keys(env)) {
-		vars = append(vars, corev1.EnvVar{Name: name, Value: env[name]})
+		// The kubelet expands $(NAME) in values, which would let a param
+		// or an env value copy a credential from the Secret into the
+		// spec, and turns $$ into $: escaped, every value arrives as
+		// written, as with the process executor.
+		vars = append(vars, corev1.EnvVar{Name: name, Value: strings.ReplaceAll(env[name], "$", "$$")})
 	}
 	c := corev1.Container{
 		Name:                     containerName,

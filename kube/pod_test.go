@@ -69,11 +69,13 @@ func podCases() []podCase {
 	foreach.Input = "sha256:00d5f3e4c2a1b0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5"
 	everything := task("train", nil, 1)
 	everything.Timeout = 90*time.Second + time.Millisecond
+	// The kubelet would expand $(NAME) and turn $$ into $.
+	everything.Params = map[string]string{"note": "costs $$5 $(AWS_SECRET_ACCESS_KEY)"}
 	everything.Resources = exec.Resources{
 		CPU:            "1500m",
 		Memory:         "2Gi",
 		GPU:            2,
-		Env:            map[string]string{"MODEL": "small", "HOME": "/tmp/home", "A_FIRST": "1"},
+		Env:            map[string]string{"MODEL": "small", "HOME": "/tmp/home", "A_FIRST": "1", "PRICE": "$5 $(AWS_SECRET_ACCESS_KEY)"},
 		NodeSelector:   map[string]string{"cloud.google.com/gke-accelerator": "nvidia-l4"},
 		ServiceAccount: "trainer",
 	}
@@ -370,5 +372,32 @@ func TestPodErrors(t *testing.T) {
 func TestRunnerImage(t *testing.T) {
 	if runnerPath != runnerimage.Path || runnerUID != runnerimage.UID {
 		t.Errorf("kube runs %s as %d, runnerimage has %s as %d", runnerPath, runnerUID, runnerimage.Path, runnerimage.UID)
+	}
+}
+
+// TestEnvEscaped checks that what the kubelet makes of the pod's
+// environment values is what was written: it turns $$ into $ and expands
+// $(NAME), which must never happen to a param or a step's env.
+func TestEnvEscaped(t *testing.T) {
+	spec := task("train", nil, 1)
+	spec.Params = map[string]string{"note": "costs $$5 $(AWS_SECRET_ACCESS_KEY)"}
+	spec.Resources.Env = map[string]string{"PRICE": "$5 $(HOME)"}
+	pod, err := Pod(spec, testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(map[string]string)
+	for _, v := range pod.Spec.Containers[0].Env {
+		if strings.Contains(strings.ReplaceAll(v.Value, "$$", ""), "$") {
+			t.Errorf("env %s = %q has a $ the kubelet would expand", v.Name, v.Value)
+		}
+		got[v.Name] = strings.ReplaceAll(v.Value, "$$", "$")
+	}
+	var back exec.TaskSpec
+	if err := json.Unmarshal([]byte(got[SpecEnv]), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Params["note"] != spec.Params["note"] || got["PRICE"] != "$5 $(HOME)" {
+		t.Errorf("the kubelet would give the task params %v and PRICE %q", back.Params, got["PRICE"])
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -223,6 +224,16 @@ func (s *Store) absDatastore(u string) string {
 		return s.dirURL() + rest
 	}
 	return u
+}
+
+// LocalDatastore returns the URL of a file datastore in the store's folder,
+// which it makes if needed: for runs whose tasks run in other processes,
+// which never open the store. The store records it relative to itself.
+func (s *Store) LocalDatastore() (string, error) {
+	if err := os.MkdirAll(filepath.Join(s.dir, "datastore"), 0o777); err != nil {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	return s.dirURL() + "datastore", nil
 }
 
 // dirURL returns the file URL of the store's folder, with a final slash.

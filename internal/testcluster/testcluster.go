@@ -109,13 +109,21 @@ func freePort(tb testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// A process is a server of the control plane, started by start.
+type process struct {
+	name string
+	log  string        // the file of its output
+	done chan struct{} // closed when it has exited
+}
+
 // start starts the executable name of bin with args, logging to a file of
 // dir, and stops it when tb ends: SIGTERM, then SIGKILL after a few
 // seconds. Cleanups run last first, so a process started later stops
 // earlier.
-func start(tb testing.TB, bin, dir, name string, args ...string) {
+func start(tb testing.TB, bin, dir, name string, args ...string) *process {
 	tb.Helper()
-	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	p := &process{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
+	logf, err := os.Create(p.log)
 	if err != nil {
 		tb.Fatalf("testcluster: %v", err)
 	}
@@ -123,23 +131,24 @@ func start(tb testing.TB, bin, dir, name string, args ...string) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test
 	if err := cmd.Start(); err != nil {
+		logf.Close()
 		tb.Fatalf("testcluster: starting %s: %v", name, err)
 	}
-	done := make(chan struct{})
 	go func() {
 		cmd.Wait()
-		close(done)
+		close(p.done)
 	}()
 	tb.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-done:
+		case <-p.done:
 		case <-time.After(5 * time.Second):
 			cmd.Process.Kill()
-			<-done
+			<-p.done
 		}
 		logf.Close()
 	})
+	return p
 }
 
 // startEtcd starts etcd and returns its client URL.
@@ -147,12 +156,12 @@ func startEtcd(tb testing.TB, bin, dir string) string {
 	tb.Helper()
 	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(tb))
 	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(tb))
-	start(tb, bin, dir, "etcd",
+	p := start(tb, bin, dir, "etcd",
 		"--name=default", "--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls="+client, "--advertise-client-urls="+client,
 		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
 		"--initial-cluster=default="+peer, "--log-level=error")
-	waitFor(tb, "etcd", func() error { return statusOK(http.Get(client + "/health")) })
+	p.waitFor(tb, func() error { return statusOK(http.Get(client + "/health")) })
 	return client
 }
 
@@ -176,7 +185,7 @@ func startAPIServer(tb testing.TB, bin, dir, etcdURL string) *Cluster {
 		}
 	}
 	port := freePort(tb)
-	start(tb, bin, dir, "kube-apiserver",
+	p := start(tb, bin, dir, "kube-apiserver",
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
 		"--cert-dir="+filepath.Join(dir, "certs"),
@@ -192,7 +201,7 @@ func startAPIServer(tb testing.TB, bin, dir, etcdURL string) *Cluster {
 		// The server's certificate is one it made itself, on loopback.
 		Client: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}},
 	}
-	waitFor(tb, "kube-apiserver", func() error {
+	p.waitFor(tb, func() error {
 		return statusOK(c.Do(context.Background(), http.MethodGet, "/readyz", nil))
 	})
 	return c
@@ -222,8 +231,9 @@ func statusOK(resp *http.Response, err error) error {
 	return nil
 }
 
-// waitFor calls ready until it succeeds, for at most a minute.
-func waitFor(tb testing.TB, what string, ready func() error) {
+// waitFor calls ready until it succeeds, for at most a minute, and fails
+// tb at once, with the end of the process's output, if it exits.
+func (p *process) waitFor(tb testing.TB, ready func() error) {
 	tb.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -231,10 +241,15 @@ func waitFor(tb testing.TB, what string, ready func() error) {
 		if err == nil {
 			return
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("testcluster: %s is not ready after a minute: %v", what, err)
+		select {
+		case <-p.done:
+			out, _ := os.ReadFile(p.log)
+			tb.Fatalf("testcluster: %s exited; the end of its output:\n%s", p.name, out[max(0, len(out)-4096):])
+		case <-time.After(100 * time.Millisecond):
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			tb.Fatalf("testcluster: %s is not ready after a minute: %v", p.name, err)
+		}
 	}
 }
 
