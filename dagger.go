@@ -176,7 +176,12 @@ func run(ctx context.Context, st *store.Store, flow *Flow, opts Options, resume 
 		defer ds.Close()
 		eo.Blobs, eo.Datastore = ds, ds.URL()
 	}
-	return exec.Run(ctx, st, flow.f, eo)
+	r, err := exec.Run(ctx, st, flow.f, eo)
+	if errors.Is(err, exec.ErrDatastoreChanged) {
+		// Checked where the run is made; refused before it is.
+		return store.Run{}, &InvalidError{Problems: []string{err.Error()}}
+	}
+	return r, err
 }
 
 // Resume starts a new run of flow that resumes origin, a run of it that
@@ -221,18 +226,8 @@ func Resume(ctx context.Context, st *store.Store, flow *Flow, origin store.Run, 
 		return store.Run{}, &InvalidError{Problems: []string{fmt.Sprintf("run %s kept its blobs in the store, which task runners in other processes never open: resume it with the in-process executor", origin.ID)}}
 	case opts.Datastore == "":
 		opts.Datastore = origin.Datastore
-	case opts.Datastore != origin.Datastore:
-		return store.Run{}, &InvalidError{Problems: []string{fmt.Sprintf("run %s keeps its blobs in %s, not in %s: resume it without a datastore, or with that one", origin.ID, orLocal(origin.Datastore), opts.Datastore)}}
 	}
 	return run(ctx, st, flow, opts, &exec.Resume{Origin: origin, From: from})
-}
-
-// orLocal names a datastore for messages: its URL, or the store for "".
-func orLocal(datastore string) string {
-	if datastore == "" {
-		return "the store"
-	}
-	return datastore
 }
 
 // ProcessExecutor returns an executor that runs each task in a subprocess

@@ -125,7 +125,7 @@ func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (s
 	if opts.Resume != nil {
 		// The tasks copied keep their blobs where the origin has them.
 		if o := opts.Resume.Origin; o.Datastore != opts.Datastore {
-			return store.Run{}, fmt.Errorf("run %s keeps its blobs in %s, not in %s: a resumed run keeps them where its origin does", o.ID, orLocal(o.Datastore), orLocal(opts.Datastore))
+			return store.Run{}, fmt.Errorf("run %s keeps its blobs in %s, not in %s: %w", o.ID, orLocal(o.Datastore), orLocal(opts.Datastore), ErrDatastoreChanged)
 		}
 		if resume, err = newResumer(ctx, st, g, opts.Resume); err != nil {
 			return store.Run{}, err
@@ -165,6 +165,11 @@ func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (s
 	s.ready = append(s.ready, s.newPending("start", nil, "", nil, nil, nil))
 	return s.loop()
 }
+
+// ErrDatastoreChanged is wrapped by the error of a resumed run given a
+// datastore other than its origin's: the tasks it copies keep their blobs
+// where the origin has them.
+var ErrDatastoreChanged = errors.New("a resumed run keeps them where its origin does")
 
 // orLocal names a datastore for messages: its URL, or the store for "".
 func orLocal(datastore string) string {
