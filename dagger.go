@@ -110,6 +110,10 @@ type Options struct {
 	// a file datastore in the store's folder, since a task runner never
 	// opens the store. A resumed run keeps the datastore of its origin.
 	Datastore string
+	// ExecutorSettings, if set, are recorded with the run (see
+	// store.Run.Executor), for a program that resumes it to run its tasks
+	// the same way.
+	ExecutorSettings string
 	// OnEvent, if set, is called with every event of the run, one call at
 	// a time, in the order things happened. A task that has something to
 	// report waits while OnEvent runs, so a slow OnEvent slows the run
@@ -129,6 +133,7 @@ const (
 	RunStarted   = exec.RunStarted
 	SetupOutput  = exec.SetupOutput
 	TaskStarted  = exec.TaskStarted
+	TaskWaiting  = exec.TaskWaiting
 	TaskOutput   = exec.TaskOutput
 	TaskFinished = exec.TaskFinished
 	TaskRetrying = exec.TaskRetrying
@@ -161,6 +166,8 @@ func run(ctx context.Context, st *store.Store, flow *Flow, opts Options, resume 
 		OnEvent:    opts.OnEvent,
 		Resume:     resume,
 		Datastore:  opts.Datastore,
+
+		ExecutorSettings: opts.ExecutorSettings,
 	}
 	if eo.Datastore == "" && eo.Executor != nil {
 		var err error

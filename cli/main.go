@@ -59,6 +59,7 @@ func newApp(set *builtins.Set, stdin io.Reader, stdout, stderr io.Writer) *urfav
 			graphCommand(set),
 			runCommand(set),
 			resumeCommand(set),
+			kubernetesCommand(set),
 			fsckCommand(),
 			runsCommand(),
 			inspectCommand(),

@@ -17,6 +17,7 @@ import (
 	"github.com/rogpeppe/go-internal/txtar"
 
 	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/internal/testcluster"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files and testscript cmp files with the current output")
@@ -44,7 +45,24 @@ func TestMain(m *testing.M) {
 	case "embedder":
 		Main(embedderSet())
 	}
+	if filepath.Base(os.Args[0]) != "dagger" { // testscript runs this binary as dagger too
+		buildTestCluster()
+	}
 	testscript.Main(m, map[string]func(){"dagger": func() { Main(builtins.Standard()) }})
+}
+
+// buildTestCluster builds the test cluster's control plane, if it is not
+// cached, before the tests: go test's timeout starts with them, and a
+// first build can outlast it. With -short, nothing is built.
+func buildTestCluster() {
+	flag.Parse()
+	if testing.Short() {
+		return
+	}
+	if _, err := testcluster.Build(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 }
 
 // A result is what one run of dagger did.

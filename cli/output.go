@@ -25,6 +25,7 @@ type printer interface {
 //	[setup] a line printed by the flow's top-level code
 //	hello| a line printed by task hello
 //	✓ hello (2ms)
+//	… square.3 waiting: unschedulable: 0/3 nodes are available: 3 Insufficient memory
 //	↻ flaky (1ms) attempt 1 failed, retrying: Error in fail: not yet
 //	✓ risky (2ms) failed, caught: Error: floored division by zero
 //	✓ start (reused)
@@ -61,6 +62,10 @@ func (p *textPrinter) event(e exec.Event) {
 		p.running++
 	case exec.TaskOutput:
 		p.printf("%s| %s", e.TaskID, e.Line)
+	case exec.TaskWaiting:
+		if e.Line != "" {
+			p.printf("… %s waiting: %s", e.TaskID, e.Line)
+		}
 	case exec.TaskRetrying:
 		p.running--
 		p.printf("↻ %s (%s) attempt %d failed, retrying: %s", e.TaskID, round(e.Duration), e.Attempt, lastLine(e.Error))

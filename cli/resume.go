@@ -81,6 +81,18 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 		return &usageError{cmd: name, msg: fmt.Sprintf("--from %s: flow %s has no such step", from, flow.Name())}
 	}
 	opts := dagger.Options{MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore")}
+	onKube, settings, err := resumeOnKubernetes(ctx, c, origin)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	if onKube != nil {
+		defer onKube.Close()
+		opts.Executor, opts.ExecutorSettings = onKube, settings
+		if !c.IsSet("max-workers") {
+			opts.MaxWorkers = defaultPods
+		}
+	}
 	return runInStore(ctx, c, again, st, flow, func(ctx context.Context, opts dagger.Options) (store.Run, error) {
 		return dagger.Resume(ctx, st, flow, origin, from, opts)
 	}, opts)

@@ -47,6 +47,9 @@ type Options struct {
 	// itself; an executor that runs tasks outside this process needs one.
 	Blobs     store.Blobs
 	Datastore string
+	// ExecutorSettings are recorded with the run, as store.Run.Executor,
+	// for a program that resumes it to run its tasks the same way.
+	ExecutorSettings string
 }
 
 // A Recorder is what a run needs of the store of run metadata:
@@ -132,7 +135,7 @@ func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (s
 		}
 		origin = opts.Resume.Origin.ID
 	}
-	run, err := st.CreateRun(ctx, store.Run{Flow: g.Name, FlowPath: flow.File(), CodeHash: code, Params: params, Origin: origin, Datastore: opts.Datastore})
+	run, err := st.CreateRun(ctx, store.Run{Flow: g.Name, FlowPath: flow.File(), CodeHash: code, Params: params, Origin: origin, Datastore: opts.Datastore, Executor: opts.ExecutorSettings})
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -391,6 +394,9 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 		ctx, cancel = context.WithTimeoutCause(ctx, d+timeoutGrace, fmt.Errorf("step %s did not stop within %s of its timeout, %s", spec.Step, timeoutGrace, d))
 		defer cancel()
 	}
+	ctx = context.WithValue(ctx, waitingKey{}, func(why string) {
+		s.emit(Event{Kind: TaskWaiting, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Line: why})
+	})
 	a.res, a.err = s.exec.Execute(ctx, spec, func(line string) {
 		s.emit(Event{Kind: TaskOutput, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Line: line})
 	})

@@ -131,10 +131,13 @@ type EventKind string
 
 // The kinds of event a run reports, in the order they happen.
 const (
-	RunStarted   EventKind = "run_started"
-	SetupOutput  EventKind = "setup_output" // a line printed by the flow's top-level code
-	TaskStarted  EventKind = "task_started"
-	TaskOutput   EventKind = "task_output" // a line printed by a task
+	RunStarted  EventKind = "run_started"
+	SetupOutput EventKind = "setup_output" // a line printed by the flow's top-level code
+	TaskStarted EventKind = "task_started"
+	TaskOutput  EventKind = "task_output" // a line printed by a task
+	// TaskWaiting: the executor says why a task that started does not
+	// run yet, in Line, such as a pod no node can take; "" once it runs.
+	TaskWaiting  EventKind = "task_waiting"
 	TaskFinished EventKind = "task_finished"
 	TaskRetrying EventKind = "task_retrying"
 	RunFinished  EventKind = "run_finished"
@@ -153,4 +156,17 @@ type Event struct {
 	Status   string        `json:"status,omitempty"` // succeeded, failed, cancelled, reused (copied from the run a resumed run resumes), or caught: failed, with its error in the catch artifact
 	Duration time.Duration `json:"duration_ns,omitempty"`
 	Error    string        `json:"error,omitempty"`
+}
+
+// waitingKey is the context key of the function ReportWaiting calls.
+type waitingKey struct{}
+
+// ReportWaiting tells the run whose executor was given ctx for a task why
+// the task does not run yet, or, with "", that it now runs: the run
+// reports a TaskWaiting event. An executor calls it from Execute, or from
+// goroutines that end before Execute returns.
+func ReportWaiting(ctx context.Context, why string) {
+	if report, ok := ctx.Value(waitingKey{}).(func(string)); ok {
+		report(why)
+	}
 }

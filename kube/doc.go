@@ -15,6 +15,9 @@
 // even when cutting or lowercasing makes their readable parts equal, and
 // the same attempt always gets the same name: creating it twice fails
 // rather than run the task twice.
+// A pod that the platform lost (evicted, deleted) is replaced by another
+// for the same attempt, whose name adds "-r" and the retry's number, as
+// PodOptions.Retry says.
 //
 // # Labels and annotations
 //
@@ -84,9 +87,10 @@
 // that has both gets the Guaranteed class, the last to be evicted. Its gpu
 // count is a limit of nvidia.com/gpu, the resource of NVIDIA's device
 // plugin. Its env becomes environment variables, sorted by name; it may
-// replace TMPDIR and HOME, but not DAGGER_TASK_SPEC. Its timeout becomes
-// the pod's activeDeadlineSeconds, rounded up to a whole second: the
-// scheduler stops the task itself, and the deadline stops the pod even when
-// the driver is gone. It counts from the pod's start on a node, image
-// pulls included.
+// replace TMPDIR and HOME, but not DAGGER_TASK_SPEC. Its timeout, plus a
+// minute, becomes the pod's activeDeadlineSeconds, rounded up to a whole
+// second: the runner stops the task at its timeout, as a local run does,
+// and the deadline stops the pod even when the runner or the driver cannot.
+// It counts from the pod's start on a node, image pulls included, hence
+// the minute.
 package kube

@@ -38,18 +38,26 @@ const SpecEnv = exec.SpecEnv
 // terminating NUL.
 const MaxSpecSize = 128<<10 - len(SpecEnv+"=") - 1
 
+// deadlineSlack is what a pod's deadline adds to its step's timeout: the
+// time to pull its image and start the runner, which the step's timeout,
+// applied by the runner to the task itself, does not count.
+const deadlineSlack = time.Minute
+
+// ContainerName is the name of the container that runs the task, whose
+// logs are the task's output.
+const ContainerName = "step"
+
 // Paths and identity in the pod. runnerPath and runnerUID are those of
 // package runnerimage, which kube does not import so as not to link an
 // image registry client into whatever uses it.
 const (
-	runnerPath    = "/dagger"
-	runnerUID     = 65532
-	binDir        = "/dagger-bin" // where a step's own image finds dagger
-	scratchDir    = "/tmp"
-	resultPath    = corev1.TerminationMessagePathDefault
-	containerName = "step"
-	hashLen       = 12 // characters of base32, 60 bits
-	maxNameLen    = 63 // of a DNS label, and of a label value
+	runnerPath = "/dagger"
+	runnerUID  = 65532
+	binDir     = "/dagger-bin" // where a step's own image finds dagger
+	scratchDir = "/tmp"
+	resultPath = corev1.TerminationMessagePathDefault
+	hashLen    = 12 // characters of base32, 60 bits
+	maxNameLen = 63 // of a DNS label, and of a label value
 )
 
 // PodOptions are what Pod takes from the driver rather than from the task.
@@ -70,6 +78,10 @@ type PodOptions struct {
 	ImagePullSecrets []string
 	// Labels are added to the pod's own.
 	Labels map[string]string
+	// Retry counts the pods of the same attempt that the platform lost
+	// before this one (evicted, deleted, never started): each gets a name
+	// of its own. 0 for an attempt's first pod.
+	Retry int
 }
 
 // Pod returns the pod that runs the attempt of the task that spec
@@ -107,7 +119,7 @@ func Pod(spec *exec.TaskSpec, opts PodOptions) (*corev1.Pod, error) {
 	pod := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        podName(spec.RunID, spec.TaskID, attempt),
+			Name:        podName(spec.RunID, spec.TaskID, attempt, opts.Retry),
 			Namespace:   opts.Namespace,
 			Labels:      labels,
 			Annotations: map[string]string{AnnotationTaskID: spec.TaskID},
@@ -128,7 +140,8 @@ func Pod(spec *exec.TaskSpec, opts PodOptions) (*corev1.Pod, error) {
 		},
 	}
 	if spec.Timeout > 0 {
-		pod.Spec.ActiveDeadlineSeconds = new(int64((spec.Timeout + time.Second - 1) / time.Second))
+		d := spec.Timeout + deadlineSlack
+		pod.Spec.ActiveDeadlineSeconds = new(int64((d + time.Second - 1) / time.Second))
 	}
 	for _, name := range opts.ImagePullSecrets {
 		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
@@ -182,7 +195,7 @@ func stepContainer(spec *exec.TaskSpec, image, exe, secret string) (corev1.Conta
 		vars = append(vars, corev1.EnvVar{Name: name, Value: strings.ReplaceAll(env[name], "$", "$$")})
 	}
 	c := corev1.Container{
-		Name:                     containerName,
+		Name:                     ContainerName,
 		Image:                    image,
 		Command:                  []string{exe, "step", "--result-ref", resultPath},
 		Env:                      vars,
@@ -249,7 +262,10 @@ func emptyDir(name string) corev1.Volume {
 
 // podName returns the name of the pod of an attempt, as the package
 // documentation describes it.
-func podName(runID, taskID, attempt string) string {
+func podName(runID, taskID, attempt string, retry int) string {
+	if retry > 0 {
+		attempt += "-r" + strconv.Itoa(retry)
+	}
 	readable := clean(strings.ToLower(runID+"-"+taskID+"-"+attempt), isDNSChar, maxNameLen-1-hashLen)
 	return join(readable, hash(runID, taskID, attempt))
 }

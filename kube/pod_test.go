@@ -289,19 +289,23 @@ func TestPodNames(t *testing.T) {
 	for _, step := range []string{"start", "Start", "a_b", "a", longStep, longStep + "_2", "_private"} {
 		for _, index := range [][]int{nil, {0}, {1, 2}, {12}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}} {
 			for attempt := 1; attempt <= 3; attempt++ {
-				spec := task(step, index, attempt)
-				pod, err := Pod(spec, testOpts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				checkIdentity(t, pod, spec)
-				id := fmt.Sprintf("%s attempt %d", spec.TaskID, attempt)
-				if other, ok := seen[pod.Name]; ok {
-					t.Errorf("%s and %s both have pod %s", other, id, pod.Name)
-				}
-				seen[pod.Name] = id
-				if again := podName(spec.RunID, spec.TaskID, fmt.Sprint(attempt)); again != pod.Name {
-					t.Errorf("%s: pod %s, then %s", id, pod.Name, again)
+				for retry := range 3 {
+					spec := task(step, index, attempt)
+					opts := testOpts
+					opts.Retry = retry
+					pod, err := Pod(spec, opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					checkIdentity(t, pod, spec)
+					id := fmt.Sprintf("%s attempt %d retry %d", spec.TaskID, attempt, retry)
+					if other, ok := seen[pod.Name]; ok {
+						t.Errorf("%s and %s both have pod %s", other, id, pod.Name)
+					}
+					seen[pod.Name] = id
+					if again := podName(spec.RunID, spec.TaskID, fmt.Sprint(attempt), retry); again != pod.Name {
+						t.Errorf("%s: pod %s, then %s", id, pod.Name, again)
+					}
 				}
 			}
 		}

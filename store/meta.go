@@ -74,6 +74,10 @@ type Run struct {
 	// (its code, artifacts, foreach elements and logs), or "" for this
 	// store's own blobs.
 	Datastore string
+	// Executor says how the run's tasks ran, as the program that started
+	// the run recorded it for whoever resumes it: "" for this process or
+	// subprocesses of it; `dagger kubernetes run` records its settings.
+	Executor string
 }
 
 // RunFilter selects runs. Zero fields select everything.
@@ -160,10 +164,10 @@ func (s *Store) CreateRun(ctx context.Context, r Run) (Run, error) {
 		for range 10 {
 			r.ID = s.ids.next(r.Created)
 			res, err := tx.ExecContext(ctx, `INSERT INTO runs
-				(id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?)
+				(id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore, executor)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?, ?)
 				ON CONFLICT (id) DO NOTHING`,
-				r.ID, r.Flow, r.FlowPath, r.CodeHash, params, r.Status, r.Origin, r.Created.UnixNano(), s.relDatastore(r.Datastore))
+				r.ID, r.Flow, r.FlowPath, r.CodeHash, params, r.Status, r.Origin, r.Created.UnixNano(), s.relDatastore(r.Datastore), r.Executor)
 			if err != nil {
 				return err
 			}
@@ -241,7 +245,7 @@ func (s *Store) dirURL() string {
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(s.dir) + "/"}).String()
 }
 
-const runColumns = "id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore"
+const runColumns = "id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore, executor"
 
 // maxCandidates is how many matching runs the error for an ambiguous run ID
 // prefix lists.
@@ -321,7 +325,7 @@ func (s *Store) queryRuns(ctx context.Context, query string, args ...any) ([]Run
 			params         sql.NullString
 			created, ended sql.NullInt64
 		)
-		if err := rows.Scan(&r.ID, &r.Flow, &r.FlowPath, &r.CodeHash, &params, &r.Status, &r.Origin, &created, &ended, &r.Error, &r.Datastore); err != nil {
+		if err := rows.Scan(&r.ID, &r.Flow, &r.FlowPath, &r.CodeHash, &params, &r.Status, &r.Origin, &created, &ended, &r.Error, &r.Datastore, &r.Executor); err != nil {
 			return nil, err
 		}
 		if err := unmarshalJSON(params, &r.Params); err != nil {

@@ -11,8 +11,8 @@ import (
 // misread; an older one is upgraded by the migrations.
 //
 // Version 2 added the blobs table and tasks.foreach; version 3,
-// runs.datastore.
-const schemaVersion = 3
+// runs.datastore; version 4, runs.executor.
+const schemaVersion = 4
 
 // schema creates the metadata tables of a new store. Times are Unix
 // nanoseconds in UTC, NULL when unset; lists and maps are JSON text, NULL
@@ -35,7 +35,8 @@ CREATE TABLE runs (
 	created   INTEGER NOT NULL,
 	ended     INTEGER,
 	error     TEXT NOT NULL,
-	datastore TEXT NOT NULL DEFAULT ''
+	datastore TEXT NOT NULL DEFAULT '',
+	executor  TEXT NOT NULL DEFAULT ''
 ) STRICT;
 
 CREATE INDEX runs_by_flow ON runs (flow, id);
@@ -105,6 +106,8 @@ func migration(from int) string {
 		return "ALTER TABLE tasks ADD COLUMN foreach TEXT;\n" + blobsTable
 	case 2:
 		return "ALTER TABLE runs ADD COLUMN datastore TEXT NOT NULL DEFAULT '';"
+	case 3:
+		return "ALTER TABLE runs ADD COLUMN executor TEXT NOT NULL DEFAULT '';"
 	}
 	return ""
 }

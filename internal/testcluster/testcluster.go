@@ -1,210 +1,227 @@
-// Package testcluster runs a Kubernetes control plane on loopback for the
-// tests: a real etcd and kube-apiserver, with PodSecurity admission and
-// RBAC as on a real cluster. Both are built from the Go module proxy by
-// the modules in hack/testcluster, once, and cached in the user's cache
+// Package testcluster runs a whole Kubernetes test cluster on loopback: a
+// real etcd, kube-apiserver and kube-scheduler, with PodSecurity admission
+// and RBAC as on a real cluster; nodes that run pods as local processes
+// (package agent); an OCI registry for their images; and an S3-protocol
+// datastore (package s3test) for the runs.
+//
+// Up prepares the cluster for dagger's driver as deploy/rbac.yaml tells
+// an administrator to: a namespace that enforces the restricted Pod
+// Security Standard, the driver's ServiceAccount, Role and RoleBinding in
+// it, and a Secret holding the datastore's credentials for the pods. It
+// writes a kubeconfig file for the administrator and one for the driver's
+// ServiceAccount, so that tests run the driver with the least privilege it
+// will have on a real cluster.
+//
+// The control plane's executables are built from the Go module proxy by
+// the modules in hack/controlplane, once, and cached in the user's cache
 // folder: the first build takes minutes (kube-apiserver: 4 to 9 on two
-// cores), later ones nothing.
+// cores), later ones nothing. hack/testcluster starts a cluster in the
+// background for trying the driver by hand.
 package testcluster
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	osexec "os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
-	"syscall"
+	"strings"
+	"sync"
 	"testing"
-	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/client-go/rest"
+
+	"github.com/daggerflow/dagger/internal/s3test"
+	"github.com/daggerflow/dagger/internal/testcluster/agent"
 )
 
-// Versions of the control plane, which name its cache folder.
+// Names of what Up creates in the cluster for the driver.
 const (
-	kubeVersion = "v1.37.2"
-	etcdVersion = "v3.7.3"
+	namespace         = "dagger"           // the namespace of the runs' pods
+	serviceAccount    = "dagger"           // the driver's, from deploy/rbac.yaml
+	credentialsSecret = "dagger-datastore" // the datastore's credentials, for envFrom
+	repository        = "dagger"           // the registry's repository of runner images
 )
 
-// A Cluster is a running control plane.
-type Cluster struct {
-	URL    string       // https://127.0.0.1:PORT
-	Token  string       // a bearer token of system:masters
-	Client *http.Client // for URL: it trusts the server's self-signed certificate
+// Options configure a cluster.
+type Options struct {
+	// Dir is a folder for the cluster's files: logs, etcd's data,
+	// certificates, kubeconfig files and the nodes' pods. It must exist;
+	// nothing in it is removed.
+	Dir string
+	// Nodes are the cluster's nodes. If nil, there are two with 4 CPUs,
+	// 8 GiB of memory and room for 110 pods each: node-1, and node-2 with
+	// an nvidia.com/gpu and the label gpu=true.
+	Nodes []agent.Node
 }
 
-// Start starts the control plane, built by Build, in a folder of tb's,
-// and stops it when tb ends. It builds what is missing, but a test binary
-// had better call Build from TestMain: go test's timeout starts with the
-// tests, and a first build can outlast it.
+// defaultNodes returns the nodes of a cluster whose Options have none.
+func defaultNodes() []agent.Node {
+	capacity := func(extra corev1.ResourceList) corev1.ResourceList {
+		l := corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("4"),
+			corev1.ResourceMemory: resource.MustParse("8Gi"),
+			corev1.ResourcePods:   resource.MustParse("110"),
+		}
+		for name, q := range extra {
+			l[name] = q
+		}
+		return l
+	}
+	return []agent.Node{
+		{Name: "node-1", Capacity: capacity(nil)},
+		{
+			Name:     "node-2",
+			Labels:   map[string]string{"gpu": "true"},
+			Capacity: capacity(corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("1")}),
+		},
+	}
+}
+
+// A Cluster is a running test cluster.
+type Cluster struct {
+	URL    string       // of the API server: https://127.0.0.1:PORT
+	Token  string       // a bearer token of system:masters
+	Client *http.Client // for URL: it trusts the API server's certificate
+	REST   *rest.Config // for client-go, with Token
+
+	Kubeconfig       string // the path of a kubeconfig file with Token
+	DriverKubeconfig string // the path of a kubeconfig file of the driver's ServiceAccount
+	Namespace        string // the namespace of the runs' pods, in both kubeconfig files
+
+	Registry string // the registry's host:port; it speaks plain HTTP
+
+	Datastore string // the s3:// URL of the runs' datastore
+	// DatastoreEnv is the environment, as "NAME=value" strings, in
+	// which AWS clients reach the datastore: its credentials, region
+	// and endpoint, and settings that keep the user's own AWS
+	// configuration out (see s3test.Server.Env).
+	DatastoreEnv []string
+	// CredentialsSecret is the Secret of Namespace that holds the
+	// variables of DatastoreEnv that make sense in a pod, for its
+	// containers' envFrom.
+	CredentialsSecret string
+
+	s3        *s3test.Server
+	closeOnce sync.Once
+	closeErr  error
+	closers   []func() error // run last first by Close
+}
+
+// DatastoreAt returns the URL of a datastore under prefix in the
+// cluster's S3 bucket, for a test that keeps its runs apart.
+func (c *Cluster) DatastoreAt(prefix string) string { return c.s3.URL(prefix) }
+
+// Start starts a cluster in a folder of tb's and closes it when tb ends;
+// it fails tb if the cluster does not come up. It builds what is missing,
+// but a test binary had better call Build from TestMain: go test's
+// timeout starts with the tests, and a first build can outlast it.
+//
+// The cluster's processes are killed if the test binary dies.
 func Start(tb testing.TB) *Cluster {
 	tb.Helper()
-	bin, err := Build()
+	c, err := Up(tb.Context(), Options{Dir: tb.TempDir()})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	dir := tb.TempDir()
-	etcdURL := startEtcd(tb, bin, dir)
-	return startAPIServer(tb, bin, dir, etcdURL)
-}
-
-// Build builds the control plane's executables that are not cached yet,
-// saying so on standard error, and returns the folder they are in.
-func Build() (string, error) {
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("testcluster: %w", err)
-	}
-	bin := filepath.Join(cache, "dagger", "testcluster", kubeVersion+"-etcd"+etcdVersion)
-	if err := os.MkdirAll(bin, 0o777); err != nil {
-		return "", fmt.Errorf("testcluster: %w", err)
-	}
-	_, file, _, _ := runtime.Caller(0)
-	hack := filepath.Join(filepath.Dir(file), "..", "..", "hack", "testcluster")
-	ldflags := "-s -X k8s.io/component-base/version.gitVersion=" + kubeVersion
-	for _, b := range []struct{ name, version, module, pkg string }{
-		{"etcd", etcdVersion, "etcd", "."},
-		{"kube-apiserver", kubeVersion, "kube", "k8s.io/kubernetes/cmd/kube-apiserver"},
-	} {
-		exe := filepath.Join(bin, b.name)
-		if _, err := os.Stat(exe); err == nil {
-			continue
-		}
-		fmt.Fprintf(os.Stderr, "testcluster: building %s %s into %s, once; kube-apiserver takes minutes\n", b.name, b.version, bin)
-		// Built aside and renamed into place, so that a build that is
-		// interrupted, or runs at once in another test process, never
-		// leaves half an executable.
-		tmp := exe + ".tmp" + strconv.Itoa(os.Getpid())
-		cmd := osexec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, b.pkg)
-		cmd.Dir = filepath.Join(hack, b.module)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			os.Remove(tmp)
-			return "", fmt.Errorf("testcluster: building %s: %w\n%s", b.name, err, out)
-		}
-		if err := os.Rename(tmp, exe); err != nil {
-			return "", fmt.Errorf("testcluster: %w", err)
-		}
-	}
-	return bin, nil
-}
-
-// freePort returns a port of 127.0.0.1 that nothing listens on now.
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("testcluster: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// A process is a server of the control plane, started by start.
-type process struct {
-	name string
-	log  string        // the file of its output
-	done chan struct{} // closed when it has exited
-}
-
-// start starts the executable name of bin with args, logging to a file of
-// dir, and stops it when tb ends: SIGTERM, then SIGKILL after a few
-// seconds. Cleanups run last first, so a process started later stops
-// earlier.
-func start(tb testing.TB, bin, dir, name string, args ...string) *process {
-	tb.Helper()
-	p := &process{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	logf, err := os.Create(p.log)
-	if err != nil {
-		tb.Fatalf("testcluster: %v", err)
-	}
-	cmd := osexec.Command(filepath.Join(bin, name), args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		tb.Fatalf("testcluster: starting %s: %v", name, err)
-	}
-	go func() {
-		cmd.Wait()
-		close(p.done)
-	}()
 	tb.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-p.done
+		if err := c.Close(); err != nil {
+			tb.Error(err)
 		}
-		logf.Close()
-	})
-	return p
-}
-
-// startEtcd starts etcd and returns its client URL.
-func startEtcd(tb testing.TB, bin, dir string) string {
-	tb.Helper()
-	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(tb))
-	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(tb))
-	p := start(tb, bin, dir, "etcd",
-		"--name=default", "--data-dir="+filepath.Join(dir, "etcd"),
-		"--listen-client-urls="+client, "--advertise-client-urls="+client,
-		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
-		"--initial-cluster=default="+peer, "--log-level=error")
-	p.waitFor(tb, func() error { return statusOK(http.Get(client + "/health")) })
-	return client
-}
-
-// startAPIServer starts kube-apiserver on etcd and returns the cluster.
-func startAPIServer(tb testing.TB, bin, dir, etcdURL string) *Cluster {
-	tb.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		tb.Fatalf("testcluster: %v", err)
-	}
-	keyFile := filepath.Join(dir, "sa.key")
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	token := randomHex(tb)
-	tokenFile := filepath.Join(dir, "tokens.csv")
-	for name, data := range map[string][]byte{
-		keyFile:   keyPEM,
-		tokenFile: fmt.Appendf(nil, "%s,admin,admin,\"system:masters\"\n", token),
-	} {
-		if err := os.WriteFile(name, data, 0o600); err != nil {
-			tb.Fatalf("testcluster: %v", err)
-		}
-	}
-	port := freePort(tb)
-	p := start(tb, bin, dir, "kube-apiserver",
-		"--etcd-servers="+etcdURL,
-		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
-		"--cert-dir="+filepath.Join(dir, "certs"),
-		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file="+keyFile, "--service-account-signing-key-file="+keyFile,
-		"--token-auth-file="+tokenFile,
-		"--authorization-mode=RBAC",
-		"--disable-admission-plugins=ServiceAccount",
-		"--service-cluster-ip-range=10.0.0.0/24")
-	c := &Cluster{
-		URL:   fmt.Sprintf("https://127.0.0.1:%d", port),
-		Token: token,
-		// The server's certificate is one it made itself, on loopback.
-		Client: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}},
-	}
-	p.waitFor(tb, func() error {
-		return statusOK(c.Do(context.Background(), http.MethodGet, "/readyz", nil))
 	})
 	return c
+}
+
+// Up starts a cluster, building the control plane first if it is not
+// cached, and returns when the cluster is ready: its nodes registered, and
+// the driver's namespace, ServiceAccount and Secret created. ctx bounds
+// the start only. If Up fails, it stops what it started.
+//
+// The processes of the control plane are killed when the thread that
+// started them exits, that is with the calling process; the caller must
+// Close the cluster to stop them before.
+func Up(ctx context.Context, opts Options) (_ *Cluster, err error) {
+	if opts.Dir == "" {
+		return nil, errors.New("testcluster: no Dir")
+	}
+	nodes := opts.Nodes
+	if nodes == nil {
+		nodes = defaultNodes()
+	}
+	bin, err := Build()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Namespace: namespace, CredentialsSecret: credentialsSecret}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, c.Close())
+		}
+	}()
+	if err := c.startControlPlane(ctx, bin, opts.Dir); err != nil {
+		return nil, err
+	}
+	if err := c.startRegistry(); err != nil {
+		return nil, err
+	}
+	s3, err := s3test.Listen("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	c.closers = append(c.closers, s3.Close)
+	c.s3 = s3
+	c.Datastore = s3.URL("dagger")
+	for _, kv := range s3.Env() {
+		if !strings.HasPrefix(kv, "DAGGER_DATASTORE=") {
+			c.DatastoreEnv = append(c.DatastoreEnv, kv)
+		}
+	}
+	if err := c.prepareNamespace(ctx, opts.Dir); err != nil {
+		return nil, err
+	}
+	a, err := agent.Start(ctx, agent.Config{REST: c.REST, Nodes: nodes, Dir: filepath.Join(opts.Dir, "nodes")})
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: starting the nodes: %w", err)
+	}
+	// The nodes stop their pods before the control plane stops.
+	c.closers = append(c.closers, a.Close)
+	return c, nil
+}
+
+// Close stops the cluster, once however often it is called: the nodes
+// with their pods first, then the datastore and the registry, whose
+// contents are lost, then the scheduler, the API server and etcd.
+func (c *Cluster) Close() error {
+	c.closeOnce.Do(func() {
+		var errs []error
+		for i := len(c.closers) - 1; i >= 0; i-- {
+			errs = append(errs, c.closers[i]())
+		}
+		c.closers = nil
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}
+
+// Env returns the environment, as "NAME=value" strings, in which the
+// dagger command runs its tasks on the cluster as its ServiceAccount:
+// KUBECONFIG (the driver's kubeconfig file), DAGGER_NAMESPACE,
+// DAGGER_REGISTRY (the repository for runner images),
+// DAGGER_CREDENTIALS_SECRET, DAGGER_DATASTORE and the datastore's
+// credentials (DatastoreEnv); and DAGGER_TESTCLUSTER_ADMIN_KUBECONFIG,
+// for looking at the whole cluster with kubectl --kubeconfig.
+func (c *Cluster) Env() []string {
+	return append([]string{
+		"KUBECONFIG=" + c.DriverKubeconfig,
+		"DAGGER_TESTCLUSTER_ADMIN_KUBECONFIG=" + c.Kubeconfig,
+		"DAGGER_NAMESPACE=" + c.Namespace,
+		"DAGGER_REGISTRY=" + c.Registry + "/" + repository,
+		"DAGGER_CREDENTIALS_SECRET=" + c.CredentialsSecret,
+		"DAGGER_DATASTORE=" + c.Datastore,
+	}, c.DatastoreEnv...)
 }
 
 // Do sends a request to the API server with the admin token.
@@ -216,47 +233,4 @@ func (c *Cluster) Do(ctx context.Context, method, path string, body []byte) (*ht
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	req.Header.Set("Content-Type", "application/json")
 	return c.Client.Do(req)
-}
-
-// statusOK returns the error of a request, or its status if it is not
-// 200 OK, for waitFor.
-func statusOK(resp *http.Response, err error) error {
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
-	}
-	return nil
-}
-
-// waitFor calls ready until it succeeds, for at most a minute, and fails
-// tb at once, with the end of the process's output, if it exits.
-func (p *process) waitFor(tb testing.TB, ready func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := ready()
-		if err == nil {
-			return
-		}
-		select {
-		case <-p.done:
-			out, _ := os.ReadFile(p.log)
-			tb.Fatalf("testcluster: %s exited; the end of its output:\n%s", p.name, out[max(0, len(out)-4096):])
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("testcluster: %s is not ready after a minute: %v", p.name, err)
-		}
-	}
-}
-
-func randomHex(tb testing.TB) string {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		tb.Fatalf("testcluster: %v", err)
-	}
-	return hex.EncodeToString(b)
 }
