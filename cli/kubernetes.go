@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
 	urfave "github.com/urfave/cli/v2"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/daggerflow/dagger"
@@ -19,6 +21,10 @@ import (
 	"github.com/daggerflow/dagger/runnerimage"
 	"github.com/daggerflow/dagger/store"
 )
+
+// maxAdopted bounds the runs of a chain of resumed runs whose pods a
+// resumed run adopts.
+const maxAdopted = 20
 
 // defaultPods is how many pods a Kubernetes run keeps at once unless told:
 // the driver's CPUs say nothing of the cluster's.
@@ -52,6 +58,7 @@ func kubernetesCommand(set *builtins.Set) *urfave.Command {
 				&urfave.StringFlag{Name: "namespace", Aliases: []string{"n"}, EnvVars: []string{"DAGGER_NAMESPACE"}, Usage: "run the pods in `NS`; else the context's namespace, else default"},
 				&urfave.StringFlag{Name: "service-account", Usage: "run the pods as `SA`, unless a step names its own; its token is mounted only for steps that name one"},
 				&urfave.StringFlag{Name: "credentials-secret", EnvVars: []string{"DAGGER_CREDENTIALS_SECRET"}, Usage: "give each pod the keys of the Secret `NAME` as environment variables: the datastore's credentials"},
+				&urfave.StringFlag{Name: "ca-secret", EnvVars: []string{"DAGGER_CA_SECRET"}, Usage: "have each pod trust the CA certificates of key ca.crt of the Secret `NAME`, in place of the built-in roots: for a datastore whose certificate a private CA signed"},
 				&urfave.BoolFlag{Name: "keep-failed-pods", Usage: "keep the pods of failed tasks, for kubectl to inspect"},
 				&urfave.DurationFlag{Name: "pull-timeout", Value: kubeexec.DefaultPullTimeout, Usage: "fail a task whose image cannot be pulled for `D`"},
 				&urfave.DurationFlag{Name: "schedule-timeout", Value: kubeexec.DefaultScheduleTimeout, Usage: "fail a task whose pod no node can take for `D`"},
@@ -73,6 +80,7 @@ type kubeSettings struct {
 	Registry          string        `json:"registry,omitempty"`
 	ServiceAccount    string        `json:"service_account,omitempty"`
 	CredentialsSecret string        `json:"credentials_secret,omitempty"`
+	CASecret          string        `json:"ca_secret,omitempty"`
 	KeepFailedPods    bool          `json:"keep_failed_pods,omitempty"`
 	PullTimeout       time.Duration `json:"pull_timeout_ns,omitempty"`
 	ScheduleTimeout   time.Duration `json:"schedule_timeout_ns,omitempty"`
@@ -128,17 +136,21 @@ func kubernetesRun(c *urfave.Context, set *builtins.Set) error {
 		Registry:          c.String("registry"),
 		ServiceAccount:    c.String("service-account"),
 		CredentialsSecret: c.String("credentials-secret"),
+		CASecret:          c.String("ca-secret"),
 		KeepFailedPods:    c.Bool("keep-failed-pods"),
 		PullTimeout:       c.Duration("pull-timeout"),
 		ScheduleTimeout:   c.Duration("schedule-timeout"),
 	}
 	switch {
-	case settings.Image != "" && c.IsSet("registry") && settings.Registry != "":
-		return &usageError{cmd: name, msg: "give --image or --registry, not both"}
 	case settings.Image != "":
-		settings.Registry = "" // from the environment, and not asked for
+		settings.Registry = "" // --image wins, over $DAGGER_REGISTRY above all
 	case settings.Registry == "":
 		return &usageError{cmd: name, msg: "no runner image: give --image IMG, or --registry REPO (else $DAGGER_REGISTRY) to build one from this executable"}
+	}
+	for _, f := range []string{"pull-timeout", "schedule-timeout"} {
+		if d := c.Duration(f); d <= 0 {
+			return &usageError{cmd: name, msg: fmt.Sprintf("--%s must be more than 0, not %s", f, d)}
+		}
 	}
 	ds := c.String("datastore")
 	if err := checkRemoteDatastore(name, ds); err != nil {
@@ -192,6 +204,13 @@ func checkRemoteDatastore(cmd, rawURL string) error {
 // in settings; with a registry, it builds and pushes the runner image
 // first. It adopts the pods of the runs adopt names.
 func newKubeExecutor(ctx context.Context, c *urfave.Context, settings *kubeSettings, adopt []string) (*kubeexec.Executor, error) {
+	if settings.Kubeconfig != "" {
+		abs, err := filepath.Abs(settings.Kubeconfig)
+		if err != nil {
+			return nil, failed(err)
+		}
+		settings.Kubeconfig = abs // for a resume from another folder
+	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = settings.Kubeconfig
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: settings.Context}
@@ -204,6 +223,14 @@ func newKubeExecutor(ctx context.Context, c *urfave.Context, settings *kubeSetti
 	if settings.Namespace, _, err = loader.Namespace(); err != nil {
 		return nil, &exitError{code: exitInvalid, err: fmt.Errorf("finding the namespace: %w", err)}
 	}
+	if settings.Context == "" {
+		// Recorded, so that a resume after kubectl config use-context
+		// goes to the same cluster. In a pod, there is no kubeconfig, and
+		// no context.
+		if raw, err := loader.RawConfig(); err == nil {
+			settings.Context = raw.CurrentContext
+		}
+	}
 	rc.UserAgent = "dagger"
 	// A wide foreach creates and deletes pods fast; client-go's defaults,
 	// 5 requests a second, would pace it.
@@ -212,11 +239,21 @@ func newKubeExecutor(ctx context.Context, c *urfave.Context, settings *kubeSetti
 	if err != nil {
 		return nil, failed(err)
 	}
+	// Asked before the run starts, so that a cluster out of reach, or
+	// rights that do not allow the run, cost no work and leave no run.
+	if _, err := pods.List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		return nil, &exitError{code: exitInvalid, err: fmt.Errorf("listing the pods of namespace %s at %s: %w", settings.Namespace, rc.Host, err)}
+	}
 	image := settings.Image
+	var nodes map[string]string
 	if settings.Registry != "" {
 		if image, err = pushRunner(ctx, c, settings.Registry); err != nil {
 			return nil, err
 		}
+		// The image is this executable, which runs on nodes of its system
+		// alone: a cluster without such nodes says so as pods no node
+		// takes, rather than as pods that fail to start.
+		nodes = map[string]string{"kubernetes.io/os": runtime.GOOS, "kubernetes.io/arch": runtime.GOARCH}
 	}
 	e, err := kubeexec.New(kubeexec.Config{
 		Pods: pods,
@@ -225,6 +262,8 @@ func newKubeExecutor(ctx context.Context, c *urfave.Context, settings *kubeSetti
 			Image:             image,
 			ServiceAccount:    settings.ServiceAccount,
 			CredentialsSecret: settings.CredentialsSecret,
+			CASecret:          settings.CASecret,
+			NodeSelector:      nodes,
 		},
 		Adopt:           adopt,
 		KeepFailedPods:  settings.KeepFailedPods,
@@ -262,7 +301,7 @@ func pushRunner(ctx context.Context, c *urfave.Context, repo string) (string, er
 // resumeOnKubernetes returns the executor that resumes origin on
 // Kubernetes, with the settings it ran with, and those settings as the
 // new run records them; nil when origin did not run there.
-func resumeOnKubernetes(ctx context.Context, c *urfave.Context, origin store.Run) (*kubeexec.Executor, string, error) {
+func resumeOnKubernetes(ctx context.Context, c *urfave.Context, st *store.Store, origin store.Run) (*kubeexec.Executor, string, error) {
 	settings, err := recordedKubeSettings(origin)
 	switch {
 	case err != nil:
@@ -272,7 +311,16 @@ func resumeOnKubernetes(ctx context.Context, c *urfave.Context, origin store.Run
 	case c.IsSet("executor"):
 		return nil, "", &usageError{cmd: c.Command.HelpName, msg: fmt.Sprintf("run %s ran on Kubernetes, and its resumption does too: drop --executor", origin.ID)}
 	}
-	e, err := newKubeExecutor(ctx, c, settings, []string{origin.ID})
+	// Pods of the runs before the origin may run the tasks too: a run
+	// whose driver died while it followed one of them.
+	adopt := []string{origin.ID}
+	for r := origin; r.Origin != "" && len(adopt) < maxAdopted; {
+		if r, err = st.Run(ctx, r.Origin); err != nil {
+			return nil, "", failed(fmt.Errorf("finding the runs that run %s resumes: %w", origin.ID, err))
+		}
+		adopt = append(adopt, r.ID)
+	}
+	e, err := newKubeExecutor(ctx, c, settings, adopt)
 	if err != nil {
 		return nil, "", err
 	}

@@ -40,10 +40,11 @@ type kubeEnv struct {
 	pods  kubeexec.Pods // the admin's client of the runs' pods
 }
 
-// startKube starts a test cluster, and builds and pushes the runner image.
-func startKube(t *testing.T) *kubeEnv {
+// startKube starts a test cluster with opts, and builds and pushes the
+// runner image.
+func startKube(t *testing.T, opts testcluster.Options) *kubeEnv {
 	t.Helper()
-	c := testcluster.Start(t)
+	c := testcluster.StartWith(t, opts)
 	exe := filepath.Join(t.TempDir(), "dagger")
 	build := osexec.Command("go", "build", "-o", exe, "./cmd/dagger")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -67,7 +68,8 @@ func startKube(t *testing.T) *kubeEnv {
 		"KUBECONFIG=" + c.DriverKubeconfig,
 		"DAGGER_NAMESPACE=" + c.Namespace,
 		"DAGGER_CREDENTIALS_SECRET=" + c.CredentialsSecret,
-		"DAGGER_REGISTRY=",
+		// --image wins over it.
+		"DAGGER_REGISTRY=" + c.Registry + "/dagger",
 	})
 	return &kubeEnv{c: c, exe: exe, image: image, env: env, pods: pods}
 }
@@ -101,7 +103,7 @@ func TestKubernetes(t *testing.T) {
 		t.Skip("-short: no test cluster")
 	}
 	t.Chdir(repoRoot)
-	k := startKube(t)
+	k := startKube(t, testcluster.Options{})
 
 	// Every flow that TestRun runs prints here what it prints locally,
 	// and records the same tasks, artifact hashes included.
@@ -130,6 +132,44 @@ func TestKubernetes(t *testing.T) {
 		}
 	})
 
+	// The README's example prints what it says, with the environment
+	// hack/testcluster up prints: the image is built from this dagger.
+	t.Run("readme", func(t *testing.T) {
+		data, err := os.ReadFile("README.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.SplitAfter(string(data), "\n")
+		found := 0
+		for i, line := range lines {
+			if strings.TrimSpace(line) != "<!-- kubernetes output -->" {
+				continue
+			}
+			found++
+			block, err := fenced(lines[i+1:])
+			if err != nil {
+				t.Fatalf("README.md:%d: %v", i+2, err)
+			}
+			command, want, _ := strings.Cut(block, "\n")
+			rest, ok := strings.CutPrefix(command, "$ dagger kubernetes run ")
+			if !ok || strings.ContainsAny(rest, `'"\$`) {
+				t.Fatalf("README.md:%d: want $ dagger kubernetes run ARGS, without quotes or variables; got %s", i+2, command)
+			}
+			args := strings.Fields(rest)
+			g := loadGraph(t, args[len(args)-1])
+			r := k.dagger(t, "readme", slices.Concat([]string{"kubernetes", "run", "--store", t.TempDir()}, args)...)
+			if diff := gocmp.Diff(normalizeRun(want, g), normalizeRun(r.stdout, g)); diff != "" {
+				t.Errorf("README.md:%d: %s prints differently (-README +got):\n%s", i+2, command, diff)
+			}
+			if !strings.Contains(r.stderr, "runner image "+k.c.Registry+"/dagger:sha256-") {
+				t.Errorf("README.md:%d: %s says nothing of its runner image on stderr:\n%s", i+2, command, r.stderr)
+			}
+		}
+		if found == 0 {
+			t.Error("README.md has no Kubernetes example to check")
+		}
+	})
+
 	// dagger builds the runner image from itself, and pushes it once.
 	t.Run("registry", func(t *testing.T) {
 		for i := range 2 {
@@ -137,6 +177,25 @@ func TestKubernetes(t *testing.T) {
 			if r.code != exitOK || !strings.Contains(r.stdout, "hello| Hello, world!") || !strings.Contains(r.stderr, "runner image "+k.c.Registry+"/self:sha256-") {
 				t.Fatalf("run %d: exit %d\n%s%s", i+1, r.code, r.stdout, r.stderr)
 			}
+		}
+	})
+
+	// The join's spec is too large for the pod's environment, and comes
+	// through the datastore.
+	t.Run("wide join", func(t *testing.T) {
+		r := k.dagger(t, "wide", "kubernetes", "run", "--store", t.TempDir(), "--image", k.image, "--max-workers", "30", "testdata/kubernetes/wide_join.star")
+		if r.code != exitOK || !strings.Contains(r.stdout, "join| 60 inputs, total 3510") {
+			t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+
+	// The driver's Role gives it no rights outside its namespace: it says
+	// so before the run starts.
+	t.Run("forbidden", func(t *testing.T) {
+		st := t.TempDir()
+		r := k.dagger(t, "forbidden", "kubernetes", "run", "--store", st, "--image", k.image, "-n", "default", "examples/hello.star")
+		if r.code != exitInvalid || !strings.Contains(r.stderr, `dagger: listing the pods of namespace default at `) || !strings.Contains(r.stderr, `cannot list resource "pods" in API group "" in the namespace "default"`) {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 	})
 
@@ -280,6 +339,45 @@ func main() {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+}
+
+// TestKubernetesTLS runs a flow on a test cluster whose datastore speaks
+// HTTPS with a certificate of the cluster's own CA, which the runner image
+// cannot know: the pods reach the datastore with --ca-secret, and fail
+// with a certificate error without it, which shows that the path of
+// certificate roots in pods is really taken.
+func TestKubernetesTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no test cluster")
+	}
+	t.Chdir(repoRoot)
+	k := startKube(t, testcluster.Options{TLSDatastore: true})
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     []string // in the output
+	}{
+		{"ca-secret", []string{"--ca-secret", k.c.CASecret}, exitOK, []string{"hello| Hello, world!"}},
+		{"without-ca-secret", nil, exitFailed, []string{"✗ start", "x509: certificate signed by unknown authority"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := slices.Concat([]string{"kubernetes", "run", "--store", t.TempDir(), "--image", k.image}, tt.args, []string{"examples/hello.star"})
+			r := k.dagger(t, tt.name, args...)
+			if r.code != tt.wantCode {
+				t.Errorf("exit %d, want %d", r.code, tt.wantCode)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("the output lacks %q", want)
+				}
+			}
+			if t.Failed() {
+				t.Logf("output:\n%s%s", r.stdout, r.stderr)
+			}
+		})
+	}
 }
 
 // waitForPod returns the first pod of task that satisfies ok, waiting for

@@ -81,7 +81,7 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 		return &usageError{cmd: name, msg: fmt.Sprintf("--from %s: flow %s has no such step", from, flow.Name())}
 	}
 	opts := dagger.Options{MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore")}
-	onKube, settings, err := resumeOnKubernetes(ctx, c, origin)
+	onKube, settings, err := resumeOnKubernetes(ctx, c, st, origin)
 	if err != nil {
 		st.Close()
 		return err

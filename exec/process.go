@@ -185,6 +185,10 @@ func serveTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, out io.Wr
 	if err != nil {
 		return fmt.Errorf("task %s: %w", spec.TaskID, err)
 	}
+	if spec, err = LoadSpec(ctx, ds, spec); err != nil {
+		ds.Close()
+		return err
+	}
 	res, err := runTask(ctx, spec, set, ds, out)
 	if err == nil {
 		if err = write(ds, res); err != nil {
@@ -195,6 +199,52 @@ func serveTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, out io.Wr
 		return fmt.Errorf("task %s: %w", spec.TaskID, err)
 	}
 	return nil
+}
+
+// LoadSpec returns the whole spec that ref, a spec whose Ref is set,
+// names in blobs, as SaveSpec saved it; a spec without Ref is returned as
+// it is.
+func LoadSpec(ctx context.Context, blobs store.Blobs, ref *TaskSpec) (*TaskSpec, error) {
+	if ref.Ref == "" {
+		return ref, nil
+	}
+	h, err := store.ParseHash(ref.Ref)
+	if err != nil {
+		return nil, fmt.Errorf("task %s: its spec reference: %w", ref.TaskID, err)
+	}
+	data, err := blobs.Get(ctx, h)
+	if err != nil {
+		return nil, fmt.Errorf("task %s: fetching its spec: %w", ref.TaskID, err)
+	}
+	var spec TaskSpec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, fmt.Errorf("task %s: decoding its spec %s: %w", ref.TaskID, h, err)
+	}
+	if spec.Ref != "" || spec.TaskID != ref.TaskID {
+		return nil, fmt.Errorf("task %s: its spec reference %s names the spec of another task, %s", ref.TaskID, h, spec.TaskID)
+	}
+	return &spec, nil
+}
+
+// SaveSpec saves spec in blobs, durably, and returns the short spec that
+// refers to it, for a runner to read it with LoadSpec: the task's
+// identity, datastore, timeout and resources, and Ref.
+func SaveSpec(ctx context.Context, blobs store.Blobs, spec *TaskSpec) (*TaskSpec, error) {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("task %s: encoding its spec: %w", spec.TaskID, err)
+	}
+	h, err := blobs.Put(ctx, data)
+	if err == nil {
+		err = blobs.Sync(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("task %s: saving its spec: %w", spec.TaskID, err)
+	}
+	return &TaskSpec{
+		RunID: spec.RunID, Datastore: spec.Datastore, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt,
+		Index: spec.Index, Timeout: spec.Timeout, Resources: spec.Resources, Ref: string(h),
+	}, nil
 }
 
 // MaxResultRef is the most of a termination message a kubelet keeps.

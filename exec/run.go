@@ -386,7 +386,8 @@ func (s *scheduler) launch(p *pending) {
 func (s *scheduler) execute(a *attempt, opts map[string]any) {
 	spec := a.p.spec
 	ctx := s.ctx
-	if d := spec.Timeout; d > 0 {
+	if _, keeps := s.exec.(TimeoutKeeper); spec.Timeout > 0 && !keeps {
+		d := spec.Timeout
 		// The executor stops the task at its timeout; this is the backstop
 		// for one that does not. An in-process task stuck in a builtin that
 		// ignores cancellation cannot be abandoned, though.

@@ -40,6 +40,12 @@ type TaskSpec struct {
 	// Resources are the step's options that say where the task runs, for
 	// executors that start a container; the others ignore them.
 	Resources Resources `json:"resources,omitzero"`
+	// Ref, if set, is the blob of Datastore that holds the whole spec, as
+	// JSON, which the runner reads in place of this one: for a spec too
+	// large for where it travels, such as a pod's environment at the join
+	// of a wide foreach. The other fields then only describe the task to
+	// the executor.
+	Ref string `json:"ref,omitempty"`
 }
 
 // Resources are the options of a step that say where and with what its
@@ -124,6 +130,16 @@ type TaskResult struct {
 // is not OK. print receives each line the task prints, as it does.
 type Executor interface {
 	Execute(ctx context.Context, spec *TaskSpec, print func(line string)) (*TaskResult, error)
+}
+
+// A TimeoutKeeper is an Executor that stops each task at its step's
+// timeout itself, counting from when the task starts to run rather than
+// from the call to Execute, as an executor whose tasks may first wait a
+// long time for a place to run (a pod for a node, or for its image) must:
+// the scheduler then sets no deadline of its own on Execute.
+type TimeoutKeeper interface {
+	Executor
+	KeepsTimeouts()
 }
 
 // An EventKind says what happened.

@@ -47,11 +47,11 @@ func TestRestrictedAdmission(t *testing.T) {
 	if code, msg := post("/api/v1/namespaces", namespace); code != http.StatusCreated {
 		t.Fatalf("creating namespace %s: %d %s", ns, code, msg)
 	}
-	opts := testOpts
-	opts.Namespace = ns
 	// Dry runs are admitted or refused as real ones, and leave nothing.
 	const path = "/api/v1/namespaces/" + ns + "/pods?dryRun=All"
 	for _, tc := range podCases() {
+		opts := tc.opts
+		opts.Namespace = ns
 		pod, err := Pod(tc.spec, opts)
 		if err != nil {
 			t.Fatal(err)

@@ -38,10 +38,11 @@
 // pod as it is; but Linux refuses to start a process with a single
 // environment string over 128 KiB (MAX_ARG_STRLEN), so Pod refuses a spec
 // larger than [MaxSpecSize] with an error that says so, rather than leave a
-// container that cannot start. Specs are small, since blobs travel as
-// references, except at the join of a wide foreach, whose spec lists every
-// input task: such specs will have to travel through the datastore, the
-// pod's environment naming only the blob.
+// container that cannot start, wrapping [ErrSpecTooLarge]. Specs are
+// small, since blobs travel as references, except at the join of a wide
+// foreach, whose spec lists every input task: the executor then saves the
+// spec in the datastore (exec.SaveSpec) and gives Pod a short spec whose
+// Ref names that blob, which `dagger step` reads in its place.
 //
 // # The result
 //
@@ -80,6 +81,24 @@
 // that [PodOptions] names, each of its keys an environment variable through
 // envFrom, so they appear in neither the TaskSpec nor the pod.
 //
+// # CA certificates
+//
+// The runner image holds the dagger executable alone, so no CA
+// certificates: dagger then trusts Mozilla's roots, built in, which do not
+// include the private CA that may sign an in-house datastore's certificate
+// (MinIO, Ceph, an S3 proxy). A pod given a [PodOptions.CASecret]
+// mounts that Secret read-only at /etc/dagger/ca, a secret volume that the
+// restricted standard allows, and its step container gets
+// SSL_CERT_FILE=/etc/dagger/ca/ca.crt, which Go, OpenSSL and most TLS
+// clients read in place of the system's roots. Only the key ca.crt is
+// mounted, the name that cert-manager and kubectl give a CA's certificate,
+// so that a Secret that also holds a private key does not hand it to
+// tasks. The file replaces the roots rather than add to them: to reach
+// public endpoints too, it must hold their roots as well. (The AWS SDK
+// would read AWS_CA_BUNDLE instead, were the credentials' Secret to set
+// it.) The init container that copies dagger into a step's own image
+// reaches no network and gets neither.
+//
 // # Resources
 //
 // A step's cpu and memory are both the requests and the limits of its
@@ -87,10 +106,11 @@
 // that has both gets the Guaranteed class, the last to be evicted. Its gpu
 // count is a limit of nvidia.com/gpu, the resource of NVIDIA's device
 // plugin. Its env becomes environment variables, sorted by name; it may
-// replace TMPDIR and HOME, but not DAGGER_TASK_SPEC. Its timeout, plus a
-// minute, becomes the pod's activeDeadlineSeconds, rounded up to a whole
-// second: the runner stops the task at its timeout, as a local run does,
-// and the deadline stops the pod even when the runner or the driver cannot.
-// It counts from the pod's start on a node, image pulls included, hence
-// the minute.
+// replace TMPDIR, HOME and SSL_CERT_FILE, but not DAGGER_TASK_SPEC. Its
+// timeout, plus ten minutes, becomes the pod's activeDeadlineSeconds,
+// rounded up to a whole second: the runner stops the task at its timeout,
+// as a local run does, the driver deletes the pod of a task that runs on
+// past it, and the deadline stops the pod even when neither can. It counts
+// from the pod's start on a node, image pulls included, hence the ten
+// minutes.
 package kube

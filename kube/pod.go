@@ -38,10 +38,16 @@ const SpecEnv = exec.SpecEnv
 // terminating NUL.
 const MaxSpecSize = 128<<10 - len(SpecEnv+"=") - 1
 
+// ErrSpecTooLarge is the error Pod wraps for a spec of more than
+// MaxSpecSize bytes, which must travel through the datastore instead (see
+// exec.SaveSpec).
+var ErrSpecTooLarge = errors.New("save it in the datastore and give the pod a reference")
+
 // deadlineSlack is what a pod's deadline adds to its step's timeout: the
 // time to pull its image and start the runner, which the step's timeout,
-// applied by the runner to the task itself, does not count.
-const deadlineSlack = time.Minute
+// applied by the runner to the task itself, does not count. The deadline
+// only matters when neither the runner nor the driver can stop the task.
+const deadlineSlack = 10 * time.Minute
 
 // ContainerName is the name of the container that runs the task, whose
 // logs are the task's output.
@@ -60,6 +66,14 @@ const (
 	maxNameLen = 63 // of a DNS label, and of a label value
 )
 
+// Where the step finds the CA certificates of PodOptions.CASecret: the
+// Secret is mounted at caDir, and its key is caKey, as cert-manager and
+// kubectl name it.
+const (
+	caDir = "/etc/dagger/ca"
+	caKey = "ca.crt"
+)
+
 // PodOptions are what Pod takes from the driver rather than from the task.
 type PodOptions struct {
 	Namespace string
@@ -74,10 +88,20 @@ type PodOptions struct {
 	// environment variable of the step, such as AWS_SECRET_ACCESS_KEY for
 	// an s3:// datastore. Empty for none.
 	CredentialsSecret string
+	// CASecret names a Secret whose key ca.crt holds, in PEM, the CA
+	// certificates that the step trusts in place of the image's (the
+	// runner image has none, and trusts Mozilla's roots built in), such as
+	// a private CA that signed the datastore's certificate. Empty for the
+	// image's own.
+	CASecret string
 	// ImagePullSecrets name the Secrets to pull images with.
 	ImagePullSecrets []string
 	// Labels are added to the pod's own.
 	Labels map[string]string
+	// NodeSelector is added to the step's node_selector, which wins where
+	// both name a label: for a runner image made for one architecture,
+	// kubernetes.io/arch.
+	NodeSelector map[string]string
 	// Retry counts the pods of the same attempt that the platform lost
 	// before this one (evicted, deleted, never started): each gets a name
 	// of its own. 0 for an attempt's first pod.
@@ -102,7 +126,7 @@ func Pod(spec *exec.TaskSpec, opts PodOptions) (*corev1.Pod, error) {
 	if res.Image != "" {
 		image, exe = res.Image, binDir+"/dagger"
 	}
-	container, err := stepContainer(spec, image, exe, opts.CredentialsSecret)
+	container, err := stepContainer(spec, image, exe, &opts)
 	if err != nil {
 		return nil, fmt.Errorf("kube: task %s: %w", spec.TaskID, err)
 	}
@@ -128,7 +152,7 @@ func Pod(spec *exec.TaskSpec, opts PodOptions) (*corev1.Pod, error) {
 			RestartPolicy:                corev1.RestartPolicyNever,
 			ServiceAccountName:           cmp.Or(res.ServiceAccount, opts.ServiceAccount),
 			AutomountServiceAccountToken: new(res.ServiceAccount != ""),
-			NodeSelector:                 maps.Clone(res.NodeSelector),
+			NodeSelector:                 nodeSelector(opts.NodeSelector, res.NodeSelector),
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsNonRoot:   new(true),
 				RunAsUser:      new(int64(runnerUID)),
@@ -142,6 +166,16 @@ func Pod(spec *exec.TaskSpec, opts PodOptions) (*corev1.Pod, error) {
 	if spec.Timeout > 0 {
 		d := spec.Timeout + deadlineSlack
 		pod.Spec.ActiveDeadlineSeconds = new(int64((d + time.Second - 1) / time.Second))
+	}
+	if opts.CASecret != "" {
+		// Only the key ca.crt, not the others a cert-manager Secret has,
+		// such as a private key, which the task has no business reading.
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "ca", VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{
+				SecretName: opts.CASecret,
+				Items:      []corev1.KeyToPath{{Key: caKey, Path: caKey}},
+			},
+		}})
 	}
 	for _, name := range opts.ImagePullSecrets {
 		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
@@ -164,16 +198,30 @@ func Pod(spec *exec.TaskSpec, opts PodOptions) (*corev1.Pod, error) {
 	return pod, nil
 }
 
+// nodeSelector returns the labels of both selectors, those of step where
+// both have one; nil for none.
+func nodeSelector(driver, step map[string]string) map[string]string {
+	if len(driver)+len(step) == 0 {
+		return nil
+	}
+	m := maps.Clone(driver)
+	if m == nil {
+		m = make(map[string]string, len(step))
+	}
+	maps.Copy(m, step)
+	return m
+}
+
 // stepContainer returns the container that runs the task of spec with the
-// dagger executable exe of image, the datastore's credentials coming from
-// the Secret named secret.
-func stepContainer(spec *exec.TaskSpec, image, exe, secret string) (corev1.Container, error) {
+// dagger executable exe of image, the datastore's credentials and CA
+// certificates coming from the Secrets that opts names.
+func stepContainer(spec *exec.TaskSpec, image, exe string, opts *PodOptions) (corev1.Container, error) {
 	data, err := json.Marshal(spec)
 	if err != nil {
 		return corev1.Container{}, fmt.Errorf("encoding the task spec: %w", err)
 	}
 	if len(data) > MaxSpecSize {
-		return corev1.Container{}, fmt.Errorf("the task spec is %d bytes of JSON, more than the %d a pod can carry in its environment", len(data), MaxSpecSize)
+		return corev1.Container{}, fmt.Errorf("the task spec is %d bytes of JSON, more than the %d a pod can carry in its environment: %w", len(data), MaxSpecSize, ErrSpecTooLarge)
 	}
 	res := &spec.Resources
 	if _, ok := res.Env[SpecEnv]; ok {
@@ -184,6 +232,11 @@ func stepContainer(spec *exec.TaskSpec, image, exe, secret string) (corev1.Conta
 		return corev1.Container{}, err
 	}
 	env := map[string]string{"TMPDIR": scratchDir, "HOME": scratchDir}
+	if opts.CASecret != "" {
+		// Go, OpenSSL and what uses them read the roots there, in
+		// place of the system's.
+		env["SSL_CERT_FILE"] = caDir + "/" + caKey
+	}
 	maps.Copy(env, res.Env)
 	env[SpecEnv] = string(data)
 	var vars []corev1.EnvVar
@@ -205,9 +258,12 @@ func stepContainer(spec *exec.TaskSpec, image, exe, secret string) (corev1.Conta
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		SecurityContext:          containerSecurity(),
 	}
-	if secret != "" {
+	if opts.CASecret != "" {
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "ca", MountPath: caDir, ReadOnly: true})
+	}
+	if opts.CredentialsSecret != "" {
 		c.EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: secret},
+			LocalObjectReference: corev1.LocalObjectReference{Name: opts.CredentialsSecret},
 		}}}
 	}
 	return c, nil

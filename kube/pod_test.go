@@ -55,15 +55,16 @@ func taskID(step string, index []int) string {
 	return id
 }
 
-// podCase is a task whose pod the tests check.
+// podCase is a task whose pod, made with opts, the tests check.
 type podCase struct {
 	name string
 	spec *exec.TaskSpec
+	opts PodOptions
 }
 
 // podCases returns the tasks whose pods have golden files: a plain one,
-// one deep in foreach fan-outs, one with every resource, and one whose
-// step has an image of its own.
+// one deep in foreach fan-outs, one with every resource, one whose step
+// has an image of its own, and one that trusts a CA of its Secret.
 func podCases() []podCase {
 	foreach := task(longStep, []int{12, 3, 999, 4, 0, 7, 5, 5, 5, 5}, 3)
 	foreach.Input = "sha256:00d5f3e4c2a1b0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5"
@@ -81,22 +82,28 @@ func podCases() []podCase {
 	}
 	ownImage := task("render", []int{2}, 2)
 	ownImage.Resources = exec.Resources{Image: "python:3.13-slim", Memory: "512Mi"}
+	withCA := testOpts
+	withCA.CASecret = "dagger-ca"
+	// The step's selector wins where both name a label.
+	withArch := testOpts
+	withArch.NodeSelector = map[string]string{"kubernetes.io/arch": "arm64", "cloud.google.com/gke-accelerator": "none"}
 	return []podCase{
-		{"plain", task("start", nil, 1)},
-		{"foreach", foreach},
-		{"resources", everything},
-		{"own-image", ownImage},
+		{"plain", task("start", nil, 1), testOpts},
+		{"foreach", foreach, testOpts},
+		{"resources", everything, withArch},
+		{"own-image", ownImage, testOpts},
+		{"ca-secret", task("start", nil, 1), withCA},
 	}
 }
 
 func TestPod(t *testing.T) {
 	for _, tc := range podCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			pod, err := Pod(tc.spec, testOpts)
+			pod, err := Pod(tc.spec, tc.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
-			again, err := Pod(tc.spec, testOpts)
+			again, err := Pod(tc.spec, tc.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -191,8 +198,8 @@ func checkRestricted(t *testing.T, pod *corev1.Pod, spec *exec.TaskSpec) {
 		}},
 		{"volumes of restricted types only", func() error {
 			for _, v := range pod.Spec.Volumes {
-				if v.EmptyDir == nil {
-					return fmt.Errorf("volume %s is not an emptyDir", v.Name)
+				if v.EmptyDir == nil && v.Secret == nil {
+					return fmt.Errorf("volume %s is neither an emptyDir nor a secret", v.Name)
 				}
 			}
 			return nil
@@ -355,7 +362,7 @@ func TestPodErrors(t *testing.T) {
 		opts PodOptions
 		want string
 	}{
-		{"too large", fill(MaxSpecSize + 1), testOpts, fmt.Sprintf("kube: task start: the task spec is %d bytes of JSON, more than the %d a pod can carry in its environment", MaxSpecSize+1, MaxSpecSize)},
+		{"too large", fill(MaxSpecSize + 1), testOpts, fmt.Sprintf("kube: task start: the task spec is %d bytes of JSON, more than the %d a pod can carry in its environment: save it in the datastore and give the pod a reference", MaxSpecSize+1, MaxSpecSize)},
 		{"no run", &exec.TaskSpec{Step: "start", TaskID: "start", Attempt: 1}, testOpts, `kube: task spec without a run ID, a task ID or a step (run "", task "start", step "start")`},
 		{"attempt 0", task("start", nil, 0), testOpts, "kube: task start: attempt 0, want 1 or more"},
 		{"no image", task("start", nil, 1), noImage, "kube: no runner image given"},

@@ -74,6 +74,7 @@ type Executor struct {
 	mu         sync.Mutex
 	watchers   map[string]*watcher             // by run ID
 	datastores map[string]*datastore.Datastore // by URL
+	adopted    map[string]bool                 // pods of other runs, by name
 	closed     bool
 }
 
@@ -101,6 +102,7 @@ func New(cfg Config) (*Executor, error) {
 		cfg:        cfg,
 		watchers:   make(map[string]*watcher),
 		datastores: make(map[string]*datastore.Datastore),
+		adopted:    make(map[string]bool),
 	}, nil
 }
 
@@ -122,6 +124,10 @@ func (e *Executor) Close() error {
 	return errors.Join(errs...)
 }
 
+// KeepsTimeouts says that the executor stops a task at its step's timeout
+// itself, counted from when its pod runs: see exec.TimeoutKeeper.
+func (e *Executor) KeepsTimeouts() {}
+
 // Execute runs the task attempt of spec in a pod, and returns its result
 // once the pod has finished. Lines the task prints reach print through
 // pods/log as it prints them.
@@ -133,7 +139,7 @@ func (e *Executor) Execute(ctx context.Context, spec *exec.TaskSpec, print func(
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", spec.TaskID, err)
 	}
-	adopted := e.adoptable(w, spec)
+	adopted := e.adoptable(ctx, w, blobs, spec)
 	var lost []string
 	for retry := 0; ; retry++ {
 		t := &task{e: e, w: w, blobs: blobs, spec: spec, print: print}
@@ -191,23 +197,60 @@ func (e *Executor) open(ctx context.Context, spec *exec.TaskSpec) (*watcher, sto
 	return w, d, nil
 }
 
-// adoptable returns a pod of a run of Config.Adopt that ran, or runs, the
-// task of spec, if one is still there and has not failed.
-func (e *Executor) adoptable(w *watcher, spec *exec.TaskSpec) *corev1.Pod {
+// adoptable returns a pod of a run of Config.Adopt that runs, or ran and
+// succeeded, the task of spec, if one is still there, preferring one that
+// runs; each pod is adopted once. It deletes the pods of those runs that
+// run the same task with another spec (other code, other inputs), so that
+// the task does not run twice at once.
+func (e *Executor) adoptable(ctx context.Context, w *watcher, blobs store.Blobs, spec *exec.TaskSpec) *corev1.Pod {
 	if len(e.cfg.Adopt) == 0 {
 		return nil
 	}
 	want := comparable(spec)
+	var best *corev1.Pod
 	for _, p := range w.existing() {
 		if p.Annotations[kube.AnnotationTaskID] != spec.TaskID || p.Labels[kube.LabelRun] == kube.LabelValue(spec.RunID) ||
-			p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodFailed {
+			p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodFailed || failedResult(p) {
 			continue
 		}
-		if got, ok := specOf(p); ok && comparable(got) == want {
-			return p
+		got, ok := specOf(p)
+		if ok {
+			// A spec the pod names rather than holds is read back.
+			got, err := exec.LoadSpec(ctx, blobs, got)
+			ok = err == nil && comparable(got) == want
+		}
+		if !ok {
+			if p.Status.Phase != corev1.PodSucceeded {
+				_ = e.cfg.Pods.Delete(context.WithoutCancel(ctx), p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
+			}
+			continue
+		}
+		if best == nil || p.Status.Phase != corev1.PodSucceeded && best.Status.Phase == corev1.PodSucceeded {
+			best = p
 		}
 	}
-	return nil
+	if best == nil {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.adopted[best.Name] {
+		return nil
+	}
+	e.adopted[best.Name] = true
+	return best
+}
+
+// failedResult reports whether the step container of p ended with the
+// reference to a result that is not OK: a failed task, whose runner
+// exits with 0 all the same.
+func failedResult(p *corev1.Pod) bool {
+	s := containerStatus(p.Status.ContainerStatuses)
+	if s == nil || s.State.Terminated == nil {
+		return false
+	}
+	var ref exec.ResultRef
+	return json.Unmarshal([]byte(s.State.Terminated.Message), &ref) == nil && !ref.OK
 }
 
 // specOf returns the TaskSpec a pod runs, from its environment.
@@ -261,14 +304,8 @@ func (t *task) run(ctx context.Context, retry int, adopted *corev1.Pod) (res *ex
 	var pod *corev1.Pod
 	if adopted != nil {
 		t.name = adopted.Name
-	} else {
-		opts := e.cfg.Pod
-		opts.Retry = retry
-		var err error
-		if pod, err = kube.Pod(t.spec, opts); err != nil {
-			return nil, "", err
-		}
-		t.name = pod.Name
+	} else if pod, err = t.pod(ctx, retry); err != nil {
+		return nil, "", err
 	}
 	// Tracked before it is created, so that no event of it is missed.
 	tr := t.w.track(t.name)
@@ -280,6 +317,9 @@ func (t *task) run(ctx context.Context, retry int, adopted *corev1.Pod) (res *ex
 			// A driver of this run that was stopped made it: follow it
 			// rather than run the task twice.
 		case err != nil:
+			// The request may have reached the server all the same: a pod
+			// left there would run the task beside the next attempt.
+			t.delete(ctx)
 			if ctx.Err() != nil {
 				return &exec.TaskResult{Error: context.Cause(ctx).Error()}, "", nil
 			}
@@ -288,24 +328,32 @@ func (t *task) run(ctx context.Context, retry int, adopted *corev1.Pod) (res *ex
 			t.uid = string(created.UID)
 		}
 	}
+	t.w.created(tr)
 	defer t.stopLogs()
 
 	var (
-		why      string    // why the pod waits, as last reported
-		pulling  time.Time // since when its image fails to pull
-		unsched  time.Time // since when it is unschedulable
-		deadline *time.Timer
+		why     string    // why the pod waits, as last reported
+		pulling time.Time // since when its image fails to pull, or its container to be made
+		unsched time.Time // since when it is unschedulable
+		running time.Time // since when its step container runs
+		timer   *time.Timer
 	)
 	defer func() {
-		if deadline != nil {
-			deadline.Stop()
+		if timer != nil {
+			timer.Stop()
 		}
 	}()
-	var timeout <-chan time.Time
 	for {
+		var fire <-chan time.Time
+		if timer != nil {
+			fire = timer.C
+		}
 		select {
 		case <-tr.changed:
-		case <-timeout:
+		case <-fire:
+		case <-t.w.done:
+			t.delete(ctx)
+			return nil, "", t.w.failure()
 		case <-ctx.Done():
 			t.delete(ctx)
 			return &exec.TaskResult{Error: context.Cause(ctx).Error()}, "", nil
@@ -317,6 +365,8 @@ func (t *task) run(ctx context.Context, retry int, adopted *corev1.Pod) (res *ex
 		if t.uid == "" && p.UID != "" {
 			t.uid = string(p.UID)
 		}
+		now := time.Now()
+		var deadlines []time.Time
 		// A pod being deleted, by someone else since this task did not,
 		// is lost even when its runner, stopped, reports a result: the
 		// task failed because the pod went, not on its own.
@@ -331,53 +381,108 @@ func (t *task) run(ctx context.Context, retry int, adopted *corev1.Pod) (res *ex
 		case deleted:
 			return nil, fmt.Sprintf("pod %s was deleted before its task finished", t.name), nil
 		case gone:
-			continue // its end, or its deletion, comes next
+			// Its end, or its deletion, comes next, unless its node is
+			// gone too.
+			end := p.DeletionTimestamp.Add(time.Duration(deref(p.DeletionGracePeriodSeconds))*time.Second + terminatingGrace)
+			if !now.Before(end) {
+				return nil, fmt.Sprintf("pod %s was deleted before its task finished, and is still terminating", t.name), nil
+			}
+			deadlines = append(deadlines, end)
 		}
 		if started(p) {
 			t.startLogs(ctx)
+			if running.IsZero() {
+				running = now
+			}
 		}
-		now := time.Now()
 		w := waitReason(p)
 		if w.text != why {
 			why = w.text
 			exec.ReportWaiting(ctx, why)
 		}
-		switch {
-		case w.fatal:
-			t.delete(ctx)
+		if w.fatal {
+			t.cleanUp(ctx, false)
 			return &exec.TaskResult{Error: fmt.Sprintf("pod %s cannot run: %s", t.name, w.text)}, "", nil
-		case w.pull && pulling.IsZero():
-			pulling = now
-		case !w.pull:
-			pulling = time.Time{}
 		}
-		if w.unschedulable && unsched.IsZero() {
-			unsched = now
-		} else if !w.unschedulable {
-			unsched = time.Time{}
-		}
-		var next time.Time
+		pulling = since(pulling, w.pull, now)
+		unsched = since(unsched, w.unschedulable, now)
+		var fail string
 		switch {
-		case !pulling.IsZero() && now.Sub(pulling) >= e.cfg.PullTimeout:
+		case w.pull && !now.Before(pulling.Add(e.cfg.PullTimeout)):
+			fail = fmt.Sprintf("pod %s: its image cannot be pulled after %s: %s", t.name, e.cfg.PullTimeout, w.text)
+		case w.config && !now.Before(pulling.Add(e.cfg.PullTimeout)):
+			fail = fmt.Sprintf("pod %s: its container could not be made in %s: %s", t.name, e.cfg.PullTimeout, w.text)
+		case w.unschedulable && !now.Before(unsched.Add(e.cfg.ScheduleTimeout)):
+			fail = fmt.Sprintf("pod %s was not scheduled in %s: %s", t.name, e.cfg.ScheduleTimeout, w.text)
+		case t.spec.Timeout > 0 && !running.IsZero() && !now.Before(running.Add(t.spec.Timeout+timeoutGrace)):
+			// The runner stops the task at its timeout; this pod's did
+			// not.
 			t.delete(ctx)
-			return &exec.TaskResult{Error: fmt.Sprintf("pod %s: its image cannot be pulled after %s: %s", t.name, e.cfg.PullTimeout, w.text)}, "", nil
-		case !unsched.IsZero() && now.Sub(unsched) >= e.cfg.ScheduleTimeout:
-			t.delete(ctx)
-			return &exec.TaskResult{Error: fmt.Sprintf("pod %s was not scheduled in %s: %s", t.name, e.cfg.ScheduleTimeout, w.text)}, "", nil
-		case !pulling.IsZero():
-			next = pulling.Add(e.cfg.PullTimeout)
-		case !unsched.IsZero():
-			next = unsched.Add(e.cfg.ScheduleTimeout)
+			return &exec.TaskResult{Error: fmt.Sprintf("step %s did not stop within %s of its timeout, %s", t.spec.Step, timeoutGrace, t.spec.Timeout)}, "", nil
 		}
-		if deadline != nil {
-			deadline.Stop()
-			deadline, timeout = nil, nil
+		if fail != "" {
+			t.cleanUp(ctx, false)
+			return &exec.TaskResult{Error: fail}, "", nil
 		}
-		if !next.IsZero() {
-			deadline = time.NewTimer(time.Until(next))
-			timeout = deadline.C
+		switch {
+		case w.pull || w.config:
+			deadlines = append(deadlines, pulling.Add(e.cfg.PullTimeout))
+		case w.unschedulable:
+			deadlines = append(deadlines, unsched.Add(e.cfg.ScheduleTimeout))
+		}
+		if t.spec.Timeout > 0 && !running.IsZero() {
+			deadlines = append(deadlines, running.Add(t.spec.Timeout+timeoutGrace))
+		}
+		if timer != nil {
+			timer.Stop()
+			timer = nil
+		}
+		if len(deadlines) > 0 {
+			timer = time.NewTimer(time.Until(slices.MinFunc(deadlines, time.Time.Compare)))
 		}
 	}
+}
+
+// Margins of the executor's own deadlines.
+const (
+	// timeoutGrace is how long after its step's timeout a task that runs
+	// has to stop before its pod is deleted.
+	timeoutGrace = 30 * time.Second
+	// terminatingGrace is how long after its grace period a pod being
+	// deleted has to go, before it counts as lost with its node.
+	terminatingGrace = time.Minute
+)
+
+// since returns when a state began: start if it goes on, now if it
+// begins, zero if it does not hold.
+func since(start time.Time, holds bool, now time.Time) time.Time {
+	switch {
+	case !holds:
+		return time.Time{}
+	case start.IsZero():
+		return now
+	}
+	return start
+}
+
+// pod returns the retry-th pod of the task's attempt. A spec too large
+// for the pod's environment is saved in the datastore, and the pod gets a
+// reference to it.
+func (t *task) pod(ctx context.Context, retry int) (*corev1.Pod, error) {
+	opts := t.e.cfg.Pod
+	opts.Retry = retry
+	pod, err := kube.Pod(t.spec, opts)
+	if errors.Is(err, kube.ErrSpecTooLarge) {
+		var ref *exec.TaskSpec
+		if ref, err = exec.SaveSpec(ctx, t.blobs, t.spec); err == nil {
+			pod, err = kube.Pod(ref, opts)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.name = pod.Name
+	return pod, nil
 }
 
 // finished returns the outcome of a pod that has ended.
@@ -393,16 +498,17 @@ func (t *task) finished(ctx context.Context, p *corev1.Pod) (*exec.TaskResult, s
 	logs := t.stopLogs()
 	var res *exec.TaskResult
 	switch {
-	case p.Status.Reason == "Evicted" || term == nil && p.Status.Phase == corev1.PodFailed && !initFailed(p):
-		// The platform stopped the pod, or it failed before its task ran:
-		// the task itself did not fail.
+	case p.Status.Reason == "DeadlineExceeded":
+		res = &exec.TaskResult{Error: fmt.Sprintf("timed out: pod %s was active longer than its activeDeadlineSeconds, %ds", t.name, deref(p.Spec.ActiveDeadlineSeconds))}
+	case p.Status.Reason == "Evicted" || disrupted(p) || term == nil && p.Status.Phase == corev1.PodFailed && !initFailed(p):
+		// The platform stopped the pod (eviction, preemption, a node
+		// shut down), or it failed before its task ran: the task itself
+		// did not fail.
 		t.cleanUp(ctx, false)
 		if p.Status.Reason == "" {
 			return nil, fmt.Sprintf("pod %s failed before its container ran: %s", t.name, oneLine(p.Status.Message)), nil
 		}
 		return nil, fmt.Sprintf("pod %s failed (%s): %s", t.name, p.Status.Reason, oneLine(p.Status.Message)), nil
-	case p.Status.Reason == "DeadlineExceeded":
-		res = &exec.TaskResult{Error: fmt.Sprintf("timed out: pod %s ran longer than its activeDeadlineSeconds, %ds", t.name, deref(p.Spec.ActiveDeadlineSeconds))}
 	case term == nil:
 		res = &exec.TaskResult{Error: fmt.Sprintf("pod %s: %s", t.name, initFailure(p))}
 	default:
@@ -428,7 +534,8 @@ func (t *task) finished(ctx context.Context, p *corev1.Pod) (*exec.TaskResult, s
 func (t *task) result(ctx context.Context, term *corev1.ContainerStateTerminated) (*exec.TaskResult, error) {
 	msg := strings.TrimSpace(term.Message)
 	if strings.HasPrefix(msg, "{") {
-		if res, err := exec.FetchResult(ctx, t.blobs, []byte(msg)); err == nil {
+		res, err := t.fetch(ctx, msg)
+		if err == nil {
 			return res, nil
 		} else if term.ExitCode == 0 {
 			return nil, fmt.Errorf("pod %s: %w", t.name, err)
@@ -450,6 +557,31 @@ func (t *task) result(ctx context.Context, term *corev1.ContainerStateTerminated
 	}
 	return &exec.TaskResult{Error: fmt.Sprintf("pod %s: the runner exited with code %d: %s", t.name, term.ExitCode, detail)}, nil
 }
+
+// fetch returns the result that ref names, trying a few times: a result
+// lost to a datastore's passing error would be a task run again.
+func (t *task) fetch(ctx context.Context, ref string) (*exec.TaskResult, error) {
+	var err error
+	for i := range fetchTries {
+		var res *exec.TaskResult
+		if res, err = exec.FetchResult(ctx, t.blobs, []byte(ref)); err == nil {
+			return res, nil
+		}
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) || i == fetchTries-1 {
+			break // no reference, but a log line that looks like one
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(i+1) * time.Second):
+		}
+	}
+	return nil, err
+}
+
+// fetchTries is how many times fetch tries.
+const fetchTries = 3
 
 // printSaved prints the lines of the task's output, saved in the
 // datastore, that pods/log did not give.
@@ -566,6 +698,7 @@ func containerStatus(statuses []corev1.ContainerStatus) *corev1.ContainerStatus 
 type wait struct {
 	text          string
 	pull          bool // its image cannot be pulled, yet
+	config        bool // its container cannot be made, yet: a Secret or ConfigMap is missing
 	unschedulable bool
 	fatal         bool // it never will run
 }
@@ -590,7 +723,7 @@ func waitReason(p *corev1.Pod) wait {
 			return wait{text: fmt.Sprintf("image %s: %s", s.Image, text), fatal: true}
 		case "CreateContainerConfigError", "CreateContainerError":
 			// A missing Secret may yet be created: wait as for a pull.
-			return wait{text: text, pull: true}
+			return wait{text: text, config: true}
 		case "ContainerCreating", "PodInitializing":
 			continue
 		}
@@ -599,6 +732,18 @@ func waitReason(p *corev1.Pod) wait {
 		}
 	}
 	return wait{}
+}
+
+// disrupted reports whether the platform says it stopped p: a
+// DisruptionTarget condition, set for preemption, eviction and node
+// shutdown.
+func disrupted(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 // initFailed reports whether an init container of p failed.

@@ -35,6 +35,7 @@ type watcher struct {
 type tracker struct {
 	pod     *corev1.Pod // the latest state seen; nil until then
 	deleted bool
+	created bool          // its creation returned: a list that lacks it means it is gone
 	changed chan struct{} // has a value when pod or deleted changed
 }
 
@@ -53,8 +54,8 @@ func newWatcher(ctx context.Context, pods Pods, selector string) *watcher {
 	return w
 }
 
-// wait returns once the first list is done, with the pods it found, or
-// the error that stopped the watcher.
+// wait returns once the first list is done, or the error that stopped
+// the watcher.
 func (w *watcher) wait(ctx context.Context) error {
 	select {
 	case <-w.ready:
@@ -64,6 +65,13 @@ func (w *watcher) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
+}
+
+// failure returns why the watcher stopped, once done is closed.
+func (w *watcher) failure() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
 
 // stop stops the watch and waits for it.
@@ -94,6 +102,15 @@ func (w *watcher) track(name string) *tracker {
 	}
 	w.tracked[name] = t
 	return t
+}
+
+// created marks the pod of t as created: from now on a list that lacks it
+// means it was deleted, where before it could have been made after the
+// list.
+func (w *watcher) created(t *tracker) {
+	w.mu.Lock()
+	t.created = true
+	w.mu.Unlock()
 }
 
 func (w *watcher) untrack(name string) {
@@ -135,25 +152,29 @@ const (
 
 func (w *watcher) run(ctx context.Context) {
 	defer close(w.done)
-	first := true
-	backoff := minBackoff
-	rv := ""
+	var (
+		listed  bool // the first list is done
+		started = time.Now()
+		backoff = minBackoff
+		rv      string
+		err     error
+	)
 	for ctx.Err() == nil {
-		var err error
 		if rv == "" {
-			rv, err = w.list(ctx, first)
-			if err == nil && first {
-				first = false
+			rv, err = w.list(ctx, !listed)
+			if err == nil && !listed {
+				listed = true
 				close(w.ready)
 			}
 		}
 		if err == nil {
+			begun := time.Now()
 			var gone bool
 			gone, rv, err = w.watch(ctx, rv)
 			if gone {
 				rv = "" // the server forgot rv: list again
 			}
-			if err == nil {
+			if err == nil && time.Since(begun) > time.Second {
 				backoff = minBackoff
 				continue
 			}
@@ -161,11 +182,12 @@ func (w *watcher) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			break
 		}
-		if first && isPermanent(err) {
-			// Credentials or rights that do not allow listing pods will not
-			// do better later: say so to the first task.
+		// Credentials or rights that do not allow listing or watching the
+		// pods will not do better later, nor will a cluster that could
+		// not be reached for a first list: the tasks fail, and say why.
+		if err != nil && (isPermanent(err) || !listed && time.Since(started) > firstListTimeout) {
 			w.mu.Lock()
-			w.err = fmt.Errorf("listing the run's pods: %w", err)
+			w.err = fmt.Errorf("following the run's pods: %w", err)
 			w.mu.Unlock()
 			return
 		}
@@ -176,9 +198,12 @@ func (w *watcher) run(ctx context.Context) {
 		backoff = min(2*backoff, maxBackoff)
 	}
 	w.mu.Lock()
-	w.err = context.Cause(ctx)
+	w.err = fmt.Errorf("following the run's pods: %w", context.Cause(ctx))
 	w.mu.Unlock()
 }
+
+// firstListTimeout is how long the watcher tries its first list.
+const firstListTimeout = 30 * time.Second
 
 // list lists the pods and returns the resource version to watch from. A
 // tracked pod that the list lacks was deleted while no watch ran, or
@@ -204,8 +229,8 @@ func (w *watcher) list(ctx context.Context, first bool) (string, error) {
 			delete(w.seen, name)
 		}
 	}
-	for name := range w.tracked {
-		if !listed[name] {
+	for name, t := range w.tracked {
+		if !listed[name] && t.created {
 			missing = append(missing, name)
 		}
 	}

@@ -5,17 +5,25 @@
 // does what gofakes3 does not: it checks each request's AWS Signature
 // Version 4 against the server's one access key and secret, answering 403
 // InvalidAccessKeyId or SignatureDoesNotMatch as S3 does, so that clients
-// exercise their real credential path, and it counts requests by method, so
-// that tests can tell whether a client uploaded.
+// exercise their real credential path; it decodes the unsigned aws-chunked
+// bodies in which clients upload over HTTPS; and it counts requests by
+// method, so that tests can tell whether a client uploaded.
 //
 // Clients address it with an endpoint override and path-style addressing
 // (https://ENDPOINT/BUCKET/KEY), the way they address MinIO or Ceph.
+//
+// The server speaks plain HTTP, unless started with StartTLS or ListenTLS:
+// then HTTPS, with a certificate signed by a CA made for that server alone,
+// which no client trusts until given the CA's certificate (Server.CACert),
+// so that tests exercise the certificate roots of their clients, as a
+// real S3 endpoint does.
 package s3test
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -37,10 +45,15 @@ const Region = "us-east-1"
 
 // Server is a running S3-protocol server.
 type Server struct {
-	Endpoint  string // "http://127.0.0.1:PORT"
+	Endpoint  string // "http://127.0.0.1:PORT", or https:// with TLS
 	Bucket    string // an empty bucket created at start
 	AccessKey string // the only access key ID accepted
 	SecretKey string // its secret
+	// CACert is, with TLS, the certificate, in PEM, of the CA that signed
+	// the server's certificate: what a client must trust, such as through
+	// SSL_CERT_FILE, or AWS_CA_BUNDLE, which the AWS SDKs read in its
+	// place. Nil without TLS.
+	CACert []byte
 
 	backend *s3mem.Backend
 	srv     *http.Server
@@ -57,7 +70,19 @@ type Server struct {
 // key, and stops it when tb's test and its subtests end.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	s, err := Listen("127.0.0.1:0")
+	return start(tb, false)
+}
+
+// StartTLS is like Start, but the server speaks HTTPS, with a certificate
+// signed by the CA of its CACert.
+func StartTLS(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, true)
+}
+
+func start(tb testing.TB, useTLS bool) *Server {
+	tb.Helper()
+	s, err := listen("127.0.0.1:0", useTLS)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -73,12 +98,37 @@ func Start(tb testing.TB) *Server {
 // address ("127.0.0.1:0" picks a free port), with a new bucket and a random
 // access key. The caller must Close it.
 func Listen(addr string) (*Server, error) {
+	return listen(addr, false)
+}
+
+// ListenTLS is like Listen, but the server speaks HTTPS, with a
+// certificate for 127.0.0.1, ::1 and localhost signed by a CA made for it
+// alone, whose certificate is CACert.
+func ListenTLS(addr string) (*Server, error) {
+	return listen(addr, true)
+}
+
+func listen(addr string, useTLS bool) (*Server, error) {
+	var (
+		tlsConfig *tls.Config
+		caCert    []byte
+		scheme    = "http"
+	)
+	if useTLS {
+		cert, ca, err := newCertificate()
+		if err != nil {
+			return nil, fmt.Errorf("s3test: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+		caCert, scheme = ca, "https"
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("s3test: %w", err)
 	}
 	s := &Server{
-		Endpoint:  "http://" + ln.Addr().String(),
+		Endpoint:  scheme + "://" + ln.Addr().String(),
+		CACert:    caCert,
 		Bucket:    "dagger-test",
 		AccessKey: "AKIA" + randomString(16),
 		SecretKey: randomString(40),
@@ -92,10 +142,17 @@ func Listen(addr string) (*Server, error) {
 	}
 	fake := gofakes3.New(s.backend, gofakes3.WithLogger(gofakes3.DiscardLog()))
 	s.srv = &http.Server{
-		Handler:           s.authenticate(fake.Server()),
+		Handler:           s.authenticate(unchunk(fake.Server())),
 		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig:         tlsConfig,
 	}
-	go func() { s.done <- s.srv.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			s.done <- s.srv.ServeTLS(ln, "", "")
+		} else {
+			s.done <- s.srv.Serve(ln)
+		}
+	}()
 	return s, nil
 }
 

@@ -1,17 +1,26 @@
 package s3test_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/s3blob"
 
 	"github.com/daggerflow/dagger/internal/s3test"
 )
@@ -94,4 +103,104 @@ func TestPutObjectAndKeys(t *testing.T) {
 	if got := strings.Join(keys, " "); got != "a/1 b/2" {
 		t.Errorf("Keys() = %q, want %q", got, "a/1 b/2")
 	}
+}
+
+// TestTLS checks that a TLS server answers the clients that trust its CA,
+// and only them, and that a plain server still speaks plain HTTP.
+func TestTLS(t *testing.T) {
+	plain, secure := s3test.Start(t), s3test.StartTLS(t)
+	trusting := x509.NewCertPool()
+	if !trusting.AppendCertsFromPEM(secure.CACert) {
+		t.Fatalf("CACert holds no certificate: %q", secure.CACert)
+	}
+	tests := []struct {
+		name    string
+		srv     *s3test.Server
+		roots   *x509.CertPool // nil for the system's
+		wantErr bool           // else 403 AccessDenied, the answer to an unsigned request
+	}{
+		{name: "plain", srv: plain},
+		{name: "trusted CA", srv: secure, roots: trusting},
+		{name: "system roots", srv: secure, wantErr: true},
+		{name: "other CA", srv: secure, roots: x509.NewCertPool(), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantScheme := map[bool]string{true: "https://", false: "http://"}[tt.srv.CACert != nil]
+			if !strings.HasPrefix(tt.srv.Endpoint, wantScheme) {
+				t.Errorf("Endpoint %s, want %s…", tt.srv.Endpoint, wantScheme)
+			}
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tt.roots}}}
+			defer client.CloseIdleConnections()
+			resp, err := client.Get(tt.srv.Endpoint + "/" + tt.srv.Bucket)
+			if tt.wantErr {
+				var unknown x509.UnknownAuthorityError
+				if !errors.As(err, &unknown) {
+					t.Errorf("GET: %v, want x509.UnknownAuthorityError", err)
+				}
+				if err == nil {
+					resp.Body.Close()
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "AccessDenied") {
+				t.Errorf("status %d, body %s; want 403 AccessDenied", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+// TestUploadTLS uploads objects over HTTPS with the AWS SDK, which then
+// sends them aws-chunked without signing them, in one request or in
+// parts, and checks that they read back as written.
+func TestUploadTLS(t *testing.T) {
+	srv := s3test.StartTLS(t)
+	srv.SetEnv(t)
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(ca, srv.CACert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The AWS SDK reads it in place of the system's roots.
+	t.Setenv("AWS_CA_BUNDLE", ca)
+	bucket, err := blob.OpenBucket(t.Context(), srv.URL("up"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bucket.Close()
+	tests := []struct {
+		name string
+		size int
+	}{
+		{"empty", 0},
+		{"small", 100},
+		{"multipart", 12 << 20}, // over s3blob's 5 MiB parts
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := make([]byte, tt.size)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			if err := bucket.WriteAll(t.Context(), tt.name, data, nil); err != nil {
+				t.Fatal(err)
+			}
+			got, err := bucket.ReadAll(t.Context(), tt.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Errorf("read %s, want %s", summary(got), summary(data))
+			}
+		})
+	}
+}
+
+// summary describes data in a line.
+func summary(data []byte) string {
+	return fmt.Sprintf("%d bytes %.8x…", len(data), data)
 }

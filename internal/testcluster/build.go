@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"syscall"
 )
 
 // Versions of the control plane, which name its cache folder.
@@ -25,6 +26,17 @@ func Build() (string, error) {
 	bin := filepath.Join(cache, "dagger", "testcluster", kubeVersion+"-etcd"+etcdVersion)
 	if err := os.MkdirAll(bin, 0o777); err != nil {
 		return "", fmt.Errorf("testcluster: %w", err)
+	}
+	// Test binaries of several packages start at once, and each builds
+	// what is missing: one builds, the others wait for it, rather than
+	// build kube-apiserver twice on a small machine.
+	lock, err := os.OpenFile(filepath.Join(bin, ".lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return "", fmt.Errorf("testcluster: %w", err)
+	}
+	defer lock.Close() // which releases the lock
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("testcluster: locking %s: %w", lock.Name(), err)
 	}
 	ldflags := "-s -X k8s.io/component-base/version.gitVersion=" + kubeVersion
 	for _, b := range []struct{ name, version, module, pkg string }{

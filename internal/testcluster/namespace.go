@@ -30,8 +30,8 @@ const tokenLifetime = 30 * 24 * time.Hour
 // prepareNamespace does in the cluster what an administrator does for the
 // driver: it creates its namespace, which enforces the restricted Pod
 // Security Standard, applies deploy/rbac.yaml in it, creates the Secret
-// of the datastore's credentials, and writes the kubeconfig file of the
-// driver's ServiceAccount.
+// of the datastore's credentials, and that of its CA if it has one, and
+// writes the kubeconfig file of the driver's ServiceAccount.
 func (c *Cluster) prepareNamespace(ctx context.Context, dir string) error {
 	core, err := corev1client.NewForConfig(c.REST)
 	if err != nil {
@@ -58,13 +58,25 @@ func (c *Cluster) prepareNamespace(ctx context.Context, dir string) error {
 	for _, kv := range c.DatastoreEnv {
 		name, value, _ := strings.Cut(kv, "=")
 		// The shared config files are the host's /dev/null, which an
-		// image need not have; a pod has no AWS profiles anyway.
-		if name != "AWS_CONFIG_FILE" && name != "AWS_SHARED_CREDENTIALS_FILE" {
+		// image need not have; a pod has no AWS profiles anyway. The CA
+		// file is the host's too: pods get the CA from CASecret.
+		switch name {
+		case "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "SSL_CERT_FILE", "AWS_CA_BUNDLE":
+		default:
 			secret.StringData[name] = value
 		}
 	}
 	if _, err := core.Secrets(c.Namespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("testcluster: creating secret %s: %w", c.CredentialsSecret, err)
+	}
+	if c.CASecret != "" {
+		ca := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: c.CASecret},
+			Data:       map[string][]byte{"ca.crt": c.s3.CACert},
+		}
+		if _, err := core.Secrets(c.Namespace).Create(ctx, ca, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("testcluster: creating secret %s: %w", c.CASecret, err)
+		}
 	}
 	// The API server signs the token with its ServiceAccount key; it
 	// needs no controller.

@@ -12,6 +12,13 @@
 // ServiceAccount, so that tests run the driver with the least privilege it
 // will have on a real cluster.
 //
+// The datastore speaks plain HTTP unless Options.TLSDatastore asks for
+// HTTPS, with a certificate of a CA made for the cluster: then neither the
+// driver nor the pods reach it unless they are handed that CA, the driver
+// through its environment (Cluster.DatastoreEnv) and the pods through a
+// Secret (Cluster.CASecret), as with an in-house datastore whose CA the
+// runner image cannot know.
+//
 // The control plane's executables are built from the Go module proxy by
 // the modules in hack/controlplane, once, and cached in the user's cache
 // folder: the first build takes minutes (kube-apiserver: 4 to 9 on two
@@ -25,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,6 +51,7 @@ const (
 	namespace         = "dagger"           // the namespace of the runs' pods
 	serviceAccount    = "dagger"           // the driver's, from deploy/rbac.yaml
 	credentialsSecret = "dagger-datastore" // the datastore's credentials, for envFrom
+	caSecret          = "dagger-ca"        // the datastore's CA, under key ca.crt, with TLSDatastore
 	repository        = "dagger"           // the registry's repository of runner images
 )
 
@@ -56,6 +65,9 @@ type Options struct {
 	// 8 GiB of memory and room for 110 pods each: node-1, and node-2 with
 	// an nvidia.com/gpu and the label gpu=true.
 	Nodes []agent.Node
+	// TLSDatastore makes the datastore speak HTTPS, with a certificate of
+	// a CA made for the cluster, rather than plain HTTP.
+	TLSDatastore bool
 }
 
 // defaultNodes returns the nodes of a cluster whose Options have none.
@@ -98,12 +110,24 @@ type Cluster struct {
 	// DatastoreEnv is the environment, as "NAME=value" strings, in
 	// which AWS clients reach the datastore: its credentials, region
 	// and endpoint, and settings that keep the user's own AWS
-	// configuration out (see s3test.Server.Env).
+	// configuration out (see s3test.Server.Env); with TLSDatastore,
+	// also SSL_CERT_FILE and AWS_CA_BUNDLE set to CAFile, so that they
+	// trust the datastore's CA, and only it: the AWS SDKs read the
+	// second, which a developer's environment may set, in place of the
+	// first.
 	DatastoreEnv []string
 	// CredentialsSecret is the Secret of Namespace that holds the
 	// variables of DatastoreEnv that make sense in a pod, for its
 	// containers' envFrom.
 	CredentialsSecret string
+	// CAFile is, with TLSDatastore, the path of a file that holds the
+	// certificate, in PEM, of the CA that signed the datastore's; empty
+	// without.
+	CAFile string
+	// CASecret is, with TLSDatastore, the Secret of Namespace whose key
+	// ca.crt holds what CAFile does, for the pods to trust; empty
+	// without.
+	CASecret string
 
 	s3        *s3test.Server
 	closeOnce sync.Once
@@ -123,7 +147,17 @@ func (c *Cluster) DatastoreAt(prefix string) string { return c.s3.URL(prefix) }
 // The cluster's processes are killed if the test binary dies.
 func Start(tb testing.TB) *Cluster {
 	tb.Helper()
-	c, err := Up(tb.Context(), Options{Dir: tb.TempDir()})
+	return StartWith(tb, Options{})
+}
+
+// StartWith is like Start, with opts; a Dir left empty is a folder of
+// tb's.
+func StartWith(tb testing.TB, opts Options) *Cluster {
+	tb.Helper()
+	if opts.Dir == "" {
+		opts.Dir = tb.TempDir()
+	}
+	c, err := Up(tb.Context(), opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -167,17 +201,8 @@ func Up(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.startRegistry(); err != nil {
 		return nil, err
 	}
-	s3, err := s3test.Listen("127.0.0.1:0")
-	if err != nil {
+	if err := c.startDatastore(opts); err != nil {
 		return nil, err
-	}
-	c.closers = append(c.closers, s3.Close)
-	c.s3 = s3
-	c.Datastore = s3.URL("dagger")
-	for _, kv := range s3.Env() {
-		if !strings.HasPrefix(kv, "DAGGER_DATASTORE=") {
-			c.DatastoreEnv = append(c.DatastoreEnv, kv)
-		}
 	}
 	if err := c.prepareNamespace(ctx, opts.Dir); err != nil {
 		return nil, err
@@ -189,6 +214,37 @@ func Up(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	// The nodes stop their pods before the control plane stops.
 	c.closers = append(c.closers, a.Close)
 	return c, nil
+}
+
+// startDatastore starts the S3-protocol server of the runs' datastore and
+// sets c's fields about it.
+func (c *Cluster) startDatastore(opts Options) error {
+	listen := s3test.Listen
+	if opts.TLSDatastore {
+		listen = s3test.ListenTLS
+	}
+	s3, err := listen("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	c.closers = append(c.closers, s3.Close)
+	c.s3 = s3
+	c.Datastore = s3.URL("dagger")
+	for _, kv := range s3.Env() {
+		if !strings.HasPrefix(kv, "DAGGER_DATASTORE=") {
+			c.DatastoreEnv = append(c.DatastoreEnv, kv)
+		}
+	}
+	if !opts.TLSDatastore {
+		return nil
+	}
+	c.CAFile = filepath.Join(opts.Dir, "datastore-ca.crt")
+	if err := os.WriteFile(c.CAFile, s3.CACert, 0o644); err != nil {
+		return fmt.Errorf("testcluster: %w", err)
+	}
+	c.CASecret = caSecret
+	c.DatastoreEnv = append(c.DatastoreEnv, "SSL_CERT_FILE="+c.CAFile, "AWS_CA_BUNDLE="+c.CAFile)
+	return nil
 }
 
 // Close stops the cluster, once however often it is called: the nodes
@@ -210,18 +266,23 @@ func (c *Cluster) Close() error {
 // dagger command runs its tasks on the cluster as its ServiceAccount:
 // KUBECONFIG (the driver's kubeconfig file), DAGGER_NAMESPACE,
 // DAGGER_REGISTRY (the repository for runner images),
-// DAGGER_CREDENTIALS_SECRET, DAGGER_DATASTORE and the datastore's
-// credentials (DatastoreEnv); and DAGGER_TESTCLUSTER_ADMIN_KUBECONFIG,
-// for looking at the whole cluster with kubectl --kubeconfig.
+// DAGGER_CREDENTIALS_SECRET, DAGGER_CA_SECRET with TLSDatastore,
+// DAGGER_DATASTORE and the datastore's credentials (DatastoreEnv); and
+// DAGGER_TESTCLUSTER_ADMIN_KUBECONFIG, for looking at the whole cluster
+// with kubectl --kubeconfig.
 func (c *Cluster) Env() []string {
-	return append([]string{
+	env := []string{
 		"KUBECONFIG=" + c.DriverKubeconfig,
 		"DAGGER_TESTCLUSTER_ADMIN_KUBECONFIG=" + c.Kubeconfig,
 		"DAGGER_NAMESPACE=" + c.Namespace,
 		"DAGGER_REGISTRY=" + c.Registry + "/" + repository,
 		"DAGGER_CREDENTIALS_SECRET=" + c.CredentialsSecret,
 		"DAGGER_DATASTORE=" + c.Datastore,
-	}, c.DatastoreEnv...)
+	}
+	if c.CASecret != "" {
+		env = append(env, "DAGGER_CA_SECRET="+c.CASecret)
+	}
+	return append(env, c.DatastoreEnv...)
 }
 
 // Do sends a request to the API server with the admin token.

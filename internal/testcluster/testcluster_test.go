@@ -1,9 +1,13 @@
 package testcluster
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,6 +202,68 @@ func TestCluster(t *testing.T) {
 			t.Errorf("pod's log %q, want %q (AWS_REGION from the credentials secret)", out, want)
 		}
 	})
+}
+
+// TestTLSDatastore starts a cluster whose datastore speaks HTTPS and
+// checks that the driver's environment and the pods' Secrets trust its CA,
+// and that the host's CA file stays out of the pods.
+func TestTLSDatastore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no test cluster")
+	}
+	c := StartWith(t, Options{TLSDatastore: true})
+	admin := kubeconfigClient(t, c.Kubeconfig)
+	env := make(map[string]string)
+	for _, kv := range c.Env() {
+		name, value, _ := strings.Cut(kv, "=")
+		env[name] = value
+	}
+	for _, name := range []string{"SSL_CERT_FILE", "AWS_CA_BUNDLE"} {
+		if env[name] != c.CAFile {
+			t.Errorf("Env has %s=%q, want CAFile %q", name, env[name], c.CAFile)
+		}
+	}
+	if env["DAGGER_CA_SECRET"] != c.CASecret || c.CASecret == "" {
+		t.Errorf("Env has DAGGER_CA_SECRET=%q, CASecret is %q", env["DAGGER_CA_SECRET"], c.CASecret)
+	}
+	pem, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := admin.Secrets(c.Namespace).Get(t.Context(), c.CASecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ca.Data["ca.crt"]; !bytes.Equal(got, pem) {
+		t.Errorf("secret %s has ca.crt %q, want CAFile's %q", c.CASecret, got, pem)
+	}
+	creds, err := admin.Secrets(c.Namespace).Get(t.Context(), c.CredentialsSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"SSL_CERT_FILE", "AWS_CA_BUNDLE"} {
+		if v, ok := creds.Data[name]; ok {
+			t.Errorf("secret %s has the host's %s=%q", c.CredentialsSecret, name, v)
+		}
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("CAFile holds no certificate: %q", pem)
+	}
+	endpoint := env["AWS_ENDPOINT_URL_S3"]
+	if !strings.HasPrefix(endpoint, "https://") {
+		t.Fatalf("AWS_ENDPOINT_URL_S3=%s, want https://", endpoint)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("an unsigned request: %s, want 403", resp.Status)
+	}
 }
 
 // kubeconfigClient returns a client of the core API from a kubeconfig file.
