@@ -16,6 +16,7 @@ import (
 
 	"github.com/daggerflow/dagger"
 	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/exec"
 	"github.com/daggerflow/dagger/kube"
 	"github.com/daggerflow/dagger/kubeexec"
 	"github.com/daggerflow/dagger/runnerimage"
@@ -159,32 +160,14 @@ func kubernetesRun(c *urfave.Context, set *builtins.Set) error {
 	if err := checkDatastore(c); err != nil {
 		return err
 	}
-	flow, err := loadFlow(path, set)
-	if err != nil {
-		return err
-	}
-	if err := flow.CheckParams(given); err != nil {
-		return invalidRequest(err)
-	}
-	dir, err := storeDir(c.String("store"))
-	if err != nil {
-		return failed(err)
-	}
-	ctx, again, stop := notifySignals(c.Context)
-	defer stop()
-	executor, err := newKubeExecutor(ctx, c, settings, nil)
-	if err != nil {
-		return err
-	}
-	defer executor.Close()
-	st, err := store.Open(ctx, dir)
-	if err != nil {
-		return failed(err)
-	}
-	opts := dagger.Options{Params: given, MaxWorkers: workers, Executor: executor, Datastore: ds, ExecutorSettings: settings.record()}
-	return runInStore(ctx, c, again, st, flow, func(ctx context.Context, opts dagger.Options) (store.Run, error) {
-		return dagger.Run(ctx, st, flow, opts)
-	}, opts)
+	opts := dagger.Options{Params: given, MaxWorkers: workers, Datastore: ds, ExecutorSettings: settings.record()}
+	return runFlowFile(c, set, path, opts, func(ctx context.Context) (exec.Executor, func() error, error) {
+		e, err := newKubeExecutor(ctx, c, settings, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return e, e.Close, nil
+	})
 }
 
 // checkRemoteDatastore checks that url names a datastore that pods can

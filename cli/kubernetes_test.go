@@ -10,7 +10,6 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -27,7 +26,6 @@ import (
 	"github.com/daggerflow/dagger/internal/testcluster"
 	"github.com/daggerflow/dagger/kube"
 	"github.com/daggerflow/dagger/kubeexec"
-	"github.com/daggerflow/dagger/runnerimage"
 	"github.com/daggerflow/dagger/store"
 )
 
@@ -45,20 +43,8 @@ type kubeEnv struct {
 func startKube(t *testing.T, opts testcluster.Options) *kubeEnv {
 	t.Helper()
 	c := testcluster.StartWith(t, opts)
-	exe := filepath.Join(t.TempDir(), "dagger")
-	build := osexec.Command("go", "build", "-o", exe, "./cmd/dagger")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	im, err := runnerimage.FromExecutable(exe, runtime.GOARCH)
-	if err != nil {
-		t.Fatal(err)
-	}
-	image, err := im.Push(t.Context(), c.Registry+"/dagger")
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe := testcluster.BuildDagger(t)
+	image := c.Push(t, exe, "dagger")
 	pods, err := kubeexec.NewPods(c.REST, c.Namespace)
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +217,7 @@ func TestKubernetes(t *testing.T) {
 	// An image whose entrypoint is not dagger exits with a code, which
 	// the task's error gives with the last line it wrote.
 	t.Run("exit code", func(t *testing.T) {
-		image := pushProgram(t, k.c.Registry+"/exit3", `package main
+		image := k.c.Push(t, testcluster.BuildProgram(t, `package main
 
 import (
 	"fmt"
@@ -242,7 +228,7 @@ func main() {
 	fmt.Fprintln(os.Stderr, "this is no dagger")
 	os.Exit(3)
 }
-`)
+`), "exit3")
 		r := k.dagger(t, "exit", "kubernetes", "run", "--store", t.TempDir(), "--image", image, "examples/hello.star")
 		if r.code != exitFailed || !strings.Contains(r.stdout, "the runner exited with code 3: this is no dagger") {
 			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -430,32 +416,6 @@ func (k *kubeEnv) countPods(t *testing.T, task string) func() int {
 		defer mu.Unlock()
 		return len(names)
 	}
-}
-
-// pushProgram builds the Go program src, statically, pushes it as a
-// runner image to repo, and returns the image's reference.
-func pushProgram(t *testing.T, repo, src string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o666); err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(dir, "program")
-	cmd := osexec.Command("go", "build", "-o", exe, "main.go")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GO111MODULE=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	im, err := runnerimage.FromExecutable(exe, runtime.GOARCH)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := im.Push(t.Context(), repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref
 }
 
 // evict marks pod p evicted, as a kubelet short of memory does.

@@ -91,11 +91,22 @@ func runFlow(c *urfave.Context, set *builtins.Set) error {
 	if err := checkDatastore(c); err != nil {
 		return err
 	}
+	opts := dagger.Options{Params: given, MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore")}
+	return runFlowFile(c, set, path, opts, nil)
+}
+
+// runFlowFile runs the flow file at path with opts in the store of the
+// command's flags, once the flow and opts.Params passed every check:
+// those cost no work and leave no run. newExecutor, if not nil, then
+// makes the run's executor, with the context that cancels the run, and
+// its close function, called when the run ends.
+func runFlowFile(c *urfave.Context, set *builtins.Set, path string, opts dagger.Options,
+	newExecutor func(context.Context) (exec.Executor, func() error, error)) error {
 	flow, err := loadFlow(path, set)
 	if err != nil {
 		return err
 	}
-	if err := flow.CheckParams(given); err != nil {
+	if err := flow.CheckParams(opts.Params); err != nil {
 		return invalidRequest(err)
 	}
 	dir, err := storeDir(c.String("store"))
@@ -104,11 +115,18 @@ func runFlow(c *urfave.Context, set *builtins.Set) error {
 	}
 	ctx, again, stop := notifySignals(c.Context)
 	defer stop()
+	if newExecutor != nil {
+		e, closeExecutor, err := newExecutor(ctx)
+		if err != nil {
+			return err
+		}
+		defer closeExecutor()
+		opts.Executor = e
+	}
 	st, err := store.Open(ctx, dir)
 	if err != nil {
 		return failed(err)
 	}
-	opts := dagger.Options{Params: given, MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore")}
 	return runInStore(ctx, c, again, st, flow, func(ctx context.Context, opts dagger.Options) (store.Run, error) {
 		return dagger.Run(ctx, st, flow, opts)
 	}, opts)

@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	osexec "os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +16,6 @@ import (
 	"github.com/daggerflow/dagger/internal/testcluster"
 	"github.com/daggerflow/dagger/kube"
 	"github.com/daggerflow/dagger/kubeexec"
-	"github.com/daggerflow/dagger/runnerimage"
 	"github.com/daggerflow/dagger/store"
 )
 
@@ -72,20 +69,7 @@ type cluster struct {
 func startCluster(tb testing.TB) *cluster {
 	tb.Helper()
 	c := testcluster.Start(tb)
-	exe := filepath.Join(tb.TempDir(), "dagger")
-	build := osexec.Command("go", "build", "-o", exe, "github.com/daggerflow/dagger/cmd/dagger")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
-	}
-	im, err := runnerimage.FromExecutable(exe, runtime.GOARCH)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	image, err := im.Push(tb.Context(), c.Registry+"/dagger")
-	if err != nil {
-		tb.Fatal(err)
-	}
+	image := c.Push(tb, testcluster.BuildDagger(tb), "dagger")
 	for _, kv := range c.DatastoreEnv {
 		name, value, _ := strings.Cut(kv, "=")
 		tb.Setenv(name, value)

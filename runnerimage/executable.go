@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -21,9 +22,14 @@ const Path = "/dagger"
 // distroless images.
 const UID = 65532
 
-// An Image is the runner image of one executable, ready to push.
+// An Image is the runner image of one executable, ready to push. It holds
+// the executable's path, not its content: an image the registry has
+// already costs no more than hashing the file, and one it lacks is read
+// from the file as it is uploaded.
 type Image struct {
-	exe    []byte // the executable's content, read once so that tag and layer agree
+	path   string
+	size   int64
+	sum    [sha256.Size]byte // of the file, which the layer checks it still has
 	goarch string
 	tag    string
 }
@@ -38,29 +44,38 @@ func FromExecutable(path, goarch string) (*Image, error) {
 	if goarch == "" {
 		return nil, errors.New("runnerimage: no architecture given for the nodes (a GOARCH such as amd64)")
 	}
-	exe, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("runnerimage: %w", err)
 	}
-	if err := check(path, exe, goarch); err != nil {
+	defer f.Close()
+	if err := check(path, f, goarch); err != nil {
 		return nil, fmt.Errorf("runnerimage: %w", err)
 	}
-	sum := sha256.Sum256(exe)
-	return &Image{exe: exe, goarch: goarch, tag: "sha256-" + hex.EncodeToString(sum[:8])}, nil
+	h := sha256.New()
+	size, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<62))
+	if err != nil {
+		return nil, fmt.Errorf("runnerimage: reading %s: %w", path, err)
+	}
+	im := &Image{path: path, size: size, goarch: goarch}
+	h.Sum(im.sum[:0])
+	im.tag = "sha256-" + hex.EncodeToString(im.sum[:8])
+	return im, nil
 }
 
 // Tag returns the image's tag, "sha256-" and the first 16 hexadecimal digits
 // of the SHA-256 of the executable.
 func (im *Image) Tag() string { return im.tag }
 
-// check returns why exe, read from path, cannot be the only file of an
+// check returns why the file exe, at path, cannot be the only file of an
 // image run on goarch nodes, or nil if it can.
-func check(path string, exe []byte, goarch string) error {
+func check(path string, exe io.ReaderAt, goarch string) error {
 	build := "build it with CGO_ENABLED=0 GOOS=linux GOARCH=" + goarch + " go build"
-	if !bytes.HasPrefix(exe, []byte(elf.ELFMAG)) {
-		return fmt.Errorf("%s is %s, not a Linux executable: %s", path, format(exe), build)
+	magic := make([]byte, 4)
+	if n, _ := exe.ReadAt(magic, 0); !bytes.Equal(magic[:n], []byte(elf.ELFMAG)) {
+		return fmt.Errorf("%s is %s, not a Linux executable: %s", path, format(magic[:n]), build)
 	}
-	f, err := elf.NewFile(bytes.NewReader(exe))
+	f, err := elf.NewFile(exe)
 	if err != nil {
 		return fmt.Errorf("%s is not a valid ELF file (%w): %s", path, err, build)
 	}
@@ -87,7 +102,8 @@ func check(path string, exe []byte, goarch string) error {
 	return nil
 }
 
-// format names the format of exe, a file that is not ELF.
+// format names the format of a file that is not ELF, from its first
+// bytes.
 func format(exe []byte) string {
 	switch {
 	case bytes.HasPrefix(exe, []byte{0xfe, 0xed, 0xfa, 0xce}), bytes.HasPrefix(exe, []byte{0xce, 0xfa, 0xed, 0xfe}),

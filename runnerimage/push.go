@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -78,7 +80,22 @@ func (im *Image) Push(ctx context.Context, repo string, opts ...PushOption) (str
 		return "", fmt.Errorf("runnerimage: looking for %s: %w", tag, err)
 	}
 
-	img, err := im.build()
+	// The layer is compressed once, to a file: go-containerregistry reads
+	// it more than once (for its digest, then its upload), and holding it
+	// in memory would cost a third of the executable's size.
+	layer, err := os.CreateTemp("", "dagger-layer-*.tar.gz")
+	if err != nil {
+		return "", fmt.Errorf("runnerimage: %w", err)
+	}
+	defer os.Remove(layer.Name())
+	err = im.writeLayerFile(layer)
+	if cerr := layer.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("runnerimage: building %s: %w", tag, err)
+	}
+	img, err := im.build(layer.Name())
 	if err != nil {
 		return "", fmt.Errorf("runnerimage: building %s: %w", tag, err)
 	}
@@ -92,42 +109,13 @@ func (im *Image) Push(ctx context.Context, repo string, opts ...PushOption) (str
 	return tag.String() + "@" + digest.String(), nil
 }
 
-// build returns the OCI image: one gzipped tar layer holding the executable
-// at Path, and a config that runs it as UID.
-func (im *Image) build() (v1.Image, error) {
-	// epoch stands for every time in the image, so that its digest depends
-	// on the executable alone: 1970 rather than Go's zero time, as
-	// SOURCE_DATE_EPOCH=0 gives in other reproducible builds.
-	epoch := time.Unix(0, 0).UTC()
-
-	var buf bytes.Buffer
-	// A zero gzip header has no name and no time.
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err != nil {
-		return nil, err
-	}
-	tw := tar.NewWriter(zw)
-	hdr := &tar.Header{
-		Typeflag: tar.TypeReg,
-		Name:     Path[1:],
-		Mode:     0o555, // owned by root: the runner cannot change itself
-		Size:     int64(len(im.exe)),
-		ModTime:  epoch,
-	}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(im.exe); err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
+// build returns the OCI image: one gzipped tar layer, the file layer
+// that writeLayerFile wrote, holding the executable at Path, and a config
+// that runs it as UID.
+func (im *Image) build(layerPath string) (v1.Image, error) {
+	epoch := epoch()
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(buf.Bytes())), nil
+		return os.Open(layerPath)
 	}, tarball.WithMediaType(types.OCILayer))
 	if err != nil {
 		return nil, err
@@ -156,6 +144,56 @@ func (im *Image) build() (v1.Image, error) {
 	}
 	img = mutate.MediaType(img, types.OCIManifestSchema1)
 	return mutate.ConfigMediaType(img, types.OCIConfigJSON), nil
+}
+
+// writeLayerFile writes the layer to w: a gzipped tar holding the
+// executable at Path. It fails if the executable is no longer the file
+// the image was made from.
+func (im *Image) writeLayerFile(w io.Writer) error {
+	exe, err := os.Open(im.path)
+	if err != nil {
+		return err
+	}
+	defer exe.Close()
+	return im.writeLayer(w, exe)
+}
+
+// epoch returns the time of everything in the image, so that its digest
+// depends on the executable alone: 1970 rather than Go's zero time, as
+// SOURCE_DATE_EPOCH=0 gives in other reproducible builds.
+func epoch() time.Time { return time.Unix(0, 0).UTC() }
+
+// writeLayer writes the layer, a gzipped tar holding the executable read
+// from exe at Path, to w, and fails if exe is no longer the file the
+// image was made from.
+func (im *Image) writeLayer(w io.Writer, exe io.Reader) error {
+	// A zero gzip header has no name and no time.
+	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(zw)
+	hdr := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     Path[1:],
+		Mode:     0o555, // owned by root: the runner cannot change itself
+		Size:     im.size,
+		ModTime:  epoch(),
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(tw, io.TeeReader(io.LimitReader(exe, im.size), h)); err != nil {
+		return err
+	}
+	if !bytes.Equal(h.Sum(nil), im.sum[:]) {
+		return fmt.Errorf("%s changed since its image was made", im.path)
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return zw.Close()
 }
 
 // isLoopback reports whether the registry host[:port] is on this machine.

@@ -5,13 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"flag"
-	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -29,20 +24,7 @@ import (
 	"github.com/daggerflow/dagger/runnerimage"
 )
 
-// TestMain builds the control plane, if it is not cached, before the
-// tests: go test's timeout starts with them, and a first build of
-// kube-apiserver can outlast it. With -short, nothing is built.
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	if _, err := Build(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { Main(m) }
 
 // TestCluster starts one cluster and checks what its users rely on.
 func TestCluster(t *testing.T) {
@@ -182,7 +164,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("RunImage", func(t *testing.T) {
-		ref := pushHello(t, c.Registry+"/dagger")
+		ref := pushHello(t, c, "dagger")
 		pod := restrictedPod("hello", ref)
 		pod.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: c.CredentialsSecret},
@@ -336,11 +318,11 @@ func createAndWait(t *testing.T, client *corev1client.CoreV1Client, pod *corev1.
 }
 
 // pushHello builds a program that prints hello and $AWS_REGION and pushes
-// it as a runner image to repo, returning its reference.
-func pushHello(t *testing.T, repo string) string {
+// it as a runner image to the repository name of c's registry, returning
+// its reference.
+func pushHello(t *testing.T, c *Cluster, name string) string {
 	t.Helper()
-	dir := t.TempDir()
-	const src = `package main
+	return c.Push(t, BuildProgram(t, `package main
 
 import (
 	"fmt"
@@ -348,27 +330,5 @@ import (
 )
 
 func main() { fmt.Println("hello", os.Getenv("AWS_REGION")) }
-`
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o666); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module hello\n"), 0o666); err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(dir, "hello")
-	cmd := exec.Command("go", "build", "-o", exe, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOFLAGS=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building hello: %v\n%s", err, out)
-	}
-	im, err := runnerimage.FromExecutable(exe, runtime.GOARCH)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := im.Push(t.Context(), repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref
+`), name)
 }

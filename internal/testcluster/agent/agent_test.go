@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -36,21 +35,7 @@ import (
 	"github.com/daggerflow/dagger/runnerimage"
 )
 
-// TestMain builds the test cluster's control plane, if it is not cached,
-// before the tests: go test's timeout starts with them, and a first build
-// of kube-apiserver can outlast it. With -short, the tests that need it
-// are skipped, and nothing is built.
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	if _, err := testcluster.Build(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testcluster.Main(m) }
 
 // The nodes of the agent under test; the test cluster has nodes of its
 // own, from an agent of its own.
