@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measures dagger against the goals its issues set and prints a table.
-# Usage: bench/run.sh [quick]   (quick skips the 100 000-task and 1 GiB runs)
+# Usage: bench/run.sh [quick]   (quick skips the 100 000-task, 1 GiB and Kubernetes runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,4 +80,12 @@ if [ "${1:-}" != quick ]; then
 	dd if="$tmp/dd" of=/dev/null bs=4M status=none
 	t1=$(date +%s%N)
 	printf '%-52s %6s MB/s %12s\n' "  dd writing (fsync) and reading 1 GiB, same disk" "$(awk "BEGIN { printf \"%.0f\", 2 * 1073.741824 / (($t1 - $t0) / 1e9) }")" ">= 50 % of it"
+fi
+
+# Kubernetes, on the loopback test cluster (built on first use), and the
+# runner image of dagger itself pushed to a registry on loopback.
+if [ "${1:-}" != quick ]; then
+	printf '%-52s\n' "Kubernetes (go test -bench):"
+	go test -run '^$' -bench 'Foreach' -benchtime 1x ./kubeexec | grep '^Benchmark' | sed 's/^/  /'
+	go test -run '^$' -bench 'Push' -benchtime 5x ./runnerimage | grep '^Benchmark' | sed 's/^/  /'
 fi

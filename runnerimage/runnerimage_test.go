@@ -67,7 +67,7 @@ func (c *counter) reset() map[string]int {
 
 // startRegistry serves a registry on loopback and returns the repository
 // "HOST:PORT/runner" in it, and the counter of its requests.
-func startRegistry(t *testing.T) (string, *counter) {
+func startRegistry(t testing.TB) (string, *counter) {
 	t.Helper()
 	c := &counter{count: make(map[string]int), next: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
 	srv := httptest.NewServer(c)
@@ -219,5 +219,48 @@ func TestRefused(t *testing.T) {
 				t.Errorf("FromExecutable(%s, %q) = %v, want %q", test.path, test.goarch, err, test.want)
 			}
 		})
+	}
+}
+
+// BenchmarkPush measures making the runner image of dagger itself and
+// pushing it to a registry on loopback: first to a registry without it,
+// then again, unchanged, which asks the registry for the tag and sends
+// nothing.
+func BenchmarkPush(b *testing.B) {
+	exe := filepath.Join(b.TempDir(), "dagger")
+	cmd := osexec.Command("go", "build", "-o", exe, "github.com/daggerflow/dagger/cmd/dagger")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, bc := range []struct {
+		name  string
+		fresh bool // a new registry each time
+	}{{"new", true}, {"unchanged", false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			repo, _ := startRegistry(b)
+			if !bc.fresh {
+				push(b, exe, repo)
+			}
+			for b.Loop() {
+				if bc.fresh {
+					b.StopTimer()
+					repo, _ = startRegistry(b)
+					b.StartTimer()
+				}
+				push(b, exe, repo)
+			}
+		})
+	}
+}
+
+// push makes the runner image of exe and pushes it to repo.
+func push(b *testing.B, exe, repo string) {
+	im, err := runnerimage.FromExecutable(exe, runtime.GOARCH)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := im.Push(b.Context(), repo); err != nil {
+		b.Fatal(err)
 	}
 }
