@@ -157,12 +157,20 @@ func TestKubernetes(t *testing.T) {
 	})
 
 	// dagger builds the runner image from itself, and pushes it once.
+	// Its output and artifacts outlive the pods, in the datastore.
 	t.Run("registry", func(t *testing.T) {
+		st := t.TempDir()
 		for i := range 2 {
-			r := k.dagger(t, "registry", "kubernetes", "run", "--store", t.TempDir(), "--registry", k.c.Registry+"/self", "examples/hello.star")
+			r := k.dagger(t, "registry", "kubernetes", "run", "--store", st, "--registry", k.c.Registry+"/self", "examples/hello.star")
 			if r.code != exitOK || !strings.Contains(r.stdout, "hello| Hello, world!") || !strings.Contains(r.stderr, "runner image "+k.c.Registry+"/self:sha256-") {
 				t.Fatalf("run %d: exit %d\n%s%s", i+1, r.code, r.stdout, r.stderr)
 			}
+		}
+		if r := k.dagger(t, "registry", "logs", "--store", st, "latest"); r.code != exitOK || r.stdout != "hello| Hello, world!\n" {
+			t.Errorf("dagger logs: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if r := k.dagger(t, "registry", "inspect", "--store", st, "latest/start/who"); r.code != exitOK || !strings.Contains(r.stdout, `"world"`) {
+			t.Errorf("dagger inspect: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 	})
 
@@ -229,9 +237,21 @@ func main() {
 	os.Exit(3)
 }
 `), "exit3")
-		r := k.dagger(t, "exit", "kubernetes", "run", "--store", t.TempDir(), "--image", image, "examples/hello.star")
+		r := k.dagger(t, "exit", "kubernetes", "run", "--store", t.TempDir(), "--image", image, "--keep-failed-pods", "examples/hello.star")
 		if r.code != exitFailed || !strings.Contains(r.stdout, "the runner exited with code 3: this is no dagger") {
 			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		// --keep-failed-pods kept it, for kubectl.
+		m := runHeader.FindStringSubmatch(r.stdout)
+		if m == nil {
+			t.Fatalf("no run header:\n%s", r.stdout)
+		}
+		list, err := k.pods.List(t.Context(), metav1.ListOptions{LabelSelector: kube.LabelRun + "=" + m[1]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) != 1 || list.Items[0].Status.Phase != corev1.PodFailed {
+			t.Errorf("%d pods of the failed run are left, want its one failed pod", len(list.Items))
 		}
 	})
 
