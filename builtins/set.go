@@ -20,15 +20,19 @@ import (
 // set it was loaded with; changing the set afterwards does not change the
 // flow.
 type Set struct {
-	values   starlark.StringDict
-	flowOnly map[string]bool // names a load()ed module cannot use
-	standard map[string]bool // names of Standard, which no embedder may replace
+	values     starlark.StringDict
+	flowOnly   map[string]bool   // names a load()ed module cannot use
+	standard   map[string]bool   // names of Standard, which no embedder may replace
+	capability map[string]string // names of modules a flow has only when a step declares this kind of capability
 }
 
 // Standard returns the builtins every flow has: next_step, param and step,
 // which only the flow file may call, and the modules json, math, time and
 // struct. None reaches a file, the network, the environment or a source
-// of randomness.
+// of randomness. The modules that do, exec, files, http and env, are
+// names of a flow only when one of its steps declares the capability each
+// needs (exec, files, net and env), and only a step that declares it may
+// use one.
 func Standard() *Set {
 	s := &Set{
 		values: starlark.StringDict{
@@ -39,8 +43,13 @@ func Standard() *Set {
 			"math":      math.Module,
 			"time":      time.Module,
 			"struct":    starlark.NewBuiltin("struct", starlarkstruct.Make),
+			"exec":      execModule(),
+			"files":     filesModule(),
+			"http":      httpModule(),
+			"env":       envModule(),
 		},
-		flowOnly: map[string]bool{"next_step": true, "param": true, "step": true},
+		flowOnly:   map[string]bool{"next_step": true, "param": true, "step": true},
+		capability: map[string]string{"exec": dag.CapExec, "files": dag.CapFiles, "http": dag.CapNet, "env": dag.CapEnv},
 	}
 	s.standard = make(map[string]bool, len(s.values))
 	for name := range s.values {
@@ -86,10 +95,26 @@ func (s *Set) AddFlowOnly(name string, v starlark.Value) error {
 }
 
 // Has reports whether name is a builtin of the set or of the Starlark
-// universe: a name no top-level name of a flow may shadow.
+// universe: a name no top-level name of a flow may shadow. The modules of
+// capabilities are not, since a flow that declares none has no such
+// names.
 func (s *Set) Has(name string) bool {
 	_, ok := s.values[name]
-	return ok || starlark.Universe.Has(name)
+	return ok && s.capability[name] == "" || starlark.Universe.Has(name)
+}
+
+// Resolvable returns the predicate that the files of a flow whose steps
+// declare capabilities of kinds are resolved with: the set's names, less
+// the modules of capabilities no step declares, and, for a load()ed
+// module (flowFile false), less the flow-only names.
+func (s *Set) Resolvable(kinds map[string]bool, flowFile bool) func(name string) bool {
+	return func(name string) bool {
+		_, ok := s.values[name]
+		if kind := s.capability[name]; kind != "" && !kinds[kind] {
+			return false
+		}
+		return ok && (flowFile || !s.flowOnly[name])
+	}
 }
 
 // IsPredeclared reports whether name is a builtin of the set; it is the
@@ -129,5 +154,5 @@ func (s *Set) ModulePredeclared() starlark.StringDict {
 // Clone returns a copy of s, to which names can be added without
 // changing s.
 func (s *Set) Clone() *Set {
-	return &Set{values: maps.Clone(s.values), flowOnly: maps.Clone(s.flowOnly), standard: s.standard}
+	return &Set{values: maps.Clone(s.values), flowOnly: maps.Clone(s.flowOnly), standard: s.standard, capability: s.capability}
 }

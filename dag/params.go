@@ -19,7 +19,7 @@ func ReservedNames() []string {
 
 // OptionNames are the step options step() accepts.
 func OptionNames() []string {
-	return []string{"retries", "retry_delay", "timeout", "catch", "image", "cpu", "memory", "gpu", "env", "node_selector", "service_account"}
+	return []string{"retries", "retry_delay", "timeout", "catch", "image", "cpu", "memory", "gpu", "env", "node_selector", "service_account", "allow", "secrets"}
 }
 
 // CheckOption reports whether value, a Go value as Extract reads literals
@@ -64,6 +64,10 @@ func CheckOption(name string, value any) error {
 		problem = memoryProblem(value)
 	case "env", "node_selector":
 		problem = dictProblem(name, value)
+	case "allow":
+		problem = allowProblem(value)
+	case "secrets":
+		problem = secretsProblem(value)
 	default:
 		return fmt.Errorf("unknown step option %s", name)
 	}
@@ -71,6 +75,45 @@ func CheckOption(name string, value any) error {
 		return fmt.Errorf("option %s %s", name, problem)
 	}
 	return nil
+}
+
+// allowProblem checks an allow option, a list of capabilities.
+func allowProblem(value any) string {
+	list, ok := value.([]any)
+	if !ok {
+		return `must be a list of capabilities, such as ["exec", "files", "net=api.example.com", "env=HF_TOKEN"]`
+	}
+	seen := make(map[string]bool, len(list))
+	for _, v := range list {
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Sprintf("must be a list of capability strings, not of %s", typeName(v))
+		}
+		if _, err := ParseCapability(s); err != nil {
+			return err.Error()
+		}
+		if seen[s] {
+			return fmt.Sprintf("names %s twice", s)
+		}
+		seen[s] = true
+	}
+	return ""
+}
+
+// secretsProblem checks a secrets option, a list of the names of
+// Kubernetes Secrets.
+func secretsProblem(value any) string {
+	list, ok := value.([]any)
+	if !ok {
+		return `must be a list of the names of Kubernetes Secrets, such as ["db-creds"]`
+	}
+	for _, v := range list {
+		s, ok := v.(string)
+		if !ok || !isDNSSubdomain(s) {
+			return fmt.Sprintf("must be a list of the names of Kubernetes Secrets (lowercase DNS names), not %#v", v)
+		}
+	}
+	return ""
 }
 
 // cpuProblem checks a cpu option, a number of CPUs. Kubernetes refuses a
@@ -398,7 +441,7 @@ func (x *extractor) options(call *syntax.CallExpr) {
 			x.errorf(start, hint, "step takes the step and then options as name = value")
 			continue
 		case !slices.Contains(OptionNames(), kw):
-			h := "the options are retries, retry_delay, timeout, catch, image, cpu, memory, gpu, env, node_selector and service_account"
+			h := "the options are retries, retry_delay, timeout, catch, image, cpu, memory, gpu, env, node_selector, service_account, allow and secrets"
 			if m := closest(kw, OptionNames()); m != "" {
 				h = "did you mean " + m + "?"
 			}
@@ -420,6 +463,10 @@ func (x *extractor) options(call *syntax.CallExpr) {
 				vs, _ := val.Span()
 				x.errorf(vs, "", "step %s: %v", s.Name, err)
 			}
+		} else if kw == "allow" {
+			// What a flow may do is granted before any of its code runs.
+			vs, _ := val.Span()
+			x.errorf(vs, `write the capabilities out, such as allow = ["exec", "files"]`, "step %s: option allow must be a literal list, which dagger reads before the flow runs", s.Name)
 		}
 		s.Options = append(s.Options, o)
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	sltime "go.starlark.net/lib/time"
@@ -113,15 +115,25 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 		args = append(args, r.inputs(spec, load))
 	}
 
-	var logs strings.Builder
-	thread := &sl.Thread{Name: spec.TaskID, Print: func(_ *sl.Thread, msg string) {
-		logs.WriteString(msg)
+	var (
+		mu   sync.Mutex // programs the task runs print from goroutines of their own
+		logs strings.Builder
+	)
+	task := &builtins.Task{Step: spec.Step, Allow: step.Capabilities(), Getenv: os.LookupEnv, Blobs: r.blobs}
+	task.Print = func(line string) {
+		line = task.Redact(line)
+		mu.Lock()
+		defer mu.Unlock()
+		logs.WriteString(line)
 		logs.WriteByte('\n')
-		printLines(msg, print)
-	}}
+		print(line)
+	}
+	defer task.Close()
+	thread := &sl.Thread{Name: spec.TaskID, Print: func(_ *sl.Thread, msg string) { printLines(msg, task.Print) }}
 	if spec.MaxSteps > 0 {
 		thread.SetMaxExecutionSteps(spec.MaxSteps)
 	}
+	builtins.SetThreadTask(thread, task)
 	next := &builtins.Next{}
 	next.Attach(thread)
 	_, err := starlark.Call(ctx, thread, r.globals[spec.Step], args...)
@@ -129,6 +141,8 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 	if err == nil {
 		err = r.finish(ctx, step, next, taskCtx, res)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if logs.Len() > 0 {
 		// What a cancelled task printed is kept too.
 		h, perr := r.blobs.Put(context.WithoutCancel(ctx), []byte(logs.String()))

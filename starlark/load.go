@@ -199,6 +199,8 @@ type loader struct {
 	progs  map[string]*sl.Program
 	parsed map[string]*syntax.File // modules read, by package path; nil for one that could not be
 	errs   dag.ErrorList
+	// resolvable says which names a load()ed module may use.
+	resolvable func(name string) bool
 }
 
 func (l *loader) load() (*Flow, error) {
@@ -212,7 +214,9 @@ func (l *loader) load() (*Flow, error) {
 	l.errs = append(l.errs, errList(dag.Validate(g))...)
 	l.progs = make(map[string]*sl.Program)
 	l.parsed = make(map[string]*syntax.File)
-	l.compile(name, f, l.set.IsPredeclared, map[string]bool{name: true})
+	kinds := g.DeclaredKinds()
+	l.resolvable = l.set.Resolvable(kinds, false)
+	l.compile(name, f, l.set.Resolvable(kinds, true), map[string]bool{name: true})
 	flow := &Flow{Graph: g, Package: l.pkg, builtins: l.set, dir: l.dir, file: l.file, progs: l.progs}
 	l.errs.Sort()
 	return flow, l.errs.Err()
@@ -267,7 +271,7 @@ func (l *loader) compile(rel string, f *syntax.File, isPredeclared func(string) 
 				continue
 			}
 			active[mod] = true
-			l.compile(mod, mf, func(name string) bool { return l.set.IsPredeclared(name) && !l.set.FlowOnly(name) }, active)
+			l.compile(mod, mf, l.resolvable, active)
 			delete(active, mod)
 		}
 		if _, ok := l.progs[mod]; ok {
