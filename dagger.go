@@ -110,6 +110,10 @@ type Options struct {
 	// a file datastore in the store's folder, since a task runner never
 	// opens the store. A resumed run keeps the datastore of its origin.
 	Datastore string
+	// Allow grants the run capabilities: a step that declares one (with
+	// its allow option) that Allow does not cover makes Run refuse the
+	// flow before anything runs. A step still uses only what it declared.
+	Allow []dag.Capability
 	// ExecutorSettings, if set, are recorded with the run (see
 	// store.Run.Executor), for a program that resumes it to run its tasks
 	// the same way.
@@ -140,6 +144,23 @@ const (
 	RunFinished  = exec.RunFinished
 )
 
+// CheckGrants returns an *InvalidError naming each step that declares a
+// capability that granted does not cover, or nil if granted covers every
+// step.
+func (f *Flow) CheckGrants(granted []dag.Capability) error {
+	missing := f.f.Graph.Ungranted(granted)
+	if len(missing) == 0 {
+		return nil
+	}
+	var problems []string
+	for _, s := range f.f.Graph.Steps {
+		if c, ok := missing[s.Name]; ok {
+			problems = append(problems, fmt.Sprintf("step %s needs the capability %s, which the run does not grant", s.Name, c))
+		}
+	}
+	return &InvalidError{Problems: problems}
+}
+
 // A RunError reports a run that failed or was cancelled.
 type RunError = exec.RunError
 
@@ -158,6 +179,9 @@ func Run(ctx context.Context, st *store.Store, flow *Flow, opts Options) (store.
 // run runs flow with the blobs of opts.Datastore, which it opens and
 // closes, and resume, if not nil.
 func run(ctx context.Context, st *store.Store, flow *Flow, opts Options, resume *exec.Resume) (store.Run, error) {
+	if err := flow.CheckGrants(opts.Allow); err != nil {
+		return store.Run{}, err
+	}
 	eo := exec.Options{
 		Params:     opts.Params,
 		MaxWorkers: opts.MaxWorkers,

@@ -97,6 +97,18 @@ func stepOptions(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	return starlark.None, nil
 }
 
+// packageDecl is package(include = [...]), which names the flow's own
+// files. The loader reads the declaration before any code runs, and adds
+// the files to the code package then; the call, which the flow's top-level
+// code makes again in every process that runs tasks, does nothing.
+func packageDecl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var include *starlark.List
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "include", &include); err != nil {
+		return nil, err
+	}
+	return starlark.None, nil
+}
+
 // goValue converts an option's value to the Go value dag reads literals as.
 func goValue(v starlark.Value) (any, error) {
 	switch v := v.(type) {

@@ -39,6 +39,7 @@ func Standard() *Set {
 			"next_step": starlark.NewBuiltin("next_step", nextStep),
 			"param":     starlark.NewBuiltin("param", param),
 			"step":      starlark.NewBuiltin("step", stepOptions),
+			"package":   starlark.NewBuiltin("package", packageDecl),
 			"json":      json.Module,
 			"math":      math.Module,
 			"time":      time.Module,
@@ -48,7 +49,7 @@ func Standard() *Set {
 			"http":      httpModule(),
 			"env":       envModule(),
 		},
-		flowOnly:   map[string]bool{"next_step": true, "param": true, "step": true},
+		flowOnly:   map[string]bool{"next_step": true, "param": true, "step": true, "package": true},
 		capability: map[string]string{"exec": dag.CapExec, "files": dag.CapFiles, "http": dag.CapNet, "env": dag.CapEnv},
 	}
 	s.standard = make(map[string]bool, len(s.values))
@@ -123,6 +124,10 @@ func (s *Set) IsPredeclared(name string) bool {
 	_, ok := s.values[name]
 	return ok
 }
+
+// CapabilityOf returns the kind of capability a step declares to use
+// the module name, such as "net" for http; "" for other names.
+func (s *Set) CapabilityOf(name string) string { return s.capability[name] }
 
 // FlowOnly reports whether name is a builtin that only the flow file may
 // use.

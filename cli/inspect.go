@@ -16,6 +16,7 @@ import (
 	urfave "github.com/urfave/cli/v2"
 	sl "go.starlark.net/starlark"
 
+	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/history"
 	"github.com/daggerflow/dagger/starlark"
 	"github.com/daggerflow/dagger/store"
@@ -36,7 +37,7 @@ func inspectCommand() *urfave.Command {
 			"RUN/STEP/ARTIFACT is its artifact.",
 		Flags: []urfave.Flag{
 			&urfave.BoolFlag{Name: "json", Usage: "print JSON; an artifact without a JSON form is an error"},
-			&urfave.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the artifact's value to `FILE`: bytes as they are, a string as its text, anything else as printed"},
+			&urfave.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the artifact's value to `FILE`: bytes as they are, a string as its text, a file's content, anything else as printed"},
 			&urfave.StringFlag{Name: "store", Usage: "read the runs recorded in `DIR`"},
 		},
 		Action: inspect,
@@ -445,6 +446,12 @@ func (v *viewer) showArtifact(t store.Task, name, out string) error {
 	if err != nil {
 		return lookupFailed(err)
 	}
+	if f, ok := value.(builtins.File); ok && out != "" && !v.json {
+		if err := v.writeFile(f, out); err != nil {
+			return failed(fmt.Errorf("artifact %s of task %s: %w", name, t.ID, err))
+		}
+		return nil
+	}
 	var text []byte
 	if out != "" {
 		text, err = rawValue(value, v.json)
@@ -465,6 +472,37 @@ func (v *viewer) showArtifact(t store.Task, name, out string) error {
 	_, err = v.w.Write(text)
 	if err != nil {
 		return failed(fmt.Errorf("writing the output: %w", err))
+	}
+	return nil
+}
+
+// writeFile writes the content of f, streamed from the run's blobs, which
+// check it against its hash, to the file out; it leaves no file if the
+// content cannot be read whole.
+func (v *viewer) writeFile(f builtins.File, out string) (err error) {
+	blobs, err := v.run.Blobs(v.ctx)
+	if err != nil {
+		return err
+	}
+	src, err := blobs.Open(v.ctx, f.ContentHash())
+	if err != nil {
+		return fmt.Errorf("the content of %s: %w", f, err)
+	}
+	defer src.Close() // read-only
+	dst, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := dst.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(out)
+		}
+	}()
+	if _, err := io.Copy(dst, src); err != nil {
+		return fmt.Errorf("the content of %s: %w", f, err)
 	}
 	return nil
 }

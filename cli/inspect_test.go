@@ -145,7 +145,7 @@ const typesFlow = "testdata/inspect/types.star"
 // testdata/inspect/types.golden.
 func TestInspectArtifacts(t *testing.T) {
 	dir := t.TempDir()
-	recordRun(t, dir, typesFlow)
+	recordRun(t, dir, "--allow", "files", typesFlow)
 	r := runDagger(t, "inspect", "--store", dir, "--json", "latest/start")
 	var task struct{ Artifacts map[string]string }
 	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil {
@@ -172,7 +172,7 @@ func TestInspectArtifacts(t *testing.T) {
 // TestInspectOutput checks what dagger inspect -o writes.
 func TestInspectOutput(t *testing.T) {
 	dir := t.TempDir()
-	recordRun(t, dir, typesFlow)
+	recordRun(t, dir, "--allow", "files", typesFlow)
 	tests := []struct {
 		artifact string
 		json     bool
@@ -185,6 +185,8 @@ func TestInspectOutput(t *testing.T) {
 		{artifact: "string", json: true, want: `"héllo, \"world\"\n\t<b> & ☃"` + "\n"},
 		{artifact: "tuple", want: "[\n  1,\n  \"a\"\n]\n"},
 		{artifact: "set", want: "set([3, 1, 2])\n"},
+		{artifact: "file", want: "weights\n"},
+		{artifact: "file", json: true, want: "{\n  \"type\": \"file\",\n  \"name\": \"model.pt\",\n  \"size\": 8,\n  \"hash\": \"sha256:1b465fa6b6bcbc06a3199e3d2d8aec35d37494a712f888b6d5536684dd89d0f0\"\n}\n"},
 		{artifact: "bytes", json: true, code: exitFailed, stderr: "dagger: artifact bytes of task start has no JSON form: it is bytes\n"},
 	}
 	for _, tt := range tests {

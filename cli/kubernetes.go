@@ -64,6 +64,7 @@ func kubernetesCommand(set *builtins.Set) *urfave.Command {
 				&urfave.DurationFlag{Name: "pull-timeout", Value: kubeexec.DefaultPullTimeout, Usage: "fail a task whose image cannot be pulled for `D`"},
 				&urfave.DurationFlag{Name: "schedule-timeout", Value: kubeexec.DefaultScheduleTimeout, Usage: "fail a task whose pod no node can take for `D`"},
 				&urfave.IntFlag{Name: "max-workers", Value: defaultPods, Usage: "run at most `N` pods at once"},
+				allowFlag(),
 				&urfave.BoolFlag{Name: "json", Usage: "print the run's events as JSON, one object per line"},
 			},
 			Action: func(c *urfave.Context) error { return kubernetesRun(c, set) },
@@ -160,7 +161,11 @@ func kubernetesRun(c *urfave.Context, set *builtins.Set) error {
 	if err := checkDatastore(c); err != nil {
 		return err
 	}
-	opts := dagger.Options{Params: given, MaxWorkers: workers, Datastore: ds, ExecutorSettings: settings.record()}
+	allow, err := grants(c, name)
+	if err != nil {
+		return err
+	}
+	opts := dagger.Options{Params: given, MaxWorkers: workers, Datastore: ds, ExecutorSettings: settings.record(), Allow: allow}
 	return runFlowFile(c, set, path, opts, func(ctx context.Context) (exec.Executor, func() error, error) {
 		e, err := newKubeExecutor(ctx, c, settings, nil)
 		if err != nil {

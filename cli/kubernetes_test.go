@@ -255,6 +255,24 @@ func main() {
 		}
 	})
 
+	// A step with an image of its own runs there, with dagger copied in,
+	// and runs the image's programs.
+	t.Run("own image", func(t *testing.T) {
+		image := k.c.Push(t, testcluster.BuildProgram(t, `package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() { fmt.Println("hello from the image,", os.Args[1:]) }
+`), "tool")
+		r := k.dagger(t, "own", "kubernetes", "run", "--store", t.TempDir(), "--image", k.image, "--allow", "exec", "-p", "image="+image, "testdata/kubernetes/own_image.star")
+		if r.code != exitOK || !strings.Contains(r.stdout, "finish| the image's program said: hello from the image, [hello]") {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+
 	// A pod deleted, or evicted, while its task runs is replaced.
 	for _, fault := range []struct {
 		name string

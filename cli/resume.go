@@ -76,11 +76,20 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 		st.Close()
 		return err
 	}
+	allow, err := grants(c, name)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	if err := checkGrants(flow, allow); err != nil {
+		st.Close()
+		return err
+	}
 	if from != "" && flow.Graph().Step(from) == nil {
 		st.Close()
 		return &usageError{cmd: name, msg: fmt.Sprintf("--from %s: flow %s has no such step", from, flow.Name())}
 	}
-	opts := dagger.Options{MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore")}
+	opts := dagger.Options{MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore"), Allow: allow}
 	onKube, settings, err := resumeOnKubernetes(ctx, c, st, origin)
 	if err != nil {
 		st.Close()

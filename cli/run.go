@@ -57,6 +57,7 @@ func executionFlags() []urfave.Flag {
 	return []urfave.Flag{
 		&urfave.IntFlag{Name: "max-workers", Usage: "run at most `N` tasks at once; 0 for one per CPU"},
 		&urfave.StringFlag{Name: "executor", Value: inProcess, Usage: "run tasks `WHERE`: inprocess, or process for a subprocess each"},
+		allowFlag(),
 		&urfave.BoolFlag{Name: "json", Usage: "print the run's events as JSON, one object per line"},
 	}
 }
@@ -91,7 +92,11 @@ func runFlow(c *urfave.Context, set *builtins.Set) error {
 	if err := checkDatastore(c); err != nil {
 		return err
 	}
-	opts := dagger.Options{Params: given, MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore")}
+	allow, err := grants(c, name)
+	if err != nil {
+		return err
+	}
+	opts := dagger.Options{Params: given, MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore"), Allow: allow}
 	return runFlowFile(c, set, path, opts, nil)
 }
 
@@ -108,6 +113,9 @@ func runFlowFile(c *urfave.Context, set *builtins.Set, path string, opts dagger.
 	}
 	if err := flow.CheckParams(opts.Params); err != nil {
 		return invalidRequest(err)
+	}
+	if err := checkGrants(flow, opts.Allow); err != nil {
+		return err
 	}
 	dir, err := storeDir(c.String("store"))
 	if err != nil {

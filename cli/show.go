@@ -21,7 +21,8 @@ func showCommand(set *builtins.Set) *urfave.Command {
 		Usage:     "print a flow's parameters and steps",
 		ArgsUsage: "FLOW",
 		Description: "Show prints the flow file FLOW as people read it: its name and description,\n" +
-			"its parameters, the modules it loads, and its steps in source order with\n" +
+			"its parameters, the modules it loads, the files it includes in its package,\n" +
+			"and its steps in source order with\n" +
 			"their descriptions, where each goes next and their options. With --json it\n" +
 			"prints the flow's structure as JSON for tools. The flow is checked first and\n" +
 			"none of its code runs; an invalid flow prints its errors and exits with 2.",
@@ -85,6 +86,12 @@ func writeText(w io.Writer, g *dag.Graph) error {
 		b.WriteString("\nloads:\n")
 		for _, l := range g.Loads {
 			fmt.Fprintf(&b, "  %s: %s\n", strconv.Quote(l.Module), strings.Join(l.Names, ", "))
+		}
+	}
+	if g.Package != nil {
+		b.WriteString("\npackage:\n")
+		for _, p := range g.Package.Include {
+			fmt.Fprintf(&b, "  %s\n", strconv.Quote(p.Pattern))
 		}
 	}
 	b.WriteString("\nsteps:\n")

@@ -23,7 +23,7 @@ func Parse(filename string, src any) (*syntax.File, error) {
 
 // Extract reads the structure of the flow in f from its syntax tree, running
 // none of it. It always returns a graph, as complete as the file allows, and
-// reports misuse of next_step, param and step, bad step signatures and
+// reports misuse of next_step, param, step and package, bad step signatures and
 // top-level names that shadow builtins as an ErrorList. isBuiltin reports
 // the names no top-level name may shadow: those of the flow's builtin set
 // and of the Starlark universe. Graph-wide rules are Validate's.
@@ -463,8 +463,9 @@ func (x *extractor) stepNames() []string {
 	return names
 }
 
-// calls checks every use of next_step, param and step against where it
-// stands, and reads the params and step options.
+// calls checks every use of next_step, param, step and package against
+// where it stands, and reads the params, step options and package
+// declaration.
 func (x *extractor) calls(f *syntax.File) {
 	var stack []syntax.Node
 	syntax.Walk(f, func(n syntax.Node) bool {
@@ -480,21 +481,26 @@ func (x *extractor) calls(f *syntax.File) {
 				if !x.accepted[call] {
 					x.misplaced(call, stack)
 				}
-			case "param", "step":
+			case "param", "step", "package":
 				if fn := enclosingFunction(stack); fn != nil {
 					start, _ := fn.Span()
 					x.errorf(callStart(n), "call it at top level, outside every function",
 						"%s is called inside the function at line %d", name, start.Line)
-				} else if name == "param" {
+					break
+				}
+				switch name {
+				case "param":
 					x.param(call, stack)
-				} else {
+				case "step":
 					x.options(call)
+				case "package":
+					x.pkg(call)
 				}
 			}
 		case *syntax.Ident:
 			// Extraction sees only direct calls of these: an alias
 			// would hide what it declares.
-			if n.Name == "next_step" || n.Name == "param" || n.Name == "step" {
+			if n.Name == "next_step" || n.Name == "param" || n.Name == "step" || n.Name == "package" {
 				if call, ok := stack[len(stack)-2].(*syntax.CallExpr); x.refs[n] && (!ok || call.Fn != n) {
 					x.errorf(n.NamePos, "", "%s must be called, not used as a value", n.Name)
 				}

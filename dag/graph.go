@@ -35,6 +35,8 @@ type Graph struct {
 	Params []*Param `json:"params"`
 	Steps  []*Step  `json:"steps"` // in source order
 	Loads  []*Load  `json:"loads"`
+	// Package is the flow's package(include = [...]) declaration, or nil.
+	Package *PackageDecl `json:"package,omitempty"`
 
 	steps map[string]*Step
 }
@@ -145,4 +147,20 @@ type Load struct {
 	Module string `json:"module"`
 	Pos
 	Names []string `json:"names"` // the names it binds in the flow
+}
+
+// A PackageDecl is a flow's package(include = [...]) declaration: the
+// files of the flow's folder, besides its code, that its code package
+// holds and that every task finds in its working directory.
+type PackageDecl struct {
+	Pos                // of the call
+	Include []*Pattern `json:"include"`
+}
+
+// A Pattern is a glob pattern of package(include = [...]): a path
+// relative to the flow's folder, matched as fs.Glob does, one segment at
+// a time.
+type Pattern struct {
+	Pattern string `json:"pattern"`
+	Pos
 }

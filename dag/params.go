@@ -90,7 +90,7 @@ func allowProblem(value any) string {
 			return fmt.Sprintf("must be a list of capability strings, not of %s", typeName(v))
 		}
 		if _, err := ParseCapability(s); err != nil {
-			return err.Error()
+			return "holds " + err.Error()
 		}
 		if seen[s] {
 			return fmt.Sprintf("names %s twice", s)

@@ -120,6 +120,7 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 		logs strings.Builder
 	)
 	task := &builtins.Task{Step: spec.Step, Allow: step.Capabilities(), Getenv: os.LookupEnv, Blobs: r.blobs}
+	task.Prepare = r.prepare
 	task.Print = func(line string) {
 		line = task.Redact(line)
 		mu.Lock()

@@ -59,6 +59,9 @@ type Resources struct {
 	Env            map[string]string `json:"env,omitempty"`
 	NodeSelector   map[string]string `json:"node_selector,omitempty"`
 	ServiceAccount string            `json:"service_account,omitempty"`
+	// Secrets are Kubernetes Secrets whose keys become environment
+	// variables of the task's pod, for the step to read with env.get.
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 // resources returns the Resources that opts, the options of a step as
@@ -74,6 +77,13 @@ func resources(opts map[string]any) Resources {
 	r.Env = stringMap(opts["env"])
 	r.NodeSelector = stringMap(opts["node_selector"])
 	r.ServiceAccount, _ = opts["service_account"].(string)
+	if list, ok := opts["secrets"].([]any); ok {
+		for _, v := range list {
+			if name, ok := v.(string); ok {
+				r.Secrets = append(r.Secrets, name)
+			}
+		}
+	}
 	return r
 }
 

@@ -11,6 +11,8 @@ import (
 
 	sl "go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
+
+	"github.com/daggerflow/dagger/builtins"
 )
 
 // A NotJSONError says which part of an artifact value has no JSON form.
@@ -33,7 +35,9 @@ func (e *NotJSONError) Error() string {
 // JSON returns the JSON form of v, a decoded artifact value, compact:
 // None, bools, ints (however big), finite floats, UTF-8 strings, lists
 // and tuples (as arrays), dicts whose keys are all strings (as objects,
-// in their order) and structs (as objects, fields sorted by name). Other
+// in their order), structs (as objects, fields sorted by name) and files
+// (as objects {"type": "file", "name": ..., "size": ..., "hash": ...},
+// which describe the content the run's blobs hold without it). Other
 // values have none, and are a *NotJSONError: bytes, sets, dicts with
 // other keys, infinite and NaN floats, and strings that are not UTF-8,
 // which JSON would mangle. Unlike encoding/json, JSON escapes only what
@@ -83,6 +87,17 @@ func appendJSON(b []byte, v sl.Value, path string) ([]byte, error) {
 				return nil, err
 			}
 		}
+		return append(b, '}'), nil
+	case builtins.File:
+		b = append(b, `{"type":"file","name":`...)
+		if !utf8.ValidString(v.Name()) {
+			return nil, &NotJSONError{path + ".name", "a file name that is not UTF-8"}
+		}
+		b = appendJSONString(b, v.Name())
+		b = append(b, `,"size":`...)
+		b = strconv.AppendInt(b, v.Size(), 10)
+		b = append(b, `,"hash":`...)
+		b = appendJSONString(b, string(v.ContentHash()))
 		return append(b, '}'), nil
 	case *starlarkstruct.Struct:
 		b = append(b, '{')
@@ -156,9 +171,13 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // FormatValue returns v for people: its JSON form indented, if it has
-// one, else its Starlark repr, such as b"\x00" or set([1, 2]). With
+// one, else its Starlark repr, such as b"\x00" or set([1, 2]); a file is
+// its repr, file("model.pt", 1234 bytes, sha256:...), unless asJSON. With
 // asJSON, a value without a JSON form is a *NotJSONError.
 func FormatValue(v sl.Value, asJSON bool) ([]byte, error) {
+	if f, ok := v.(builtins.File); ok && !asJSON {
+		return []byte(f.String()), nil
+	}
 	compact, err := JSON(v)
 	if err != nil {
 		if asJSON {

@@ -1,6 +1,7 @@
 package history_test
 
 import (
+	"crypto/sha256"
 	"errors"
 	"testing"
 
@@ -8,22 +9,39 @@ import (
 	sl "go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
+	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/dag"
 	"github.com/daggerflow/dagger/history"
 	"github.com/daggerflow/dagger/starlark"
+	"github.com/daggerflow/dagger/store"
 )
 
 // artifact returns the value of the Starlark expression expr as an
 // artifact reads back from the store: encoded, then decoded.
 func artifact(t *testing.T, expr string) sl.Value {
 	t.Helper()
-	predeclared := sl.StringDict{"struct": sl.NewBuiltin("struct", starlarkstruct.Make)}
+	predeclared := sl.StringDict{
+		"struct": sl.NewBuiltin("struct", starlarkstruct.Make),
+		"file":   sl.NewBuiltin("file", file),
+	}
 	v, err := sl.EvalOptions(dag.FileOptions(), &sl.Thread{}, "expr", expr, predeclared)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return decoded(t, v)
 }
+
+// file is file(content, name), the builtins.File of content named name.
+func file(_ *sl.Thread, b *sl.Builtin, args sl.Tuple, kwargs []sl.Tuple) (sl.Value, error) {
+	var content, name string
+	if err := sl.UnpackPositionalArgs(b.Name(), args, kwargs, 2, &content, &name); err != nil {
+		return nil, err
+	}
+	return builtins.NewFile(store.HashOf(sha256.Sum256([]byte(content))), name, int64(len(content)))
+}
+
+// hashABC is the hash of the content "abc".
+const hashABC = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 // decoded returns v encoded, then decoded, as the store gives it back.
 func decoded(t *testing.T, v sl.Value) sl.Value {
@@ -67,6 +85,8 @@ func TestJSON(t *testing.T) {
 		{expr: `{"a": 1, 2: 3}`, err: &history.NotJSONError{Path: ".keys()[1]", What: "a key of type int"}, msg: ".keys()[1] is a key of type int"},
 		{expr: `{"k": [1, (b"x",)]}`, err: &history.NotJSONError{Path: `["k"][1][0]`, What: "bytes"}, msg: `["k"][1][0] is bytes`},
 		{expr: `struct(s = set())`, err: &history.NotJSONError{Path: ".s", What: "a set"}, msg: ".s is a set"},
+		{expr: `file("abc", "m.pt")`, want: `{"type":"file","name":"m.pt","size":3,"hash":"` + hashABC + `"}`},
+		{expr: `{"best": [file("abc", "é \"1\"")]}`, want: `{"best":[{"type":"file","name":"é \"1\"","size":3,"hash":"` + hashABC + `"}]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.expr, func(t *testing.T) {
@@ -98,6 +118,14 @@ func TestJSONNotUTF8(t *testing.T) {
 	if _, err := history.JSON(v); err == nil || err.Error() != "[1] is a string that is not UTF-8" {
 		t.Errorf("JSON = %v, want an error for [1]", err)
 	}
+	f, err := builtins.NewFile(hashABC, "\xff", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = decoded(t, sl.NewList([]sl.Value{f}))
+	if _, err := history.JSON(v); err == nil || err.Error() != "[0].name is a file name that is not UTF-8" {
+		t.Errorf("JSON = %v, want an error for [0].name", err)
+	}
 }
 
 // TestFormatValue checks how values are shown to people, with and
@@ -113,6 +141,11 @@ func TestFormatValue(t *testing.T) {
 		{expr: `set([2, 1])`, text: `set([2, 1])`},
 		{expr: `{1: "one"}`, text: `{1: "one"}`},
 		{expr: `struct(b = 2.0, a = [])`, text: "{\n  \"a\": [],\n  \"b\": 2.0\n}", json: "{\n  \"a\": [],\n  \"b\": 2.0\n}"},
+		{
+			expr: `file("abc", "m.pt")`,
+			text: `file("m.pt", 3 bytes, ` + hashABC + `)`,
+			json: "{\n  \"type\": \"file\",\n  \"name\": \"m.pt\",\n  \"size\": 3,\n  \"hash\": \"" + hashABC + "\"\n}",
+		},
 	}
 	for _, tt := range tests {
 		v := artifact(t, tt.expr)

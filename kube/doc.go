@@ -105,7 +105,9 @@
 // container: the scheduler then reserves what the task may use, and a task
 // that has both gets the Guaranteed class, the last to be evicted. Its gpu
 // count is a limit of nvidia.com/gpu, the resource of NVIDIA's device
-// plugin. Its env becomes environment variables, sorted by name; it may
+// plugin. Its secrets are Secrets each key of which becomes an environment
+// variable (envFrom), after those of the datastore's credentials, for the
+// step to read with env.get. Its env becomes environment variables, sorted by name; it may
 // replace TMPDIR, HOME and SSL_CERT_FILE, but not DAGGER_TASK_SPEC. Its
 // timeout, plus ten minutes, becomes the pod's activeDeadlineSeconds,
 // rounded up to a whole second: the runner stops the task at its timeout,

@@ -261,10 +261,14 @@ func stepContainer(spec *exec.TaskSpec, image, exe string, opts *PodOptions) (co
 	if opts.CASecret != "" {
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "ca", MountPath: caDir, ReadOnly: true})
 	}
-	if opts.CredentialsSecret != "" {
-		c.EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: opts.CredentialsSecret},
-		}}}
+	// The step's own Secrets come after the datastore's, whose keys they
+	// may then replace: the step asked for them.
+	for _, name := range slices.Concat([]string{opts.CredentialsSecret}, res.Secrets) {
+		if name != "" {
+			c.EnvFrom = append(c.EnvFrom, corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: name},
+			}})
+		}
 	}
 	return c, nil
 }

@@ -79,6 +79,7 @@ func podCases() []podCase {
 		Env:            map[string]string{"MODEL": "small", "HOME": "/tmp/home", "A_FIRST": "1", "PRICE": "$5 $(AWS_SECRET_ACCESS_KEY)"},
 		NodeSelector:   map[string]string{"cloud.google.com/gke-accelerator": "nvidia-l4"},
 		ServiceAccount: "trainer",
+		Secrets:        []string{"hf-token", "db-creds"},
 	}
 	ownImage := task("render", []int{2}, 2)
 	ownImage.Resources = exec.Resources{Image: "python:3.13-slim", Memory: "512Mi"}

@@ -14,6 +14,9 @@ import (
 
 	sl "go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
+
+	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/store"
 )
 
 // Artifact encoding, version 1.
@@ -38,11 +41,14 @@ import (
 //	0x0D  set       uvarint n, then n values, in iteration order
 //	0x0E  struct    uvarint n, then n fields, each a name (uvarint length,
 //	                then bytes) and a value, in strictly increasing name order
+//	0x0F  file      32 bytes of the SHA-256 digest of the content, the base
+//	                name (uvarint n, then n bytes), and the size as a uvarint
 //
 // Every value has exactly one encoding, and Decode accepts no other:
 // varints are minimal, an int uses 0x04 whenever it can, a big magnitude
 // has no leading zero byte, every NaN has the bits 0x7FF8000000000000,
-// dicts and sets hold no duplicates, and nothing follows the value. So
+// dicts and sets hold no duplicates, a file's name is a base name and its
+// size fits an int64, and nothing follows the value. So
 // Encode(Decode(data)) reproduces data whenever Decode succeeds, and an
 // artifact has one content address.
 //
@@ -67,6 +73,7 @@ const (
 	codecTagDict   = 0x0C
 	codecTagSet    = 0x0D
 	codecTagStruct = 0x0E
+	codecTagFile   = 0x0F
 
 	codecNaN = 0x7FF8000000000000
 )
@@ -99,13 +106,14 @@ func (e *UnsupportedError) Error() string {
 		article = "an"
 	}
 	return fmt.Sprintf("value%s: %s %s cannot be saved as an artifact; "+
-		"artifacts hold None, bool, int, float, string, bytes, list, tuple, dict, set and plain struct values",
+		"artifacts hold None, bool, int, float, string, bytes, list, tuple, dict, set, plain struct and file values",
 		e.Path, article, e.Type)
 }
 
 // Encode returns the canonical encoding of v, an artifact value.
 //
-// v may be None, a bool, int, float, string or bytes, or a list, tuple,
+// v may be None, a bool, int, float, string, bytes or file (a
+// builtins.File, which refers to content kept apart), or a list, tuple,
 // dict, set or struct of such values, where a struct must have the default
 // constructor, starlarkstruct.Default. The encoding records exactly these
 // types, so Decode yields values of the same types and not merely values
@@ -236,6 +244,18 @@ func (e *codecEncoder) encode(v sl.Value, depth int) *codecFailure {
 				return f.in("." + name)
 			}
 		}
+
+	case builtins.File:
+		h, err := store.ParseHash(string(v.ContentHash()))
+		if err != nil {
+			return &codecFailure{kind: codecUnsupported, typ: "file without content, the zero builtins.File"}
+		}
+		digest, _ := hex.DecodeString(h.Digest()) // ParseHash checked it
+		e.buf = append(e.buf, codecTagFile)
+		e.buf = append(e.buf, digest...)
+		e.buf = binary.AppendUvarint(e.buf, uint64(len(v.Name())))
+		e.buf = append(e.buf, v.Name()...)
+		e.buf = binary.AppendUvarint(e.buf, uint64(v.Size()))
 
 	case nil:
 		return &codecFailure{kind: codecUnsupported, typ: "nil"}
@@ -495,6 +515,31 @@ func (d *codecDecoder) decode(depth int) (sl.Value, error) {
 			return nil, err
 		}
 		return sl.Bytes(b), nil
+
+	case codecTagFile:
+		rest := d.rest()
+		if len(rest) < sha256.Size {
+			return nil, d.errorf(start, "unexpected end of data")
+		}
+		h := store.HashOf([sha256.Size]byte(rest))
+		d.off += sha256.Size
+		name, err := d.bytes()
+		if err != nil {
+			return nil, err
+		}
+		sizeOff := d.off
+		size, err := d.uvarint()
+		if err != nil {
+			return nil, err
+		}
+		if size > math.MaxInt64 {
+			return nil, d.errorf(sizeOff, "file size %d exceeds the int64 range", size)
+		}
+		f, err := builtins.NewFile(h, string(name), int64(size))
+		if err != nil {
+			return nil, d.errorf(start, "%w", err)
+		}
+		return f, nil
 
 	case codecTagList, codecTagTuple, codecTagDict, codecTagSet, codecTagStruct:
 		if depth >= codecMaxDepth {

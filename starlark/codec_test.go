@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,13 +19,19 @@ import (
 	sl "go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 	"go.starlark.net/syntax"
+
+	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/store"
 )
 
 // codecExec runs a Starlark program and returns its global v.
 func codecExec(t testing.TB, src string) sl.Value {
 	t.Helper()
 	opts := &syntax.FileOptions{Set: true}
-	predeclared := sl.StringDict{"struct": sl.NewBuiltin("struct", starlarkstruct.Make)}
+	predeclared := sl.StringDict{
+		"struct": sl.NewBuiltin("struct", starlarkstruct.Make),
+		"file":   sl.NewBuiltin("file", codecFile),
+	}
 	globals, err := sl.ExecFileOptions(opts, &sl.Thread{Name: "codec_test"}, "codec_test.star", src, predeclared)
 	if err != nil {
 		t.Fatalf("%s: %v", src, err)
@@ -34,6 +41,16 @@ func codecExec(t testing.TB, src string) sl.Value {
 		t.Fatalf("%s: no global v", src)
 	}
 	return v
+}
+
+// codecFile is file(content, name), the builtins.File of content named
+// name, for Starlark expressions of values that hold Files.
+func codecFile(_ *sl.Thread, b *sl.Builtin, args sl.Tuple, kwargs []sl.Tuple) (sl.Value, error) {
+	var content, name string
+	if err := sl.UnpackPositionalArgs(b.Name(), args, kwargs, 2, &content, &name); err != nil {
+		return nil, err
+	}
+	return builtins.NewFile(store.HashOf(sha256.Sum256([]byte(content))), name, int64(len(content)))
 }
 
 // codecExpr returns the value of a Starlark expression.
@@ -217,6 +234,12 @@ func codecSamples(t testing.TB) []codecSample {
 			"big": 1 << 100,
 		}`)},
 		{"nested to the limit", codecNested(codecMaxDepth)},
+
+		{"file", expr(`file("weights", "model.pt")`)},
+		{"empty file", expr(`file("", "empty")`)},
+		{"file with odd name", expr(`file("x", "a b\u00ff\x01..")`)},
+		{"files in containers", expr(`[file("a", "a.txt"), (file("b", "b.txt"),), {"m": file("c", "c.txt")}, struct(f = file("d", "d.txt"))]`)},
+		{"file as key and element", expr(`({file("a", "a.txt"): 1}, set([file("a", "a.txt"), file("b", "a.txt")]))`)},
 	}
 }
 
@@ -255,6 +278,7 @@ func TestCodecEncoding(t *testing.T) {
 		{`{"k": None}`, []byte{0xD1, 0x0C, 0x01, 0x08, 0x01, 'k', 0x01}},
 		{"set([None])", []byte{0xD1, 0x0D, 0x01, 0x01}},
 		{"struct(b = 1, a = None)", []byte{0xD1, 0x0E, 0x02, 0x01, 'a', 0x01, 0x01, 'b', 0x04, 0x02}},
+		{`file("abc", "m.pt")`, slices.Concat([]byte{0xD1, 0x0F}, codecDigest("abc"), []byte{0x04, 'm', '.', 'p', 't', 0x03})},
 	} {
 		got, err := Encode(codecExpr(t, test.expr))
 		if err != nil {
@@ -608,7 +632,7 @@ func TestCodecUnsupportedMessage(t *testing.T) {
 	_, err := Encode(codecExpr(t, `[1, 2, {"k": len}]`))
 	err = fmt.Errorf("artifact %q: %w", "model", err)
 	const want = `artifact "model": value[2]["k"]: a builtin_function_or_method cannot be saved as an artifact; ` +
-		"artifacts hold None, bool, int, float, string, bytes, list, tuple, dict, set and plain struct values"
+		"artifacts hold None, bool, int, float, string, bytes, list, tuple, dict, set, plain struct and file values"
 	if err.Error() != want {
 		t.Errorf("got  %s\nwant %s", err, want)
 	}
@@ -711,7 +735,27 @@ func codecBadEncodings() []codecBadEncoding {
 		{"unsorted fields", []byte{v, codecTagStruct, 0x02, 0x01, 'b', codecTagNone, 0x01, 'a', codecTagNone}, "offset 6: struct field names are not strictly increasing"},
 		{"duplicate field", []byte{v, codecTagStruct, 0x02, 0x01, 'a', codecTagNone, 0x01, 'a', codecTagNone}, "not strictly increasing"},
 		{"truncated field", []byte{v, codecTagStruct, 0x01, 0x05, 'a', codecTagNone}, "length 5 exceeds the remaining 1 bytes"},
+		{"truncated digest", []byte{v, codecTagFile, 0x01, 0x02}, "offset 1: unexpected end of data"},
+		{"file without size", codecFileEncoding(codecDigest("a"), "a"), "offset 36: unexpected end of data"},
+		{"file name with slash", codecFileEncoding(codecDigest("a"), "d/a", 0x01), `offset 1: file name "d/a" is not a base name`},
+		{"file name ..", codecFileEncoding(codecDigest("a"), "..", 0x01), `file name ".." is not a base name`},
+		{"empty file name", codecFileEncoding(codecDigest("a"), "", 0x01), `file name "" is not a base name`},
+		{"file size beyond int64", codecFileEncoding(codecDigest("a"), "a", 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01), "offset 36: file size 9223372036854775808 exceeds the int64 range"},
+		{"file size not minimal", codecFileEncoding(codecDigest("a"), "a", 0x81, 0x00), "offset 36: varint is not minimal"},
+		{"file in list, truncated", []byte{v, codecTagList, 0x01, codecTagFile, 0x00}, "offset 3: unexpected end of data"},
 	}
+}
+
+// codecDigest returns the SHA-256 digest of content.
+func codecDigest(content string) []byte {
+	sum := sha256.Sum256([]byte(content))
+	return sum[:]
+}
+
+// codecFileEncoding returns an encoding of a file with the given digest,
+// name and size, the size as the bytes of a uvarint.
+func codecFileEncoding(digest []byte, name string, size ...byte) []byte {
+	return slices.Concat([]byte{codecVersion1, codecTagFile}, digest, []byte{byte(len(name))}, []byte(name), size)
 }
 
 func TestCodecDecodeErrors(t *testing.T) {

@@ -24,13 +24,14 @@ import (
 	"github.com/daggerflow/dagger/dag"
 )
 
-// A Package is the code of a flow: the flow file and every module it
-// loads, transitively, by slash-separated path relative to the flow file's
-// folder. It is what runs a flow anywhere: a subprocess or a pod gets the
-// package, not the folder.
+// A Package is the code of a flow: the flow file, every module it loads,
+// transitively, and the files its package(include = [...]) declaration
+// names, by slash-separated path relative to the flow file's folder. It is
+// what runs a flow anywhere: a subprocess or a pod gets the package, not
+// the folder.
 type Package struct {
 	Flow  string            // the flow file, e.g. "hello.star"
-	Files map[string]string // path -> source
+	Files map[string]string // path -> content
 }
 
 const packageMagic = "dagger package 1\n"
@@ -48,7 +49,7 @@ func (p *Package) Encode() []byte {
 }
 
 // Hash returns the package's content hash, which changes whenever the code
-// of the flow or of a module it loads changes.
+// of the flow or of a module it loads changes, or a file it includes.
 func (p *Package) Hash() string {
 	sum := sha256.Sum256(p.Encode())
 	return "sha256:" + hex.EncodeToString(sum[:])
@@ -95,6 +96,7 @@ type Flow struct {
 	dir      string                 // folder prefix of file names in positions
 	file     string                 // where the flow file was read, for the run's record
 	progs    map[string]*sl.Program // compiled files by package path
+	included []string               // package paths of the flow's own files, sorted
 }
 
 // Dir returns the folder of the flow file as positions name it: "" or a
@@ -109,14 +111,21 @@ func (f *Flow) Path() string { return f.dir + f.Package.Flow }
 // path on this machine does not find again.
 func (f *Flow) File() string { return f.file }
 
+// Included returns the package paths, sorted, of the flow's own files:
+// those of its folder that its package(include = [...]) declaration
+// matches, which every task finds in its working directory.
+func (f *Flow) Included() []string { return f.included }
+
 // Builtins returns the builtins the flow was loaded with: the names its
 // code was checked against, and the values it runs with.
 func (f *Flow) Builtins() *builtins.Set { return f.builtins }
 
-// Load reads the flow file at path and every module it loads, and makes
-// every static check of them against the builtins of set, running none of
-// their code: parse errors, the graph's rules (dag.Extract and
-// dag.Validate), undefined names, loads that are missing, cyclic or
+// Load reads the flow file at path, every module it loads and the files
+// its package(include = [...]) declaration names, and makes every static
+// check of them against the builtins of set, running none of their code:
+// parse errors, the graph's rules (dag.Extract and dag.Validate),
+// undefined names, loads that are missing, cyclic or outside the flow's
+// folder, and patterns of package that match nothing, a folder or a file
 // outside the flow's folder. Positions name files as path does. The flow
 // keeps a copy of set: adding to set later does not change it.
 //
@@ -133,18 +142,19 @@ func Load(path string, set *builtins.Set) (*Flow, error) {
 		return nil, err
 	}
 	dir, base := filepath.Split(path)
-	// Modules are read through root, which refuses paths that leave the
-	// flow's folder, symbolic links included.
+	// Modules and the flow's own files are read through root, which
+	// refuses paths that leave the flow's folder, symbolic links included.
 	root, err := os.OpenRoot(cmp.Or(dir, "."))
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
 	l := &loader{
-		dir:  filepath.ToSlash(dir),
-		file: abs,
-		set:  set.Clone(),
-		pkg:  &Package{Flow: base, Files: map[string]string{base: string(src)}},
+		dir:   filepath.ToSlash(dir),
+		file:  abs,
+		set:   set.Clone(),
+		pkg:   &Package{Flow: base, Files: map[string]string{base: string(src)}},
+		files: root.FS(),
 		read: func(rel string) ([]byte, error) {
 			return root.ReadFile(filepath.FromSlash(rel))
 		},
@@ -153,18 +163,25 @@ func Load(path string, set *builtins.Set) (*Flow, error) {
 }
 
 // LoadFS is Load for the flow file called name in fsys, such as an
-// embed.FS: modules are read from fsys, relative to the flow file's
-// folder, and positions name files by their names in fsys.
+// embed.FS: modules and the flow's own files are read from fsys, relative
+// to the flow file's folder, and positions name files by their names in
+// fsys. What fsys serves under that folder is the flow's folder: the
+// symbolic links fsys follows are not checked.
 func LoadFS(fsys fs.FS, name string, set *builtins.Set) (*Flow, error) {
 	src, err := fs.ReadFile(fsys, name)
 	if err != nil {
 		return nil, err
 	}
 	dir, base := path.Split(name)
+	files, err := fs.Sub(fsys, path.Clean(dir))
+	if err != nil {
+		return nil, err
+	}
 	l := &loader{
-		dir: dir,
-		set: set.Clone(),
-		pkg: &Package{Flow: base, Files: map[string]string{base: string(src)}},
+		dir:   dir,
+		set:   set.Clone(),
+		pkg:   &Package{Flow: base, Files: map[string]string{base: string(src)}},
+		files: files,
 		read: func(rel string) ([]byte, error) {
 			return fs.ReadFile(fsys, dir+rel)
 		},
@@ -173,12 +190,14 @@ func LoadFS(fsys fs.FS, name string, set *builtins.Set) (*Flow, error) {
 }
 
 // LoadPackage is Load for a code package; positions name files as dir +
-// their path in the package.
+// their path in the package. It reads no file: the flow's own files are
+// those of the package that its package(include = [...]) patterns match.
 func LoadPackage(pkg *Package, dir string, set *builtins.Set) (*Flow, error) {
 	l := &loader{
-		dir: dir,
-		set: set.Clone(),
-		pkg: &Package{Flow: pkg.Flow, Files: map[string]string{pkg.Flow: pkg.Files[pkg.Flow]}},
+		dir:  dir,
+		set:  set.Clone(),
+		pkg:  &Package{Flow: pkg.Flow, Files: map[string]string{pkg.Flow: pkg.Files[pkg.Flow]}},
+		from: pkg,
 		read: func(rel string) ([]byte, error) {
 			src, ok := pkg.Files[rel]
 			if !ok {
@@ -191,14 +210,19 @@ func LoadPackage(pkg *Package, dir string, set *builtins.Set) (*Flow, error) {
 }
 
 type loader struct {
-	dir    string
-	file   string
-	set    *builtins.Set
-	read   func(rel string) ([]byte, error)
-	pkg    *Package
-	progs  map[string]*sl.Program
-	parsed map[string]*syntax.File // modules read, by package path; nil for one that could not be
-	errs   dag.ErrorList
+	dir  string
+	file string
+	set  *builtins.Set
+	read func(rel string) ([]byte, error)
+	// files is the flow's folder, where the patterns of package(include =
+	// [...]) are matched; nil when loading from a code package.
+	files    fs.FS
+	from     *Package // the code package LoadPackage reads
+	included []string // package paths of the flow's own files
+	pkg      *Package
+	progs    map[string]*sl.Program
+	parsed   map[string]*syntax.File // modules read, by package path; nil for one that could not be
+	errs     dag.ErrorList
 	// resolvable says which names a load()ed module may use.
 	resolvable func(name string) bool
 }
@@ -217,7 +241,10 @@ func (l *loader) load() (*Flow, error) {
 	kinds := g.DeclaredKinds()
 	l.resolvable = l.set.Resolvable(kinds, false)
 	l.compile(name, f, l.set.Resolvable(kinds, true), map[string]bool{name: true})
-	flow := &Flow{Graph: g, Package: l.pkg, builtins: l.set, dir: l.dir, file: l.file, progs: l.progs}
+	if g.Package != nil {
+		l.include(g.Package)
+	}
+	flow := &Flow{Graph: g, Package: l.pkg, builtins: l.set, dir: l.dir, file: l.file, progs: l.progs, included: l.included}
 	l.errs.Sort()
 	return flow, l.errs.Err()
 }
@@ -237,9 +264,13 @@ func (l *loader) compile(rel string, f *syntax.File, isPredeclared func(string) 
 			if seen[e.Pos] {
 				continue
 			}
-			if name, ok := strings.CutPrefix(e.Msg, "undefined: "); ok && l.set.FlowOnly(name) && rel != l.pkg.Flow {
+			name, undefined := strings.CutPrefix(e.Msg, "undefined: ")
+			switch kind := l.set.CapabilityOf(name); {
+			case undefined && l.set.FlowOnly(name) && rel != l.pkg.Flow:
 				e.Msg = name + " can be called in the flow file only, not in a module"
 				e.Hint = "modules hold plain helpers; call " + name + " in the flow"
+			case undefined && kind != "":
+				e.Hint = fmt.Sprintf("%s is the module of the capability %s, which a step that uses it declares: step(NAME, allow = [%q])", name, kind, kind)
 			}
 			l.errs = append(l.errs, e)
 		}
@@ -318,17 +349,141 @@ func (l *loader) checkExports(at dag.Pos, mod string, f *syntax.File, load *synt
 	}
 }
 
+// MaxIncluded is the most bytes that the files a flow's package(include =
+// [...]) declaration names may come to: the code package is read by every
+// task, and held in memory while it is.
+const MaxIncluded = 64 << 20
+
+// include adds to the package the files of the flow's folder that the
+// patterns of d match, and reports a pattern that matches nothing, a
+// folder, a file that is not regular or that a symbolic link finds
+// outside the flow's folder, and more than MaxIncluded bytes in all. A
+// code package's files were checked when it was made: LoadPackage takes
+// those the patterns match as they are.
+func (l *loader) include(d *dag.PackageDecl) {
+	if l.files == nil {
+		for name, data := range l.from.Files {
+			if slices.ContainsFunc(d.Include, func(p *dag.Pattern) bool { return matchPath(p.Pattern, name) }) {
+				l.pkg.Files[name] = data
+				l.included = append(l.included, name)
+			}
+		}
+		slices.Sort(l.included)
+		return
+	}
+	seen := make(map[string]bool)
+	var size int64
+	for _, p := range d.Include {
+		at := p.Pos
+		names, err := glob(l.files, p.Pattern)
+		if err != nil {
+			l.errs = append(l.errs, &dag.Error{Pos: at, Msg: fmt.Sprintf("pattern %q: %v", p.Pattern, err)})
+			continue
+		}
+		if len(names) == 0 {
+			l.errs = append(l.errs, &dag.Error{Pos: at, Msg: fmt.Sprintf("pattern %q matches no file in %s", p.Pattern, cmp.Or(strings.TrimSuffix(l.dir, "/"), "."))})
+			continue
+		}
+		for _, name := range names {
+			if seen[name] {
+				continue
+			}
+			info, problem := l.stat(at, p.Pattern, name)
+			if problem != nil {
+				l.errs = append(l.errs, problem)
+				continue
+			}
+			seen[name] = true
+			if size += info.Size(); size > MaxIncluded {
+				l.errs = append(l.errs, &dag.Error{
+					Pos:  at,
+					Msg:  fmt.Sprintf("the files package includes come to more than %d MiB with %s", MaxIncluded>>20, l.dir+name),
+					Hint: "every task reads the code package: keep big data out of it, in file artifacts that a step makes",
+				})
+				return
+			}
+			if _, ok := l.pkg.Files[name]; !ok { // a module, read already
+				data, err := fs.ReadFile(l.files, name)
+				if err != nil {
+					l.errs = append(l.errs, &dag.Error{Pos: at, Msg: fmt.Sprintf("cannot include %s: %v", l.dir+name, err)})
+					continue
+				}
+				l.pkg.Files[name] = string(data)
+			}
+			l.included = append(l.included, name)
+		}
+	}
+	slices.Sort(l.included)
+}
+
+// glob is fs.Glob, except that a pattern without wildcards matches a
+// symbolic link whose target cannot be read too, for stat to report it.
+func glob(fsys fs.FS, pattern string) ([]string, error) {
+	if strings.ContainsAny(pattern, `*?[\`) {
+		return fs.Glob(fsys, pattern)
+	}
+	if _, err := fs.Lstat(fsys, pattern); err != nil {
+		return nil, nil
+	}
+	return []string{pattern}, nil
+}
+
+// stat returns what the file that pattern matches, called name, is, or
+// the error that keeps it out of the package.
+func (l *loader) stat(at dag.Pos, pattern, name string) (fs.FileInfo, *dag.Error) {
+	errorf := func(hint, format string, args ...any) *dag.Error {
+		return &dag.Error{Pos: at, Msg: fmt.Sprintf(format, args...), Hint: hint}
+	}
+	info, err := fs.Lstat(l.files, name)
+	if err != nil {
+		return nil, errorf("", "cannot include %s: %v", l.dir+name, err)
+	}
+	if info.Mode()&fs.ModeSymlink != 0 {
+		if target, err := fs.ReadLink(l.files, name); err == nil && leaves(path.Dir(name), target) {
+			return nil, errorf("copy the file into the flow's folder", "%s is a symbolic link to %s, outside the flow's folder", l.dir+name, target)
+		}
+		// Load reads through an os.Root, which refuses a link that leaves
+		// the flow's folder by way of another.
+		if info, err = fs.Stat(l.files, name); err != nil {
+			return nil, errorf("", "cannot include %s: %v", l.dir+name, err)
+		}
+	}
+	switch {
+	case info.IsDir():
+		return nil, errorf(fmt.Sprintf("include the files in it with %q", name+"/*"), "pattern %q matches the folder %s", pattern, l.dir+name)
+	case !info.Mode().IsRegular():
+		return nil, errorf("", "cannot include %s: not a regular file", l.dir+name)
+	}
+	return info, nil
+}
+
+// leaves reports whether target, a path relative to dir, a folder of the
+// flow's folder, or an absolute path, is outside the flow's folder.
+func leaves(dir, target string) bool {
+	if filepath.IsAbs(target) || path.IsAbs(target) {
+		return true
+	}
+	p := path.Join(dir, filepath.ToSlash(target))
+	return p == ".." || strings.HasPrefix(p, "../")
+}
+
+// matchPath reports whether name matches pattern, which dag.Extract
+// checked, as fs.Glob matches it.
+func matchPath(pattern, name string) bool {
+	ok, _ := path.Match(pattern, name)
+	return ok
+}
+
 // modulePath returns the package path of module as loaded from the file
 // from, refusing paths outside the flow's folder.
 func modulePath(from, module string) (string, error) {
 	if module == "" || path.IsAbs(module) || strings.Contains(module, `\`) {
 		return "", fmt.Errorf("cannot load %q: use a relative path with forward slashes", module)
 	}
-	p := path.Join(path.Dir(from), module)
-	if p == ".." || strings.HasPrefix(p, "../") {
+	if leaves(path.Dir(from), module) {
 		return "", fmt.Errorf("cannot load %q: it is outside the flow's folder", module)
 	}
-	return p, nil
+	return path.Join(path.Dir(from), module), nil
 }
 
 // errList converts the errors of the dag and resolve packages to one list.

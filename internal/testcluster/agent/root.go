@@ -289,7 +289,41 @@ func (p *podRun) prepareFiles(pod *corev1.Pod, c *corev1.Container, exe string) 
 	if err := p.root.MkdirAll("proc/self", 0o755); err != nil {
 		return err
 	}
-	return replace(p.root, "proc/self/exe", func() error { return p.root.Symlink(exe, "proc/self/exe") })
+	if err := replace(p.root, "proc/self/exe", func() error { return p.root.Symlink(exe, "proc/self/exe") }); err != nil {
+		return err
+	}
+	return p.makeDevices()
+}
+
+// makeDevices makes the devices every container runtime gives a
+// container, which programs open without asking: Go's os/exec opens
+// /dev/null for a program's standard input.
+func (p *podRun) makeDevices() error {
+	if err := p.root.MkdirAll("dev", 0o755); err != nil {
+		return err
+	}
+	// Made by path, outside the root: an image's /dev must be a folder,
+	// not a link that would lead there elsewhere.
+	if fi, err := p.root.Lstat("dev"); err != nil || !fi.IsDir() {
+		return fmt.Errorf("the image's /dev is not a folder")
+	}
+	for _, d := range []struct {
+		name         string
+		major, minor uint32
+	}{{"null", 1, 3}, {"zero", 1, 5}, {"random", 1, 8}, {"urandom", 1, 9}} {
+		path := filepath.Join(p.rootDir, "dev", d.name)
+		if _, err := os.Lstat(path); err == nil {
+			continue // from another container of the pod
+		}
+		if err := syscall.Mknod(path, syscall.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+			return fmt.Errorf("making /dev/%s: %w", d.name, err)
+		}
+		// Mknod's mode is cut by the umask.
+		if err := os.Chmod(path, 0o666); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // terminationMessage returns the last MaxContainerTerminationMessage bytes

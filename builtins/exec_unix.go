@@ -1,0 +1,14 @@
+//go:build unix && !linux
+
+package builtins
+
+import "syscall"
+
+// processGroup returns the attributes of a program exec starts: the
+// leader of a process group of its own, which exec signals as a whole.
+// Unlike on Linux, the program outlives a runner that dies first.
+func processGroup() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+// signalGroup sends sig to the process group pgid. A group already gone
+// is no error: it was done.
+func signalGroup(pgid int, sig syscall.Signal) { _ = syscall.Kill(-pgid, sig) }
