@@ -37,7 +37,8 @@ import (
 // runArgs are the arguments the run tests give dagger run for a flow, by
 // path, besides the flow itself and the store.
 var runArgs = map[string][]string{
-	"examples/params.star": {"-p", "name=Ada"},
+	"examples/params.star":      {"-p", "name=Ada"},
+	"examples/train/train.star": {"--allow", "exec,files"},
 }
 
 // TestRun runs every example and every flow in testdata/run in process,
@@ -51,7 +52,7 @@ func TestRun(t *testing.T) {
 	t.Setenv(mainEnv, "1")
 	s3 := s3test.Start(t)
 	setS3Env(t, s3)
-	flows := slices.Concat(glob(t, "examples/*.star"), glob(t, "testdata/run/*.star"))
+	flows := slices.Concat(glob(t, "examples/*.star"), []string{"examples/train/train.star"}, glob(t, "testdata/run/*.star"))
 	names := make(map[string]string)
 	for _, flow := range flows {
 		name := strings.TrimSuffix(filepath.Base(flow), ".star")
