@@ -273,6 +273,38 @@ func main() { fmt.Println("hello from the image,", os.Args[1:]) }
 		}
 	})
 
+	// The flow's own files and file artifacts work in pods, and a step
+	// reads its Secret, whose value it never shows.
+	t.Run("files and secrets", func(t *testing.T) {
+		const password = "hunter2-not-shown"
+		secret := corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Name: "db-creds"},
+			StringData: map[string]string{"DB_PASSWORD": password},
+		}
+		body, err := json.Marshal(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := k.c.Do(t.Context(), http.MethodPost, "/api/v1/namespaces/"+k.c.Namespace+"/secrets", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("creating the Secret: %s", resp.Status)
+		}
+		st := t.TempDir()
+		r := k.dagger(t, "files", "kubernetes", "run", "--store", st, "--image", k.image, "--allow", "files,env", "testdata/kubernetes/files.star")
+		if r.code != exitOK || !strings.Contains(r.stdout, "finish| HELLO FROM A FILE\nfinish| password: ***\n") {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		logs := k.dagger(t, "files", "logs", "--store", st, "latest")
+		if strings.Contains(r.stdout+r.stderr+logs.stdout, password) || !strings.Contains(logs.stdout, "password: ***") {
+			t.Errorf("the Secret's value shows, or the logs lack the line:\n%s%s%s", r.stdout, r.stderr, logs.stdout)
+		}
+	})
+
 	// A pod deleted, or evicted, while its task runs is replaced.
 	for _, fault := range []struct {
 		name string
