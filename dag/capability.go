@@ -23,8 +23,8 @@ func CapabilityKinds() []string { return []string{CapExec, CapFiles, CapNet, Cap
 // "files", "net" or "net=HOST", "env" or "env=NAME". Arg narrows net to a
 // host and env to a variable; "" means any.
 type Capability struct {
-	Kind string `json:"kind"`
-	Arg  string `json:"arg,omitempty"`
+	Kind string
+	Arg  string
 }
 
 // ParseCapability reads a capability as a step's allow option and the
@@ -70,8 +70,10 @@ func (c Capability) Covers(need Capability) bool {
 
 // Capabilities returns the capabilities the step declares with its allow
 // option, in the order written.
-func (s *Step) Capabilities() []Capability {
-	o := s.Option("allow")
+func (s *Step) Capabilities() []Capability { return s.Allow }
+
+// allowed returns the capabilities of an allow option, o, if it is one.
+func allowed(o *Option) []Capability {
 	if o == nil {
 		return nil
 	}
@@ -84,6 +86,20 @@ func (s *Step) Capabilities() []Capability {
 		}
 	}
 	return caps
+}
+
+// MarshalText writes c as ParseCapability reads it, so that JSON shows
+// "net=api.example.com".
+func (c Capability) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText reads c as ParseCapability does.
+func (c *Capability) UnmarshalText(text []byte) error {
+	v, err := ParseCapability(string(text))
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
 }
 
 // Ungranted returns, for each step of g that declares a capability that

@@ -57,6 +57,9 @@ type Step struct {
 	// Validate has found it.
 	JoinedBy string    `json:"joined_by,omitempty"`
 	Options  []*Option `json:"options"` // from step() calls, in source order
+	// Allow are the capabilities the step declares with its allow option,
+	// as Capabilities returns them.
+	Allow []Capability `json:"allow,omitempty"`
 
 	index int // in Graph.Steps
 }

@@ -469,6 +469,9 @@ func (x *extractor) options(call *syntax.CallExpr) {
 			x.errorf(vs, `write the capabilities out, such as allow = ["exec", "files"]`, "step %s: option allow must be a literal list, which dagger reads before the flow runs", s.Name)
 		}
 		s.Options = append(s.Options, o)
+		if kw == "allow" {
+			s.Allow = allowed(o)
+		}
 	}
 }
 
