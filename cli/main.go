@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"syscall"
 
 	urfave "github.com/urfave/cli/v2"
 
@@ -22,6 +24,11 @@ import (
 // runner that --executor process and Kubernetes pods start is the same
 // executable.
 func Main(set *builtins.Set) {
+	// A closed standard output, as in "dagger run flow.star | head -1",
+	// is then an error of the write, which the command reports, rather
+	// than a SIGPIPE that kills dagger mid-run and leaves the run
+	// recorded as running.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(Run(context.Background(), set, os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 

@@ -255,19 +255,24 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// notifySignals returns a context cancelled by the first interrupt or
-// SIGTERM, and a channel closed when a signal of a kind already received
+// stopSignals are the signals that cancel a run: an interrupt (Ctrl-C),
+// SIGTERM, and SIGHUP, which a dropped SSH session sends, so that the run
+// is recorded cancelled rather than left running by a killed process.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
+// notifySignals returns a context cancelled by the first interrupt,
+// SIGTERM or SIGHUP, and a channel closed when a signal of a kind already received
 // comes again: the first asks the work to stop cleanly, the second not to
 // wait for it. A SIGTERM after an interrupt only cancels: when Ctrl-C
 // interrupts "dagger run --executor process", the terminal interrupts its
 // "dagger step" subprocesses too, and the run then stops each with SIGTERM,
 // which must not cost the task its result. stop releases the signals.
 func notifySignals(parent context.Context) (ctx context.Context, again <-chan struct{}, stop func()) {
-	ctx, stopCtx := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	ctx, stopCtx := signal.NotifyContext(parent, stopSignals...)
 	// Both are notified of every signal from now on, so none falls between
 	// the first and the second.
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, stopSignals...)
 	twice := make(chan struct{})
 	quit := make(chan struct{})
 	go func() {

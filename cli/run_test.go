@@ -619,6 +619,59 @@ func TestRunInterrupted(t *testing.T) {
 	}
 }
 
+// TestRunHangUp hangs up on dagger run, as a dropped SSH session does:
+// the run is cancelled and recorded so, not left running.
+func TestRunHangUp(t *testing.T) {
+	dir := t.TempDir()
+	flow := filepath.Join(dir, "spin.star")
+	if err := os.WriteFile(flow, []byte(spinFlow), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	st := filepath.Join(dir, "store")
+	cmd := daggerCommand(t, "run", "--store", st, flow)
+	stdout := startUntil(t, cmd, "spin| spinning")
+	interrupt(t, cmd.Process.Pid, syscall.SIGHUP)
+	io.Copy(io.Discard, stdout)
+	err := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exitFailed {
+		t.Fatalf("exit %d (%v), want %d; stderr:\n%s", code, err, exitFailed, cmd.Stderr)
+	}
+	if want := regexp.MustCompile(`^run \w+ cancelled: hangup signal received\n$`); !want.MatchString(fmt.Sprint(cmd.Stderr)) {
+		t.Errorf("stderr = %q, want it to match %s", cmd.Stderr, want)
+	}
+	if r := runDagger(t, "runs", "--store", st); !strings.Contains(r.stdout, " cancelled ") {
+		t.Errorf("dagger runs:\n%s", r.stdout)
+	}
+}
+
+// TestBrokenPipe runs dagger run with its standard output a pipe that no
+// one reads, as in "dagger run flow.star | head -1": dagger is not killed
+// by SIGPIPE, the run goes on to its end and is recorded, and dagger says
+// it could not write its output.
+func TestBrokenPipe(t *testing.T) {
+	for _, args := range [][]string{nil, {"--json"}} {
+		t.Run(fmt.Sprint(len(args)), func(t *testing.T) {
+			st := filepath.Join(t.TempDir(), "store")
+			cmd := daggerCommand(t, slices.Concat([]string{"run", "--store", st}, args, []string{"examples/foreach.star"})...)
+			cmd.Dir = repoRoot
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Close() // before dagger writes anything
+			cmd.Stdout = w
+			err = cmd.Run()
+			w.Close()
+			if code := cmd.ProcessState.ExitCode(); code != exitFailed || !strings.Contains(fmt.Sprint(cmd.Stderr), "broken pipe") {
+				t.Fatalf("exit %d (%v), want %d and a broken pipe; stderr:\n%s", code, err, exitFailed, cmd.Stderr)
+			}
+			if runs := runDagger(t, "runs", "--store", st); !strings.Contains(runs.stdout, " succeeded ") {
+				t.Errorf("dagger runs:\n%s", runs.stdout)
+			}
+		})
+	}
+}
+
 // TestStep runs dagger step, in a process of its own, on the tasks of a
 // flow whose code is in a store: one that succeeds, writing its result to
 // a file, and one that is stopped with SIGTERM, which reports itself
