@@ -3,6 +3,7 @@ package builtins
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -137,7 +138,12 @@ func filesRead(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		return nil, err
 	}
 	defer c.root.Close()
-	data, err := c.root.ReadFile(path)
+	f, err := openRegular(c.root, path)
+	if err != nil {
+		return nil, c.error(err)
+	}
+	defer f.Close() // read-only
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil, c.error(err)
 	}
@@ -268,7 +274,7 @@ func filesArtifact(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if t.Blobs == nil {
 		return nil, fmt.Errorf("%s: the task has no blobs to keep the file in", b.Name())
 	}
-	f, err := c.root.Open(path)
+	f, err := openRegular(c.root, path)
 	if err != nil {
 		return nil, c.error(err)
 	}
@@ -304,4 +310,25 @@ func fileKind(mode fs.FileMode) string {
 		return "device"
 	}
 	return "special file"
+}
+
+// openRegular opens the file name of root for reading, and fails unless
+// it is a regular file: a named pipe or a device, opened as a file is,
+// would block the step past its timeout, which cannot interrupt a read.
+// It opens without blocking, then checks what it opened, so that the file
+// cannot change between the check and the open.
+func openRegular(root *os.Root, name string) (*os.File, error) {
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	info, err := f.Stat()
+	if err == nil && !info.Mode().IsRegular() {
+		err = fmt.Errorf("%q is not a regular file but a %s", name, fileKind(info.Mode()))
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }

@@ -4,6 +4,8 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -176,7 +178,7 @@ func TestFiles(t *testing.T) {
 		{name: "read", code: `v = files.read("a.txt")`, want: `"héllo\n"`},
 		{name: "read_bytes", code: `v = files.read_bytes("d/b.bin")`, want: `b"\x00\xff"`},
 		{name: "read missing", code: `v = files.read("nope")`, want: "files.read: openat nope: no such file or directory"},
-		{name: "read a folder", code: `v = files.read("d")`, want: "files.read: read d: is a directory"},
+		{name: "read a folder", code: `v = files.read("d")`, want: "files.read: \"d\" is not a regular file but a folder"},
 		{
 			name: "write string and bytes, making folders",
 			code: "files.write(\"x/y/s.txt\", \"text\")\nfiles.write(\"x/y/b\", b\"\\x01\")\nv = (files.read(\"x/y/s.txt\"), files.read_bytes(\"x/y/b\"))",
@@ -269,5 +271,21 @@ func TestFilesCapability(t *testing.T) {
 				t.Errorf("got %v, want %s", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestFilesPipe checks that reading a named pipe fails at once: a read
+// would block past the step's timeout, which cannot interrupt it.
+func TestFilesPipe(t *testing.T) {
+	for _, code := range []string{`files.read("p")`, `files.read_bytes("p")`, `files.artifact("p")`} {
+		task := newTask(t, filesCap)
+		dir := taskDir(t, task)
+		if err := syscall.Mkfifo(filepath.Join(dir, "p"), 0o666); err != nil {
+			t.Skipf("no named pipes here: %v", err)
+		}
+		_, err := exec(t, task, code)
+		if err == nil || !strings.Contains(errorText(err), `"p" is not a regular file but a named pipe`) {
+			t.Errorf("%s: %v, want it refused as a named pipe", code, err)
+		}
 	}
 }

@@ -112,8 +112,10 @@ func (c httpClient) do(thread *starlark.Thread, fn, method, rawURL string, body 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn, err)
 	}
+	// Errors name the URL without its password or query, where tokens go.
+	shown := redactedURL(u)
 	if err := checkURL(u); err != nil {
-		return nil, fmt.Errorf("%s %s: %w", fn, rawURL, err)
+		return nil, fmt.Errorf("%s %s: %w", fn, shown, err)
 	}
 	t, err := Require(thread, fn, netCapability(u))
 	if err != nil {
@@ -132,6 +134,7 @@ func (c httpClient) do(thread *starlark.Thread, fn, method, rawURL string, body 
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	given := make(http.Header) // the step's own, which go to the host it asked only
 	if headers != nil {
 		for _, kv := range headers.Items() {
 			k, ok1 := starlark.AsString(kv[0])
@@ -140,6 +143,7 @@ func (c httpClient) do(thread *starlark.Thread, fn, method, rawURL string, body 
 				return nil, fmt.Errorf("%s: headers map names to strings, not %s to %s: convert the value with str()", fn, kv[0].Type(), kv[1].Type())
 			}
 			req.Header.Set(k, v)
+			given.Set(k, v)
 		}
 	}
 
@@ -159,25 +163,39 @@ func (c httpClient) do(thread *starlark.Thread, fn, method, rawURL string, body 
 				return fmt.Errorf("redirected to host %s, which step %s did not declare: add %q to the step's allow option, and grant it to the run with --allow %s",
 					need.Arg, t.Step, need.String(), need.String())
 			}
+			prev := via[len(via)-1].URL
+			if prev.Scheme == "https" && req.URL.Scheme == "http" {
+				return fmt.Errorf("redirected from https to plain http, at %s: refused", req.URL.Redacted())
+			}
+			if req.URL.Host != prev.Host {
+				// The headers the step set, such as an API key, are for
+				// the host it asked, not for one a redirect names: Go
+				// drops only those it knows to be credentials.
+				for k := range req.Header {
+					if _, set := given[k]; set {
+						req.Header.Del(k)
+					}
+				}
+			}
 			return nil
 		},
 	}
 	resp, err := client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s %s: %w", fn, rawURL, context.Cause(ctx))
+			return nil, fmt.Errorf("%s %s: %w", fn, shown, context.Cause(ctx))
 		}
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err // it would repeat the URL
 		}
-		return nil, fmt.Errorf("%s %s: %w", fn, rawURL, err)
+		return nil, fmt.Errorf("%s %s: %w", fn, shown, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 	switch {
 	case err != nil && ctx.Err() != nil:
-		return nil, fmt.Errorf("%s %s: reading the response: %w", fn, rawURL, context.Cause(ctx))
+		return nil, fmt.Errorf("%s %s: reading the response: %w", fn, shown, context.Cause(ctx))
 	case err != nil:
 		return nil, fmt.Errorf("%s %s: reading the response: %w", fn, rawURL, err)
 	case int64(len(data)) > c.maxBody:
@@ -231,4 +249,14 @@ func duration(v starlark.Value) (time.Duration, error) {
 		return 0, fmt.Errorf("%s is not a positive duration", d)
 	}
 	return d, nil
+}
+
+// redactedURL returns u as errors show it: without its password and with
+// its query, where tokens are often passed, cut.
+func redactedURL(u *url.URL) string {
+	v := *u
+	if v.RawQuery != "" {
+		v.RawQuery = "…"
+	}
+	return v.Redacted()
 }

@@ -81,6 +81,12 @@ func TestHTTP(t *testing.T) {
 			response{200, map[string]string{"content-length": "36", "content-type": "text/plain; charset=utf-8"}, `POST application/json  {"a":[1,"b"]}`}},
 		{[]string{"net=127.0.0.1", "net=localhost"}, `http.get(URL + "/to?url=` + local + `/to?url=` + local + `/hello")`,
 			response{201, map[string]string{"content-length": "2", "content-type": "text/plain; charset=utf-8", "x-two": "a, b"}, "hi"}},
+		// The step's headers go to the host it asked, not to another
+		// that a redirect names, even one it may reach.
+		{[]string{"net=127.0.0.1", "net=localhost"}, `http.get(URL + "/to?url=` + local + `/echo", headers = {"x-test": "key"})`,
+			response{200, map[string]string{"content-length": "6", "content-type": "text/plain; charset=utf-8"}, "GET   "}},
+		{[]string{"net=127.0.0.1"}, `http.get(URL + "/to?url=/echo", headers = {"x-test": "key"})`,
+			response{200, map[string]string{"content-length": "9", "content-type": "text/plain; charset=utf-8"}, "GET  key "}},
 		{[]string{"net=127.0.0.1"}, `http.get(URL + "/to?url=/hello")`,
 			response{201, map[string]string{"content-length": "2", "content-type": "text/plain; charset=utf-8", "x-two": "a, b"}, "hi"}},
 	}
@@ -119,9 +125,9 @@ func TestHTTPErrors(t *testing.T) {
 		want  string // with $URL for the server's
 	}{
 		{"net=127.0.0.1", `http.get(URL + "/to?url=` + local + `/hello")`,
-			`http.get $URL/to?url=` + local + `/hello: redirected to host localhost, which step s did not declare: add "net=localhost" to the step's allow option, and grant it to the run with --allow net=localhost`},
+			`http.get $URL/to?…: redirected to host localhost, which step s did not declare: add "net=localhost" to the step's allow option, and grant it to the run with --allow net=localhost`},
 		{"net=127.0.0.1", `http.get(URL + "/to?url=ftp://127.0.0.1/x")`,
-			`http.get $URL/to?url=ftp://127.0.0.1/x: redirected to ftp://127.0.0.1/x: only http and https URLs can be fetched, not ftp`},
+			`http.get $URL/to?…: redirected to ftp://127.0.0.1/x: only http and https URLs can be fetched, not ftp`},
 		{"net", `http.get("ftp://127.0.0.1/x")`, `http.get ftp://127.0.0.1/x: only http and https URLs can be fetched, not ftp`},
 		{"net", `http.get("127.0.0.1/x")`, `http.get 127.0.0.1/x: only http and https URLs can be fetched, not one without a scheme`},
 		{"net", `http.get("http:///x")`, `http.get http:///x: the URL names no host`},

@@ -17,14 +17,19 @@ import (
 // A Task is what the modules of capabilities (exec, files, http, env)
 // reach of the task whose step calls them: what the step may do, where it
 // works, and where its output goes. The runner sets one on the thread of
-// each step with SetThreadTask, and closes it when the step returns.
+// each step with SetThreadTask, and closes it when the step returns. A
+// Task must not be copied.
 type Task struct {
 	// Step is the step the task runs, for error messages.
 	Step string
-	// Allow are the capabilities the step declared, which the run
-	// granted: a run that does not grant them all does not start.
+	// Allow are the capabilities the step declared. The run was checked
+	// to grant them before it started (dagger.Run refuses a flow that
+	// needs more than it grants); what runs a task itself, such as
+	// exec.Runner, does not check it again.
 	Allow []dag.Capability
-	// Print writes a line to the task's output, as print does.
+	// Print writes a line to the task's output, as print does. Programs
+	// the task runs print from goroutines of their own: Print must be
+	// safe to call from several at once.
 	Print func(line string)
 	// Getenv reads a variable of the runner's environment.
 	Getenv func(name string) (string, bool)
@@ -84,20 +89,26 @@ func (t *Task) Allows(need dag.Capability) bool {
 // environment variable it read: Redact hides it in the lines the task
 // prints.
 func (t *Task) Secret(value string) {
-	if len(value) < minSecret {
-		return // too short to hide without hiding everything
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !slices.Contains(t.secrets, value) {
-		t.secrets = append(t.secrets, value)
+	// Lines are printed, and redacted, one at a time: each line of a
+	// value of many is a secret too.
+	for _, s := range append(strings.Split(value, "\n"), value) {
+		if len(s) >= minSecret && !slices.Contains(t.secrets, s) {
+			t.secrets = append(t.secrets, s)
+		}
 	}
+	// The longest first, so that a secret that holds another is hidden
+	// whole.
+	slices.SortStableFunc(t.secrets, func(a, b string) int { return len(b) - len(a) })
 }
 
 // minSecret is the length of the shortest value Secret hides.
 const minSecret = 4
 
-// Redact returns line with every secret replaced by "***".
+// Redact returns line, or any text, with every secret replaced by "***".
+// The runner redacts what a task prints and the error it fails with; the
+// values of artifacts are the task's, and are not redacted.
 func (t *Task) Redact(line string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()

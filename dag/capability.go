@@ -31,6 +31,9 @@ type Capability struct {
 // --allow flag write it.
 func ParseCapability(s string) (Capability, error) {
 	kind, arg, hasArg := strings.Cut(s, "=")
+	if kind == CapNet {
+		arg = strings.ToLower(arg) // host names are
+	}
 	c := Capability{Kind: kind, Arg: arg}
 	switch {
 	case !slices.Contains(CapabilityKinds(), kind):

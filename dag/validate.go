@@ -25,6 +25,14 @@ func Validate(g *Graph) error {
 	if finish == nil {
 		v.errs.addf(top, "a flow ends with def finish(ctx): ...", "flow has no finish step")
 	}
+	for _, s := range g.Steps {
+		// A pod's Secrets are its environment: only a step granted to
+		// read the environment may have them.
+		if o := s.Option("secrets"); o != nil && !slices.ContainsFunc(s.Allow, func(c Capability) bool { return c.Kind == CapEnv }) {
+			v.errs.addf(o.Pos, `declare allow = ["env"], or env=NAME for the variables it reads, which the run must grant`,
+				"step %s: option secrets gives its pods the keys of Secrets as environment variables, and the step does not declare the capability env", s.Name)
+		}
+	}
 	acyclic := v.cycles()
 	if start != nil {
 		reached := v.reachable(start)

@@ -153,7 +153,8 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 		res.Logs = string(h)
 	}
 	if err != nil {
-		res.Error = err.Error()
+		// An error may quote a value the task read as a secret.
+		res.Error = task.Redact(err.Error())
 		return res, nil
 	}
 	res.OK = true
