@@ -14,6 +14,7 @@ import (
 	osexec "os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -641,6 +642,65 @@ func TestRunHangUp(t *testing.T) {
 	}
 	if r := runDagger(t, "runs", "--store", st); !strings.Contains(r.stdout, " cancelled ") {
 		t.Errorf("dagger runs:\n%s", r.stdout)
+	}
+}
+
+// TestRunnerDiesWithDagger kills dagger run --executor process with
+// SIGKILL while a task runs: its dagger step child dies with it, rather
+// than run on with no one to read its result.
+func TestRunnerDiesWithDagger(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux kills a child when its parent dies")
+	}
+	dir := t.TempDir()
+	flow := filepath.Join(dir, "spin.star")
+	if err := os.WriteFile(flow, []byte(spinFlow), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	cmd := daggerCommand(t, "run", "--store", filepath.Join(dir, "store"), "--executor", subprocess, flow)
+	startUntil(t, cmd, "spin| spinning")
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	if err != nil {
+		t.Skipf("cannot list dagger's children: %v", err)
+	}
+	var runners []int
+	for _, f := range strings.Fields(string(children)) {
+		pid, err := strconv.Atoi(f)
+		if err == nil {
+			runners = append(runners, pid)
+		}
+	}
+	if len(runners) == 0 {
+		// The runner may have been started by another thread of dagger.
+		all, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", cmd.Process.Pid))
+		for _, name := range all {
+			data, _ := os.ReadFile(name)
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					runners = append(runners, pid)
+				}
+			}
+		}
+	}
+	if len(runners) == 0 {
+		t.Fatal("no dagger step child found")
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range runners {
+		for {
+			// A zombie reaped by init, or gone: either way, not running.
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil || strings.Contains(string(stat), ") Z ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Fatalf("dagger step %d still runs after dagger was killed", pid)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
 

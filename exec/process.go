@@ -59,6 +59,7 @@ func (p *Process) Execute(ctx context.Context, spec *TaskSpec, print func(line s
 	}), taskRunnerEnv+"=1")
 	cmd.Stdin = bytes.NewReader(in)
 	cmd.ExtraFiles = []*os.File{resultW}
+	cmd.SysProcAttr = dieWithParent()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -102,8 +103,13 @@ func (p *Process) Execute(ctx context.Context, spec *TaskSpec, print func(line s
 	var res TaskResult
 	if len(data) == 0 || json.Unmarshal(data, &res) != nil {
 		msg := strings.TrimSpace(stderr.String())
-		if msg == "" && waitErr != nil {
+		switch {
+		case msg == "" && waitErr != nil:
 			msg = waitErr.Error()
+		case waitErr != nil:
+			// How it ended says what its last words may not: killed by a
+			// signal, say.
+			msg += " (" + waitErr.Error() + ")"
 		}
 		if ctx.Err() != nil {
 			return &TaskResult{Error: fmt.Sprintf("%v: %s", context.Cause(ctx), msg)}, nil

@@ -552,7 +552,9 @@ func (s *scheduler) report(a *attempt) {
 	switch {
 	case a.err != nil:
 		ev.Status, ev.Error = "failed", a.err.Error()
-	case a.again:
+	case a.again && !s.stopped():
+		// Only a retry that will happen: a run that stopped retries
+		// nothing.
 		ev.Kind, ev.Status, ev.Error = TaskRetrying, "failed", a.res.Error
 	case a.copied:
 		ev.Status = "reused"

@@ -508,6 +508,55 @@ def shout(s):
 	}
 }
 
+// TestNoRetryOfAStoppedRun fails a run while a task with retries fails
+// too: that task is reported failed, not retrying, since no retry will
+// happen.
+func TestNoRetryOfAStoppedRun(t *testing.T) {
+	path := writeFlow(t, map[string]string{"flow.star": `
+def start(ctx):
+    next_step(a, b)
+
+def a(ctx):
+    fail("at once")
+    next_step(j)
+
+def b(ctx):
+    for i in range(100000):
+        pass
+    fail("later")
+    next_step(j)
+
+step(b, retries = 3)
+
+def j(ctx, inputs):
+    next_step(finish)
+
+def finish(ctx):
+    pass
+`})
+	var mu sync.Mutex
+	var kinds []string
+	flow := loadFlow(t, path)
+	st, err := store.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, err = Run(t.Context(), st, flow, Options{MaxWorkers: 2, OnEvent: func(e Event) {
+		if e.TaskID == "b" && (e.Kind == TaskRetrying || e.Kind == TaskFinished) {
+			mu.Lock()
+			kinds = append(kinds, string(e.Kind)+" "+e.Status)
+			mu.Unlock()
+		}
+	}})
+	if err == nil {
+		t.Fatal("the run succeeded")
+	}
+	if want := []string{"task_finished failed"}; !slices.Equal(kinds, want) {
+		t.Errorf("events of b: %v, want %v", kinds, want)
+	}
+}
+
 func TestRunCancelled(t *testing.T) {
 	path := writeFlow(t, map[string]string{"flow.star": `
 def start(ctx):
