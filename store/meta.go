@@ -158,6 +158,12 @@ func (s *Store) CreateRun(ctx context.Context, r Run) (Run, error) {
 	}
 	r.Created = time.Now().UTC()
 	r.Status, r.Ended, r.Error = RunRunning, time.Time{}, ""
+	// The code package, a large one in a file of its own, must survive a
+	// crash before the run that needs it is recorded; small blobs are
+	// written with the record.
+	if err := s.flushFiles(ctx); err != nil {
+		return Run{}, fmt.Errorf("store: create run of %s: %w", r.Flow, err)
+	}
 	err = s.write(ctx, true, func(tx *sql.Tx) error {
 		// A run created by another process in the same millisecond may,
 		// rarely, have drawn the same ID; draw again.

@@ -694,3 +694,23 @@ func TestDatastoreInStore(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateRunFlushesCode checks that a code package large enough for a
+// file of its own is on disk, flushed, once the run that needs it is
+// recorded.
+func TestCreateRunFlushesCode(t *testing.T) {
+	s := openTestStore(t)
+	code, err := s.Blobs().Put(t.Context(), randomBytes(7, s.inlineMax+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateRun(t.Context(), Run{Flow: "f", CodeHash: code}); err != nil {
+		t.Fatal(err)
+	}
+	s.blobs.mu.Lock()
+	dirty := s.blobs.dirty
+	s.blobs.mu.Unlock()
+	if dirty {
+		t.Error("the code's blob file is not flushed once its run is recorded")
+	}
+}
