@@ -9,6 +9,7 @@ import (
 
 	"github.com/daggerflow/dagger"
 	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/history"
 	"github.com/daggerflow/dagger/store"
 )
 
@@ -44,13 +45,13 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 	if err := checkDatastore(c); err != nil {
 		return err
 	}
-	dir, err := storeDir(c.String("store"))
-	if err != nil {
-		return failed(err)
-	}
 	ctx, again, stop := notifySignals(c.Context)
 	defer stop()
-	st, err := store.Open(ctx, dir)
+	// A store that is not there has no run to resume: it is not made.
+	st, _, err := openStore(ctx, c.String("store"))
+	if errors.Is(err, history.ErrNoStore) {
+		return &exitError{code: exitInvalid, err: fmt.Errorf("run %q: not found: %w", c.Args().First(), err)}
+	}
 	if err != nil {
 		return failed(err)
 	}
