@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	urfave "github.com/urfave/cli/v2"
+
+	"github.com/daggerflow/dagger/store"
 )
 
 func fsckCommand() *urfave.Command {
@@ -13,7 +15,8 @@ func fsckCommand() *urfave.Command {
 		Description: "Fsck reads the whole store and checks it: that every blob's content hashes\n" +
 			"to its name, that every blob a run, task or attempt needs is there, and that\n" +
 			"the database is sound. It prints each problem found and exits with 1 if\n" +
-			"there is any. It may run while other dagger commands use the store.",
+			"there is any, and notes the runs whose process died. It may run while\n" +
+			"other dagger commands use the store.",
 		Flags: []urfave.Flag{
 			&urfave.StringFlag{Name: "store", Usage: "check the store in `DIR`"},
 		},
@@ -36,6 +39,14 @@ func fsck(c *urfave.Context) error {
 	}
 	for _, p := range problems {
 		fmt.Fprintln(c.App.Writer, p)
+	}
+	// A dead run is no damage to the store, but no one will end it.
+	dead, err := st.Runs(c.Context, store.RunFilter{Status: store.RunDead})
+	if err != nil {
+		return failed(err)
+	}
+	for _, r := range dead {
+		fmt.Fprintf(c.App.Writer, "note: run %s of %s is recorded running, but its process is gone: dagger resume %s continues it\n", r.ID, r.Flow, r.ID)
 	}
 	if len(problems) > 0 {
 		return failed(fmt.Errorf("the store in %s has %s", dir, plural(len(problems), "problem")))

@@ -704,6 +704,38 @@ func TestRunnerDiesWithDagger(t *testing.T) {
 	}
 }
 
+// TestDeadRun kills dagger run with SIGKILL: the run, recorded running,
+// shows dead in runs and inspect, logs --follow ends on it, and fsck
+// notes it.
+func TestDeadRun(t *testing.T) {
+	dir := t.TempDir()
+	flow := filepath.Join(dir, "spin.star")
+	if err := os.WriteFile(flow, []byte(spinFlow), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	st := filepath.Join(dir, "store")
+	cmd := daggerCommand(t, "run", "--store", st, flow)
+	startUntil(t, cmd, "spin| spinning")
+	cmd.Process.Kill()
+	cmd.Wait()
+	if r := runDagger(t, "runs", "--store", st, "--status", "dead"); r.code != exitOK || !strings.Contains(r.stdout, " dead ") {
+		t.Errorf("dagger runs --status dead: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runDagger(t, "inspect", "--store", st, "latest"); !strings.Contains(r.stdout, "dead") {
+		t.Errorf("dagger inspect:\n%s%s", r.stdout, r.stderr)
+	}
+	done := make(chan result, 1)
+	go func() { done <- runDagger(t, "logs", "--store", st, "--follow", "latest") }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("dagger logs --follow of a dead run does not end")
+	}
+	if r := runDagger(t, "fsck", "--store", st); r.code != exitOK || !strings.Contains(r.stdout, "is recorded running, but its process is gone: dagger resume") {
+		t.Errorf("dagger fsck: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
 // TestBrokenPipe runs dagger run with its standard output a pipe that no
 // one reads, as in "dagger run flow.star | head -1": dagger is not killed
 // by SIGPIPE, the run goes on to its end and is recorded, and dagger says

@@ -31,7 +31,7 @@ func runsCommand() *urfave.Command {
 			"the path of its file, lists only the runs of that flow. The store is --store,\n" +
 			"else $DAGGER_HOME, else .daggerflow in the current directory.",
 		Flags: []urfave.Flag{
-			&urfave.StringFlag{Name: "status", Usage: "list only the runs whose status is `STATUS`: running, succeeded, failed or cancelled"},
+			&urfave.StringFlag{Name: "status", Usage: "list only the runs whose status is `STATUS`: running, succeeded, failed, cancelled, or dead (recorded running, but its process is gone)"},
 			&urfave.IntFlag{Name: "limit", Value: defaultRunsLimit, Usage: "list at most `N` runs; 0 for all"},
 			&urfave.BoolFlag{Name: "json", Usage: "print the runs as a JSON array"},
 			&urfave.StringFlag{Name: "store", Usage: "read the runs recorded in `DIR`"},
@@ -53,9 +53,9 @@ func listRuns(c *urfave.Context) error {
 	}
 	if s := c.String("status"); s != "" {
 		f.Status = store.RunStatus(s)
-		statuses := []store.RunStatus{store.RunRunning, store.RunSucceeded, store.RunFailed, store.RunCancelled}
+		statuses := []store.RunStatus{store.RunRunning, store.RunSucceeded, store.RunFailed, store.RunCancelled, store.RunDead}
 		if !slices.Contains(statuses, f.Status) {
-			return &usageError{cmd: name, msg: fmt.Sprintf("unknown status %q: use running, succeeded, failed or cancelled", s)}
+			return &usageError{cmd: name, msg: fmt.Sprintf("unknown status %q: use running, succeeded, failed, cancelled or dead", s)}
 		}
 	}
 	f.Limit = c.Int("limit")

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -78,6 +79,10 @@ type Run struct {
 	// the run recorded it for whoever resumes it: "" for this process or
 	// subprocesses of it; `dagger kubernetes run` records its settings.
 	Executor string
+	// Driver names the process that ran the run, which CreateRun records,
+	// for the store to tell a run that is running from one whose process
+	// died (RunDead).
+	Driver string
 }
 
 // RunFilter selects runs. Zero fields select everything.
@@ -158,6 +163,7 @@ func (s *Store) CreateRun(ctx context.Context, r Run) (Run, error) {
 	}
 	r.Created = time.Now().UTC()
 	r.Status, r.Ended, r.Error = RunRunning, time.Time{}, ""
+	r.Driver = thisDriver()
 	// The code package, a large one in a file of its own, must survive a
 	// crash before the run that needs it is recorded; small blobs are
 	// written with the record.
@@ -170,10 +176,10 @@ func (s *Store) CreateRun(ctx context.Context, r Run) (Run, error) {
 		for range 10 {
 			r.ID = s.ids.next(r.Created)
 			res, err := tx.ExecContext(ctx, `INSERT INTO runs
-				(id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore, executor)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?, ?)
+				(id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore, executor, driver)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?, ?, ?)
 				ON CONFLICT (id) DO NOTHING`,
-				r.ID, r.Flow, r.FlowPath, r.CodeHash, params, r.Status, r.Origin, r.Created.UnixNano(), s.relDatastore(r.Datastore), r.Executor)
+				r.ID, r.Flow, r.FlowPath, r.CodeHash, params, r.Status, r.Origin, r.Created.UnixNano(), s.relDatastore(r.Datastore), r.Executor, r.Driver)
 			if err != nil {
 				return err
 			}
@@ -251,7 +257,7 @@ func (s *Store) dirURL() string {
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(s.dir) + "/"}).String()
 }
 
-const runColumns = "id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore, executor"
+const runColumns = "id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore, executor, driver"
 
 // maxCandidates is how many matching runs the error for an ambiguous run ID
 // prefix lists.
@@ -299,7 +305,14 @@ func (s *Store) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 		conds = append(conds, "flow = ?")
 		args = append(args, f.Flow)
 	}
-	if f.Status != "" {
+	// A dead run is recorded running: which is which is known only once
+	// read.
+	live := f.Status == RunRunning || f.Status == RunDead
+	switch {
+	case live:
+		conds = append(conds, "status = ?")
+		args = append(args, RunRunning)
+	case f.Status != "":
 		conds = append(conds, "status = ?")
 		args = append(args, f.Status)
 	}
@@ -307,13 +320,19 @@ func (s *Store) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
 	q += " ORDER BY id DESC"
-	if f.Limit > 0 {
+	if f.Limit > 0 && !live {
 		q += " LIMIT ?"
 		args = append(args, f.Limit)
 	}
 	runs, err := s.queryRuns(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: list runs: %w", err)
+	}
+	if live {
+		runs = slices.DeleteFunc(runs, func(r Run) bool { return r.Status != f.Status })
+		if f.Limit > 0 && len(runs) > f.Limit {
+			runs = runs[:f.Limit]
+		}
 	}
 	return runs, nil
 }
@@ -331,7 +350,7 @@ func (s *Store) queryRuns(ctx context.Context, query string, args ...any) ([]Run
 			params         sql.NullString
 			created, ended sql.NullInt64
 		)
-		if err := rows.Scan(&r.ID, &r.Flow, &r.FlowPath, &r.CodeHash, &params, &r.Status, &r.Origin, &created, &ended, &r.Error, &r.Datastore, &r.Executor); err != nil {
+		if err := rows.Scan(&r.ID, &r.Flow, &r.FlowPath, &r.CodeHash, &params, &r.Status, &r.Origin, &created, &ended, &r.Error, &r.Datastore, &r.Executor, &r.Driver); err != nil {
 			return nil, err
 		}
 		if err := unmarshalJSON(params, &r.Params); err != nil {
@@ -339,6 +358,9 @@ func (s *Store) queryRuns(ctx context.Context, query string, args ...any) ([]Run
 		}
 		r.Created, r.Ended = fromNullTime(created), fromNullTime(ended)
 		r.Datastore = s.absDatastore(r.Datastore)
+		if r.Status == RunRunning && gone(r.Driver) {
+			r.Status = RunDead
+		}
 		runs = append(runs, r)
 	}
 	return runs, rows.Err()

@@ -124,7 +124,7 @@ func TestRunLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := in
-	want.ID, want.Status, want.Error, want.Created = r.ID, RunRunning, "", r.Created
+	want.ID, want.Status, want.Error, want.Created, want.Driver = r.ID, RunRunning, "", r.Created, thisDriver()
 	if diff := cmp.Diff(want, r); diff != "" {
 		t.Errorf("CreateRun mismatch (-want +got):\n%s", diff)
 	}
@@ -712,5 +712,55 @@ func TestCreateRunFlushesCode(t *testing.T) {
 	s.blobs.mu.Unlock()
 	if dirty {
 		t.Error("the code's blob file is not flushed once its run is recorded")
+	}
+}
+
+// TestDeadRun checks that a run recorded running shows dead once the
+// process that ran it is gone, and running while it runs; a driver of
+// another machine is not known to be gone.
+func TestDeadRun(t *testing.T) {
+	if thisDriver() == "" {
+		t.Skip("no /proc here to tell which processes run")
+	}
+	s := openTestStore(t)
+	ctx := t.Context()
+	live, err := s.CreateRun(ctx, Run{Flow: "f"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A process that ran and ended: its PID with another start time.
+	f := strings.Fields(thisDriver())
+	for name, d := range map[string]string{
+		"dead":      strings.Join([]string{f[0], f[1], f[2], f[3] + "0"}, " "),
+		"reboot":    strings.Join([]string{f[0], "another-boot", f[2], f[3]}, " "),
+		"elsewhere": strings.Join([]string{"another-host", "another-boot", f[2], f[3] + "0"}, " "),
+	} {
+		r, err := s.CreateRun(ctx, Run{Flow: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.wdb.ExecContext(ctx, "UPDATE runs SET driver = ? WHERE id = ?", d, r.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(map[string]RunStatus)
+	runs, err := s.Runs(ctx, RunFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		got[r.Flow] = r.Status
+	}
+	want := map[string]RunStatus{"f": RunRunning, "dead": RunDead, "reboot": RunDead, "elsewhere": RunRunning}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+	for status, n := range map[RunStatus]int{RunDead: 2, RunRunning: 2} {
+		if runs, err := s.Runs(ctx, RunFilter{Status: status, Limit: 5}); err != nil || len(runs) != n {
+			t.Errorf("runs %s: %d, %v; want %d", status, len(runs), err, n)
+		}
+	}
+	if r, err := s.Run(ctx, live.ID); err != nil || r.Status != RunRunning {
+		t.Errorf("the live run: %s, %v", r.Status, err)
 	}
 }

@@ -11,8 +11,8 @@ import (
 // misread; an older one is upgraded by the migrations.
 //
 // Version 2 added the blobs table and tasks.foreach; version 3,
-// runs.datastore; version 4, runs.executor.
-const schemaVersion = 4
+// runs.datastore; version 4, runs.executor; version 5, runs.driver.
+const schemaVersion = 5
 
 // schema creates the metadata tables of a new store. Times are Unix
 // nanoseconds in UTC, NULL when unset; lists and maps are JSON text, NULL
@@ -36,7 +36,8 @@ CREATE TABLE runs (
 	ended     INTEGER,
 	error     TEXT NOT NULL,
 	datastore TEXT NOT NULL DEFAULT '',
-	executor  TEXT NOT NULL DEFAULT ''
+	executor  TEXT NOT NULL DEFAULT '',
+	driver    TEXT NOT NULL DEFAULT ''
 ) STRICT;
 
 CREATE INDEX runs_by_flow ON runs (flow, id);
@@ -108,6 +109,8 @@ func migration(from int) string {
 		return "ALTER TABLE runs ADD COLUMN datastore TEXT NOT NULL DEFAULT '';"
 	case 3:
 		return "ALTER TABLE runs ADD COLUMN executor TEXT NOT NULL DEFAULT '';"
+	case 4:
+		return "ALTER TABLE runs ADD COLUMN driver TEXT NOT NULL DEFAULT '';"
 	}
 	return ""
 }
