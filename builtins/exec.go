@@ -129,7 +129,7 @@ func (e execer) sh(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 func programArgs(list starlark.Value) ([]string, error) {
 	seq, ok := list.(starlark.Indexable)
 	if _, isString := list.(starlark.String); !ok || isString {
-		return nil, fmt.Errorf("args must be a list of strings, such as [\"ls\", \"-l\"], not a %s; to run a command line, use exec.sh", list.Type())
+		return nil, fmt.Errorf("args must be a list of strings, such as [\"ls\", \"-l\"], not %s; to run a command line, use exec.sh", a(list.Type()))
 	}
 	if seq.Len() == 0 {
 		return nil, errors.New("args is empty: give the program to run, and its arguments")
@@ -138,7 +138,7 @@ func programArgs(list starlark.Value) ([]string, error) {
 	for i := range argv {
 		s, ok := starlark.AsString(seq.Index(i))
 		if !ok {
-			return nil, fmt.Errorf("args[%d] is a %s, not a string: convert it with str()", i, seq.Index(i).Type())
+			return nil, fmt.Errorf("args[%d] is %s, not a string: convert it with str()", i, a(seq.Index(i).Type()))
 		}
 		argv[i] = s
 	}

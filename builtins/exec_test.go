@@ -175,7 +175,7 @@ func TestExecErrors(t *testing.T) {
 		{`exec.run(["./nope"])`, `exec.run: ["./nope"]: exec: "…`},
 		{`exec.run("ls -l")`, `exec.run: args must be a list of strings, such as ["ls", "-l"], not a string; to run a command line, use exec.sh`},
 		{`exec.run([])`, `exec.run: args is empty: give the program to run, and its arguments`},
-		{`exec.run(["echo", 1])`, `exec.run: args[1] is a int, not a string: convert it with str()`},
+		{`exec.run(["echo", 1])`, `exec.run: args[1] is an int, not a string: convert it with str()`},
 		{`exec.run([""])`, `exec.run: args[0], the program, is empty`},
 		{`exec.run(["true"], env = {"A": 1})`, `exec.run: env maps names to strings, not string to int: convert the value with str()`},
 		{`exec.run(["true"], env = {"A=B": "1"})`, `exec.run: env: "A=B" is not an environment variable's name`},

@@ -168,7 +168,7 @@ func filesWrite(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	case starlark.Bytes:
 		content = string(data)
 	default:
-		return nil, fmt.Errorf("%s: data is a %s, not a string or bytes", b.Name(), data.Type())
+		return nil, fmt.Errorf("%s: data is %s, not a string or bytes", b.Name(), a(data.Type()))
 	}
 	c, err := startFiles(thread, b.Name(), path)
 	if err != nil {

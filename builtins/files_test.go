@@ -187,7 +187,7 @@ func TestFiles(t *testing.T) {
 		},
 		{name: "write replaces", code: `files.write("a.txt", "new")`, want: "None", tree: map[string]string{"a.txt": "new", "d/b.bin": "\x00\xff"}},
 		{name: "write by name", code: `v = files.write(data = "t", path = "n.txt")`, want: "None", tree: map[string]string{"a.txt": "héllo\n", "d/b.bin": "\x00\xff", "n.txt": "t"}},
-		{name: "write other data", code: `files.write("n", 1)`, want: "files.write: data is a int, not a string or bytes"},
+		{name: "write other data", code: `files.write("n", 1)`, want: "files.write: data is an int, not a string or bytes"},
 		{name: "exists", code: `v = [files.exists(p) for p in ["a.txt", "d", ".", "nope", "a.txt/x", "d/nope/x"]]`, want: "[True, True, True, False, False, False]"},
 		{name: "list", code: `v = files.list()`, want: `["a.txt", "d"]`},
 		{name: "list folder", code: `v = files.list("d")`, want: `["b.bin"]`},

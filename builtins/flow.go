@@ -193,7 +193,7 @@ func nextStep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	}
 	if foreach != nil {
 		if _, ok := foreach.(starlark.Iterable); !ok {
-			return nil, fmt.Errorf("next_step: foreach wants a sequence, not a %s", foreach.Type())
+			return nil, fmt.Errorf("next_step: foreach wants a sequence, not %s", a(foreach.Type()))
 		}
 		n.Foreach = foreach
 	}

@@ -89,7 +89,7 @@ func (c httpClient) post(thread *starlark.Thread, b *starlark.Builtin, args star
 	}
 	data, ok := starlark.AsString(body)
 	if !ok {
-		return nil, fmt.Errorf("%s: body is a %s, not a string or bytes; to send a value as JSON, pass json = value", b.Name(), body.Type())
+		return nil, fmt.Errorf("%s: body is %s, not a string or bytes; to send a value as JSON, pass json = value", b.Name(), a(body.Type()))
 	}
 	contentType := ""
 	if value != starlark.None {
@@ -243,7 +243,7 @@ func duration(v starlark.Value) (time.Duration, error) {
 	case sltime.Duration:
 		d = time.Duration(v)
 	default:
-		return 0, fmt.Errorf("want a duration such as \"30s\", not a %s", v.Type())
+		return 0, fmt.Errorf("want a duration such as \"30s\", not %s", a(v.Type()))
 	}
 	if d <= 0 {
 		return 0, fmt.Errorf("%s is not a positive duration", d)

@@ -135,10 +135,10 @@ func TestHTTPErrors(t *testing.T) {
 		{"net", `http.get(URL + "/slow", timeout = "50ms")`, `http.get $URL/slow: no response within the timeout of 50ms`},
 		{"net", `http.get(URL, timeout = "soon")`, `http.get: timeout: time: invalid duration "soon"`},
 		{"net", `http.get(URL, timeout = "-1s")`, `http.get: timeout: -1s is not a positive duration`},
-		{"net", `http.get(URL, timeout = 30)`, `http.get: timeout: want a duration such as "30s", not a int`},
+		{"net", `http.get(URL, timeout = 30)`, `http.get: timeout: want a duration such as "30s", not an int`},
 		{"net", `http.get(URL, headers = {"a": 1})`, `http.get: headers map names to strings, not string to int: convert the value with str()`},
 		{"net", `http.post(URL, body = "a", json = {})`, `http.post: both body and json are given: pass one`},
-		{"net", `http.post(URL, body = 1)`, `http.post: body is a int, not a string or bytes; to send a value as JSON, pass json = value`},
+		{"net", `http.post(URL, body = 1)`, `http.post: body is an int, not a string or bytes; to send a value as JSON, pass json = value`},
 		{"net", `http.post(URL, json = {"f": len})`, `http.post: json.encode: in dict key "f": cannot encode builtin_function_or_method as JSON`},
 	}
 	for _, test := range tests {

@@ -147,3 +147,11 @@ func Require(thread *starlark.Thread, fn string, need dag.Capability) (*Task, er
 	}
 	return t, nil
 }
+
+// a returns noun with its indefinite article: "an int", "a string".
+func a(noun string) string {
+	if noun != "" && strings.ContainsRune("aeiou", rune(noun[0])) {
+		return "an " + noun
+	}
+	return "a " + noun
+}

@@ -202,7 +202,7 @@ func dictProblem(name string, value any) string {
 		v, ok := m[k].(string)
 		switch {
 		case !ok:
-			return fmt.Sprintf("must map strings to strings; %q maps to a %s", k, typeName(m[k]))
+			return fmt.Sprintf("must map strings to strings; %q maps to %s", k, a(typeName(m[k])))
 		case name == "env" && !isEnvName(k):
 			return fmt.Sprintf(`must have variable names such as "MODEL_DIR", not %q (letters, digits and _, not beginning with a digit)`, k)
 		case name == "node_selector" && !isLabelKey(k):
@@ -612,4 +612,12 @@ func IsIdent(s string) bool {
 	id, err := FileOptions().ParseExpr("", s, 0)
 	_, ok := id.(*syntax.Ident)
 	return err == nil && ok
+}
+
+// a returns noun with its indefinite article: "an int", "a string".
+func a(noun string) string {
+	if noun != "" && strings.ContainsRune("aeiou", rune(noun[0])) {
+		return "an " + noun
+	}
+	return "a " + noun
 }

@@ -79,7 +79,7 @@ func TestCheckOption(t *testing.T) {
 		{"env", map[string]any{"MODEL_DIR": "/m", "_x": "", "a1": "1"}, ""},
 		{"env", map[string]any{"if": "a Starlark keyword is a fine name"}, ""},
 		{"env", "A=1", "option env must be a dict of strings to strings"},
-		{"env", map[string]any{"A": int64(1)}, `option env must map strings to strings; "A" maps to a int`},
+		{"env", map[string]any{"A": int64(1)}, `option env must map strings to strings; "A" maps to an int`},
 		{"env", map[string]any{"MY-VAR": "x"}, env + `"MY-VAR" (letters, digits and _, not beginning with a digit)`},
 		{"env", map[string]any{"my.var": "x"}, env + `"my.var"`},
 		{"env", map[string]any{"1A": "x"}, env + `"1A"`},
