@@ -242,6 +242,38 @@ func TestBuiltinSeesTheTaskContext(t *testing.T) {
 	}
 }
 
+// TestBuiltinPanics checks that a builtin that panics fails its task,
+// with the panic and its stack, and the run with it, and leaves no task
+// recorded running.
+func TestBuiltinPanics(t *testing.T) {
+	set := builtins.Standard()
+	boom := starlark.NewBuiltin("boom", func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
+		var m map[string]int
+		m["x"] = 1 // a nil map: a bug of the builtin's
+		return starlark.None, nil
+	})
+	if err := set.Add("boom", boom); err != nil {
+		t.Fatal(err)
+	}
+	path := writeFlow(t, "boom.star", "def start(ctx):\n    boom()\n    next_step(finish)\n\ndef finish(ctx):\n    pass\n")
+	flow, err := dagger.Load(path, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := openStore(t)
+	run, err := dagger.Run(t.Context(), st, flow, dagger.Options{})
+	if err == nil || !strings.Contains(err.Error(), "panic in a builtin: assignment to entry in nil map") || !strings.Contains(err.Error(), "goroutine") {
+		t.Errorf("run error = %v, want the panic with its stack", err)
+	}
+	tasks, err := st.Tasks(t.Context(), run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) != 1 || tasks[0].Status != store.TaskFailed {
+		t.Errorf("tasks = %+v, want start failed", tasks)
+	}
+}
+
 // TestProcessExecutorInRunner checks that a program started to run one
 // task cannot start task runners of its own: one whose main runs its flow
 // instead of the step command would start itself without end.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -137,7 +138,7 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 	builtins.SetThreadTask(thread, task)
 	next := &builtins.Next{}
 	next.Attach(thread)
-	_, err := starlark.Call(ctx, thread, r.globals[spec.Step], args...)
+	err := call(ctx, thread, r.globals[spec.Step], args)
 	res := &TaskResult{}
 	if err == nil {
 		err = r.finish(ctx, step, next, taskCtx, res)
@@ -159,6 +160,19 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 	}
 	res.OK = true
 	return res, nil
+}
+
+// call calls the step fn on thread. A builtin that panics, one of an
+// embedder or of dagger, fails the task with the panic and its Go stack,
+// rather than take down every task of the process.
+func call(ctx context.Context, thread *sl.Thread, fn sl.Value, args []sl.Value) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in a builtin: %v\n%s", r, debug.Stack())
+		}
+	}()
+	_, err = starlark.Call(ctx, thread, fn, args...)
+	return err
 }
 
 // inputs builds the inputs value of a join.
