@@ -154,7 +154,7 @@ func goValue(v starlark.Value) (any, error) {
 		}
 		return m, nil
 	}
-	return nil, fmt.Errorf("a %s is not an option value", v.Type())
+	return nil, fmt.Errorf("%s is not an option value", a(v.Type()))
 }
 
 // A Next is what next_step recorded while a task ran: the steps chosen,
@@ -235,7 +235,7 @@ func ParamValue(p *dag.Param, text string) (starlark.Value, error) {
 			return nil, fmt.Errorf("param %s: %w", p.Name, err)
 		}
 		if got := v.Type(); got != p.Type {
-			return nil, fmt.Errorf("param %s: want a JSON %s, got a %s", p.Name, map[string]string{"list": "array", "dict": "object"}[p.Type], got)
+			return nil, fmt.Errorf("param %s: want a JSON %s, got %s", p.Name, map[string]string{"list": "array", "dict": "object"}[p.Type], a(got))
 		}
 		return v, nil
 	}

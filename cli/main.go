@@ -27,15 +27,19 @@ func Main(set *builtins.Set) {
 	// A closed standard output, as in "dagger run flow.star | head -1",
 	// is then an error of the write, which the command reports, rather
 	// than a SIGPIPE that kills dagger mid-run and leaves the run
-	// recorded as running.
+	// recorded as running. A program that calls Run with os.Stdout does
+	// the same for the same reason.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(Run(context.Background(), set, os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
 // Run runs the command line args (args[0] is the program name) with the
-// builtins of set (builtins.Standard() if nil), reading stdin and writing to stdout and stderr, and
-// returns the exit code. Runs in one process must not overlap: urfave/cli
-// v2 keeps state in package variables.
+// builtins of set (builtins.Standard() if nil), reading stdin and writing
+// to stdout and stderr, and returns the exit code. Runs in one process
+// must not overlap: urfave/cli v2 keeps state in package variables. Main
+// also turns SIGPIPE into write errors; a program that calls Run with
+// os.Stdout had better do so too (signal.Notify of syscall.SIGPIPE), or a
+// closed pipe kills it mid-run.
 func Run(ctx context.Context, set *builtins.Set, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if set == nil {
 		set = builtins.Standard()

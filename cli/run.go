@@ -255,24 +255,37 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// stopSignals are the signals that cancel a run: an interrupt (Ctrl-C),
-// SIGTERM, and SIGHUP, which a dropped SSH session sends, so that the run
-// is recorded cancelled rather than left running by a killed process.
-var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+// stopSignals returns the signals that cancel a run: an interrupt
+// (Ctrl-C), SIGTERM, and SIGHUP, which a dropped SSH session sends, so
+// that the run is recorded cancelled rather than left running by a killed
+// process. A signal this process was started ignoring stays ignored, as
+// nohup asks of SIGHUP: asking to be notified of it would undo that.
+func stopSignals() []os.Signal {
+	var sigs []os.Signal
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP} {
+		if !signal.Ignored(sig) {
+			sigs = append(sigs, sig)
+		}
+	}
+	return sigs
+}
 
 // notifySignals returns a context cancelled by the first interrupt,
-// SIGTERM or SIGHUP, and a channel closed when a signal of a kind already received
+// SIGTERM or SIGHUP, and a channel closed when an interrupt or a SIGTERM
 // comes again: the first asks the work to stop cleanly, the second not to
 // wait for it. A SIGTERM after an interrupt only cancels: when Ctrl-C
 // interrupts "dagger run --executor process", the terminal interrupts its
 // "dagger step" subprocesses too, and the run then stops each with SIGTERM,
-// which must not cost the task its result. stop releases the signals.
+// which must not cost the task its result. A hang-up often comes more
+// than once (a shell passes it on to its jobs), and only ever cancels.
+// stop releases the signals.
 func notifySignals(parent context.Context) (ctx context.Context, again <-chan struct{}, stop func()) {
-	ctx, stopCtx := signal.NotifyContext(parent, stopSignals...)
+	sigList := stopSignals()
+	ctx, stopCtx := signal.NotifyContext(parent, sigList...)
 	// Both are notified of every signal from now on, so none falls between
 	// the first and the second.
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, stopSignals...)
+	signal.Notify(sigs, sigList...)
 	twice := make(chan struct{})
 	quit := make(chan struct{})
 	go func() {
@@ -280,6 +293,9 @@ func notifySignals(parent context.Context) (ctx context.Context, again <-chan st
 		for {
 			select {
 			case sig := <-sigs:
+				if sig == syscall.SIGHUP {
+					continue
+				}
 				if seen[sig] {
 					close(twice)
 					return

@@ -631,6 +631,8 @@ func TestRunHangUp(t *testing.T) {
 	st := filepath.Join(dir, "store")
 	cmd := daggerCommand(t, "run", "--store", st, flow)
 	stdout := startUntil(t, cmd, "spin| spinning")
+	// A hang-up often comes twice; only ever cancels.
+	interrupt(t, cmd.Process.Pid, syscall.SIGHUP)
 	interrupt(t, cmd.Process.Pid, syscall.SIGHUP)
 	io.Copy(io.Discard, stdout)
 	err := cmd.Wait()
@@ -733,6 +735,38 @@ func TestDeadRun(t *testing.T) {
 	}
 	if r := runDagger(t, "fsck", "--store", st); r.code != exitOK || !strings.Contains(r.stdout, "is recorded running, but its process is gone: dagger resume") {
 		t.Errorf("dagger fsck: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestRunNohup hangs up on dagger run started by nohup, which asks that
+// a hang-up be ignored: the run goes on.
+func TestRunNohup(t *testing.T) {
+	nohup, err := osexec.LookPath("nohup")
+	if err != nil {
+		t.Skip("no nohup here")
+	}
+	dir := t.TempDir()
+	flow := filepath.Join(dir, "spin.star")
+	if err := os.WriteFile(flow, []byte(spinFlow), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := daggerCommand(t, "run", "--store", filepath.Join(dir, "store"), flow)
+	cmd.Path, cmd.Args = nohup, append([]string{"nohup", exe}, cmd.Args[1:]...)
+	stdout := startUntil(t, cmd, "spin| spinning")
+	interrupt(t, cmd.Process.Pid, syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("dagger run under nohup ended on a hang-up: %v; stderr:\n%s", err, cmd.Stderr)
+	}
+	interrupt(t, cmd.Process.Pid, os.Interrupt)
+	io.Copy(io.Discard, stdout)
+	cmd.Wait()
+	if want := regexp.MustCompile(`cancelled: interrupt signal received`); !want.MatchString(fmt.Sprint(cmd.Stderr)) {
+		t.Errorf("stderr = %q, want the run cancelled by the interrupt", cmd.Stderr)
 	}
 }
 

@@ -329,11 +329,17 @@ func runTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, blobs store
 	if err != nil {
 		return nil, err
 	}
+	// A runner whose output can no longer be written, its driver gone,
+	// stops: no one will read its result.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	w := bufio.NewWriter(out)
 	res, err := runner.Execute(ctx, spec, func(line string) {
 		w.WriteString(line)
 		w.WriteByte('\n')
-		w.Flush() // lines show as they come
+		if err := w.Flush(); err != nil { // lines show as they come
+			cancel(fmt.Errorf("writing the task's output: %w", err))
+		}
 	})
 	if err != nil {
 		return nil, err

@@ -521,7 +521,7 @@ def a(ctx):
     next_step(j)
 
 def b(ctx):
-    for i in range(100000):
+    for i in range(2000000):
         pass
     fail("later")
     next_step(j)

@@ -15,45 +15,58 @@ import (
 const RunDead RunStatus = "dead"
 
 // A driver names the process that runs a run, as the store records it:
-// the host, the boot of its kernel, the process ID and the process's start
-// time, so that a PID used again by another process is told apart.
+// the host, the boot of its kernel, the PID namespace, the process ID and
+// the process's start time, so that a PID used again by another process,
+// or the same PID in another container, is told apart.
 type driver struct {
-	host, boot string
-	pid        int
-	start      string
+	host, boot, pidns string
+	pid               int
+	start             string
+}
+
+func (d driver) String() string {
+	return fmt.Sprintf("%s %s %s %d %s", d.host, d.boot, d.pidns, d.pid, d.start)
+}
+
+// machine is what a driver's record is compared with: this process's
+// host, boot and PID namespace, read once per query.
+type machine struct {
+	host, boot, pidns string
+	ok                bool
+}
+
+// thisMachine reads where this process runs, from Linux's /proc; not ok
+// elsewhere.
+func thisMachine() machine {
+	host, err := os.Hostname()
+	if err != nil {
+		return machine{}
+	}
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return machine{}
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return machine{}
+	}
+	return machine{host: host, boot: string(bytes.TrimSpace(boot)), pidns: ns, ok: true}
 }
 
 // thisDriver returns this process as a run's driver, as the store records
 // it; "" where it cannot tell, and the run is then never shown dead.
 func thisDriver() string {
-	d, ok := readDriver(os.Getpid())
-	if !ok {
+	m := thisMachine()
+	start, ok := startTime(os.Getpid())
+	if !m.ok || !ok {
 		return ""
 	}
-	return fmt.Sprintf("%s %s %d %s", d.host, d.boot, d.pid, d.start)
-}
-
-// readDriver reads what names the process pid of this machine, from
-// Linux's /proc.
-func readDriver(pid int) (driver, bool) {
-	host, err := os.Hostname()
-	if err != nil {
-		return driver{}, false
-	}
-	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return driver{}, false
-	}
-	start, ok := startTime(pid)
-	if !ok {
-		return driver{}, false
-	}
-	return driver{host: host, boot: string(bytes.TrimSpace(boot)), pid: pid, start: start}, true
+	return driver{host: m.host, boot: m.boot, pidns: m.pidns, pid: os.Getpid(), start: start}.String()
 }
 
 // startTime returns when the process pid started, in clock ticks since
-// boot, from the 22nd field of /proc/PID/stat; false if there is no such
-// process.
+// boot, from the 22nd field of /proc/PID/stat; false if it cannot be
+// read.
 func startTime(pid int) (string, bool) {
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -73,28 +86,24 @@ func startTime(pid int) (string, bool) {
 }
 
 // gone reports whether the driver recorded, as thisDriver wrote it, is a
-// process of this machine that no longer runs. A driver of another
-// machine, or one not recorded, is not known to be gone.
-func gone(recorded string) bool {
+// process that no longer runs, as seen from m, this process's machine. A
+// driver of another host or container (another PID namespace), or one
+// not recorded, is not known to be gone.
+func (m machine) gone(recorded string) bool {
 	f := strings.Fields(recorded)
-	if len(f) != 4 {
+	if !m.ok || len(f) != 5 || f[0] != m.host {
 		return false
 	}
-	pid, err := strconv.Atoi(f[2])
-	if err != nil {
-		return false
-	}
-	host, err := os.Hostname()
-	if err != nil || host != f[0] {
-		return false
-	}
-	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return false
-	}
-	if string(bytes.TrimSpace(boot)) != f[1] {
+	if f[1] != m.boot {
 		return true // the machine restarted since
 	}
-	start, ok := startTime(pid)
-	return !ok || start != f[3]
+	pid, err := strconv.Atoi(f[3])
+	if err != nil || f[2] != m.pidns {
+		return false
+	}
+	if start, ok := startTime(pid); ok {
+		return start != f[4]
+	}
+	// /proc may hide other users' processes (hidepid): ask the kernel.
+	return !processExists(pid)
 }

@@ -344,6 +344,7 @@ func (s *Store) queryRuns(ctx context.Context, query string, args ...any) ([]Run
 	}
 	defer rows.Close()
 	var runs []Run
+	m := thisMachine()
 	for rows.Next() {
 		var (
 			r              Run
@@ -358,7 +359,7 @@ func (s *Store) queryRuns(ctx context.Context, query string, args ...any) ([]Run
 		}
 		r.Created, r.Ended = fromNullTime(created), fromNullTime(ended)
 		r.Datastore = s.absDatastore(r.Datastore)
-		if r.Status == RunRunning && gone(r.Driver) {
+		if r.Status == RunRunning && m.gone(r.Driver) {
 			r.Status = RunDead
 		}
 		runs = append(runs, r)

@@ -731,9 +731,10 @@ func TestDeadRun(t *testing.T) {
 	// A process that ran and ended: its PID with another start time.
 	f := strings.Fields(thisDriver())
 	for name, d := range map[string]string{
-		"dead":      strings.Join([]string{f[0], f[1], f[2], f[3] + "0"}, " "),
-		"reboot":    strings.Join([]string{f[0], "another-boot", f[2], f[3]}, " "),
-		"elsewhere": strings.Join([]string{"another-host", "another-boot", f[2], f[3] + "0"}, " "),
+		"dead":      strings.Join([]string{f[0], f[1], f[2], f[3], f[4] + "0"}, " "),
+		"reboot":    strings.Join([]string{f[0], "another-boot", f[2], f[3], f[4]}, " "),
+		"elsewhere": strings.Join([]string{"another-host", "another-boot", f[2], f[3], f[4] + "0"}, " "),
+		"container": strings.Join([]string{f[0], f[1], "pid:[1]", f[3], f[4] + "0"}, " "),
 	} {
 		r, err := s.CreateRun(ctx, Run{Flow: name})
 		if err != nil {
@@ -751,11 +752,11 @@ func TestDeadRun(t *testing.T) {
 	for _, r := range runs {
 		got[r.Flow] = r.Status
 	}
-	want := map[string]RunStatus{"f": RunRunning, "dead": RunDead, "reboot": RunDead, "elsewhere": RunRunning}
+	want := map[string]RunStatus{"f": RunRunning, "dead": RunDead, "reboot": RunDead, "elsewhere": RunRunning, "container": RunRunning}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("statuses (-want +got):\n%s", diff)
 	}
-	for status, n := range map[RunStatus]int{RunDead: 2, RunRunning: 2} {
+	for status, n := range map[RunStatus]int{RunDead: 2, RunRunning: 3} {
 		if runs, err := s.Runs(ctx, RunFilter{Status: status, Limit: 5}); err != nil || len(runs) != n {
 			t.Errorf("runs %s: %d, %v; want %d", status, len(runs), err, n)
 		}
