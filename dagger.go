@@ -48,6 +48,34 @@ func LoadFS(fsys fs.FS, name string, set *builtins.Set) (*Flow, error) {
 	return &Flow{f}, nil
 }
 
+// LoadCode loads the flow that run r ran from the code it saved, with the
+// builtins of set: for a run whose flow file has moved or is gone, which
+// dagger resume runs with the code it ran. The flow keeps r's path.
+func LoadCode(ctx context.Context, st *store.Store, r store.Run, set *builtins.Set) (*Flow, error) {
+	blobs := st.Blobs()
+	if r.Datastore != "" {
+		ds, err := datastore.Open(ctx, r.Datastore)
+		if err != nil {
+			return nil, err
+		}
+		defer ds.Close()
+		blobs = ds
+	}
+	data, err := blobs.Get(ctx, r.CodeHash)
+	if err != nil {
+		return nil, fmt.Errorf("reading the code of run %s: %w", r.ID, err)
+	}
+	pkg, err := starlark.DecodePackage(data)
+	if err != nil {
+		return nil, fmt.Errorf("the code of run %s: %w", r.ID, err)
+	}
+	f, err := starlark.LoadPackageAt(pkg, r.FlowPath, orStandard(set))
+	if err != nil {
+		return nil, err
+	}
+	return &Flow{f}, nil
+}
+
 func orStandard(set *builtins.Set) *builtins.Set {
 	if set == nil {
 		return builtins.Standard()

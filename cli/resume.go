@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 
 	urfave "github.com/urfave/cli/v2"
 
@@ -64,6 +66,10 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 		return failed(err)
 	}
 	from := c.String("from")
+	if store.Alive(origin) {
+		st.Close()
+		return &exitError{code: exitInvalid, err: fmt.Errorf("run %s is still running, in a dagger process of this machine: resume it once it has ended, or stop it first", origin.ID)}
+	}
 	if origin.Status == store.RunSucceeded && from == "" {
 		st.Close()
 		return &exitError{code: exitInvalid, err: fmt.Errorf("run %s succeeded: there is nothing to resume; --from STEP runs a step and those after it again", origin.ID)}
@@ -72,8 +78,15 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 		st.Close()
 		return &exitError{code: exitInvalid, err: fmt.Errorf("run %s ran a flow that a program loaded from its own files, not from a flow file: resume it from that program", origin.ID)}
 	}
-	flow, err := loadFlow(origin.FlowPath, set)
-	if err != nil {
+	var flow *dagger.Flow
+	if _, statErr := os.Stat(origin.FlowPath); errors.Is(statErr, fs.ErrNotExist) {
+		// The flow has moved, or is gone: the run saved its code.
+		if flow, err = dagger.LoadCode(ctx, st, origin, set); err != nil {
+			st.Close()
+			return failed(fmt.Errorf("%s is gone, and the code run %s saved cannot be run: %w", origin.FlowPath, origin.ID, err))
+		}
+		fmt.Fprintf(c.App.ErrWriter, "%s is gone: resuming with the code run %s ran (%s)\n", origin.FlowPath, origin.ID, origin.CodeHash)
+	} else if flow, err = loadFlow(origin.FlowPath, set); err != nil {
 		st.Close()
 		return err
 	}

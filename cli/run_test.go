@@ -718,6 +718,10 @@ func TestDeadRun(t *testing.T) {
 	st := filepath.Join(dir, "store")
 	cmd := daggerCommand(t, "run", "--store", st, flow)
 	startUntil(t, cmd, "spin| spinning")
+	// While it runs, it is not resumed: that would run it twice.
+	if r := runDagger(t, "resume", "--store", st, "latest"); r.code != exitInvalid || !strings.Contains(r.stderr, "is still running, in a dagger process of this machine") {
+		t.Errorf("dagger resume of a running run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	cmd.Process.Kill()
 	cmd.Wait()
 	if r := runDagger(t, "runs", "--store", st, "--status", "dead"); r.code != exitOK || !strings.Contains(r.stdout, " dead ") {

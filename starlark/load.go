@@ -209,6 +209,18 @@ func LoadPackage(pkg *Package, dir string, set *builtins.Set) (*Flow, error) {
 	return l.load()
 }
 
+// LoadPackageAt is LoadPackage for the code of the flow file at path, an
+// absolute path, that is no longer there: the flow's File is path, as if
+// it had been read from there.
+func LoadPackageAt(pkg *Package, path string, set *builtins.Set) (*Flow, error) {
+	f, err := LoadPackage(pkg, filepath.Dir(path)+string(filepath.Separator), set)
+	if err != nil {
+		return nil, err
+	}
+	f.file = path
+	return f, nil
+}
+
 type loader struct {
 	dir  string
 	file string

@@ -107,3 +107,24 @@ func (m machine) gone(recorded string) bool {
 	// /proc may hide other users' processes (hidepid): ask the kernel.
 	return !processExists(pid)
 }
+
+// Alive reports whether the process that runs r is known to run now: r
+// is recorded running, and its driver is a process of this machine and
+// PID namespace that still runs. A run of another machine is not known
+// to be alive, nor to be dead.
+func Alive(r Run) bool {
+	if r.Status != RunRunning {
+		return false
+	}
+	m := thisMachine()
+	f := strings.Fields(r.Driver)
+	if !m.ok || len(f) != 5 || f[0] != m.host || f[1] != m.boot || f[2] != m.pidns {
+		return false
+	}
+	pid, err := strconv.Atoi(f[3])
+	if err != nil {
+		return false
+	}
+	start, ok := startTime(pid)
+	return ok && start == f[4]
+}
