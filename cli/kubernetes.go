@@ -118,11 +118,7 @@ func recordedKubeSettings(r store.Run) (*kubeSettings, error) {
 // kubernetesRun is the action of dagger kubernetes run.
 func kubernetesRun(c *urfave.Context, set *builtins.Set) error {
 	name := c.Command.HelpName
-	path, err := flowArg(c)
-	if err != nil {
-		return err
-	}
-	given, err := paramFlags(name, c.StringSlice("param"))
+	path, given, err := flowAndParams(c)
 	if err != nil {
 		return err
 	}

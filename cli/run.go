@@ -77,11 +77,7 @@ func execution(c *urfave.Context, name string) (workers int, executor exec.Execu
 // run behind: the flow, the flags and the parameter values.
 func runFlow(c *urfave.Context, set *builtins.Set) error {
 	name := c.Command.HelpName
-	path, err := flowArg(c)
-	if err != nil {
-		return err
-	}
-	given, err := paramFlags(name, c.StringSlice("param"))
+	path, given, err := flowAndParams(c)
 	if err != nil {
 		return err
 	}
@@ -98,6 +94,16 @@ func runFlow(c *urfave.Context, set *builtins.Set) error {
 	}
 	opts := dagger.Options{Params: given, MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore"), Allow: allow}
 	return runFlowFile(c, set, path, opts, nil)
+}
+
+// flowAndParams reads the flow file argument and the -p flags of a
+// command that runs a flow.
+func flowAndParams(c *urfave.Context) (path string, given map[string]string, err error) {
+	if path, err = flowArg(c); err != nil {
+		return "", nil, err
+	}
+	given, err = paramFlags(c.Command.HelpName, c.StringSlice("param"))
+	return path, given, err
 }
 
 // runFlowFile runs the flow file at path with opts in the store of the

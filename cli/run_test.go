@@ -576,6 +576,18 @@ func interrupt(t *testing.T, pid int, sig os.Signal) {
 	}
 }
 
+// writeSpin writes spinFlow in a folder of t's, and returns the folder
+// and the flow's path.
+func writeSpin(t *testing.T) (dir, flow string) {
+	t.Helper()
+	dir = t.TempDir()
+	flow = filepath.Join(dir, "spin.star")
+	if err := os.WriteFile(flow, []byte(spinFlow), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	return dir, flow
+}
+
 // spinFlow is a flow whose step spin prints "spinning", then runs until it
 // is cancelled.
 const spinFlow = `
@@ -597,11 +609,7 @@ def finish(ctx):
 func TestRunInterrupted(t *testing.T) {
 	for _, executor := range []string{inProcess, subprocess} {
 		t.Run(executor, func(t *testing.T) {
-			dir := t.TempDir()
-			flow := filepath.Join(dir, "spin.star")
-			if err := os.WriteFile(flow, []byte(spinFlow), 0o666); err != nil {
-				t.Fatal(err)
-			}
+			dir, flow := writeSpin(t)
 			cmd := daggerCommand(t, "run", "--store", filepath.Join(dir, "store"), "--executor", executor, flow)
 			stdout := startUntil(t, cmd, "spin| spinning")
 			interrupt(t, cmd.Process.Pid, os.Interrupt)
@@ -623,11 +631,7 @@ func TestRunInterrupted(t *testing.T) {
 // TestRunHangUp hangs up on dagger run, as a dropped SSH session does:
 // the run is cancelled and recorded so, not left running.
 func TestRunHangUp(t *testing.T) {
-	dir := t.TempDir()
-	flow := filepath.Join(dir, "spin.star")
-	if err := os.WriteFile(flow, []byte(spinFlow), 0o666); err != nil {
-		t.Fatal(err)
-	}
+	dir, flow := writeSpin(t)
 	st := filepath.Join(dir, "store")
 	cmd := daggerCommand(t, "run", "--store", st, flow)
 	stdout := startUntil(t, cmd, "spin| spinning")
@@ -654,11 +658,7 @@ func TestRunnerDiesWithDagger(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("only Linux kills a child when its parent dies")
 	}
-	dir := t.TempDir()
-	flow := filepath.Join(dir, "spin.star")
-	if err := os.WriteFile(flow, []byte(spinFlow), 0o666); err != nil {
-		t.Fatal(err)
-	}
+	dir, flow := writeSpin(t)
 	cmd := daggerCommand(t, "run", "--store", filepath.Join(dir, "store"), "--executor", subprocess, flow)
 	startUntil(t, cmd, "spin| spinning")
 	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
@@ -710,11 +710,7 @@ func TestRunnerDiesWithDagger(t *testing.T) {
 // shows dead in runs and inspect, logs --follow ends on it, and fsck
 // notes it.
 func TestDeadRun(t *testing.T) {
-	dir := t.TempDir()
-	flow := filepath.Join(dir, "spin.star")
-	if err := os.WriteFile(flow, []byte(spinFlow), 0o666); err != nil {
-		t.Fatal(err)
-	}
+	dir, flow := writeSpin(t)
 	st := filepath.Join(dir, "store")
 	cmd := daggerCommand(t, "run", "--store", st, flow)
 	startUntil(t, cmd, "spin| spinning")
@@ -749,11 +745,7 @@ func TestRunNohup(t *testing.T) {
 	if err != nil {
 		t.Skip("no nohup here")
 	}
-	dir := t.TempDir()
-	flow := filepath.Join(dir, "spin.star")
-	if err := os.WriteFile(flow, []byte(spinFlow), 0o666); err != nil {
-		t.Fatal(err)
-	}
+	dir, flow := writeSpin(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
