@@ -411,8 +411,13 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 	if a.err != nil {
 		// The task could not run, its runner died (a killed subprocess,
 		// an evicted pod) or it reported what the flow cannot do: a failed
-		// attempt like any other, which retries and catch apply to.
-		a.res, a.err = &TaskResult{Error: a.err.Error()}, nil
+		// attempt like any other, which retries and catch apply to. What
+		// it printed and set, if it ran, stays on the record.
+		failed := &TaskResult{Error: a.err.Error()}
+		if a.res != nil {
+			failed.Logs, failed.Artifacts = a.res.Logs, a.res.Artifacts
+		}
+		a.res, a.err = failed, nil
 	}
 	res := a.res
 	status := store.TaskSucceeded

@@ -508,6 +508,46 @@ def shout(s):
 	}
 }
 
+// contradicting is an executor whose tasks report a transition their
+// step does not have, having printed and set something.
+type contradicting struct{ logs, artifact string }
+
+func (c contradicting) Execute(context.Context, *TaskSpec, func(string)) (*TaskResult, error) {
+	return &TaskResult{OK: true, Next: []string{"nowhere"}, Logs: c.logs, Artifacts: map[string]string{"x": c.artifact}}, nil
+}
+
+// TestContradictingResultKeepsRecord checks that a task whose result
+// fails the transition check is recorded failed, with the check's error,
+// and with what it printed and set.
+func TestContradictingResultKeepsRecord(t *testing.T) {
+	path := writeFlow(t, map[string]string{"flow.star": "def start(ctx):\n    next_step(finish)\n\ndef finish(ctx):\n    pass\n"})
+	st, err := store.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	logs, err := st.Blobs().Put(t.Context(), []byte("printed\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := st.Blobs().Put(t.Context(), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := Run(t.Context(), st, loadFlow(t, path), Options{Executor: contradicting{string(logs), string(x)}})
+	if err == nil {
+		t.Fatal("the run succeeded")
+	}
+	tasks, err := st.Tasks(t.Context(), run.ID)
+	if err != nil || len(tasks) != 1 {
+		t.Fatalf("tasks: %v, %v", tasks, err)
+	}
+	got := tasks[0]
+	if got.Status != store.TaskFailed || !strings.Contains(got.Error, "nowhere") || got.Logs != logs || got.Artifacts["x"] != x {
+		t.Errorf("task = %+v, want it failed, with its logs and artifact", got)
+	}
+}
+
 // TestNoRetryOfAStoppedRun fails a run while a task with retries fails
 // too: that task is reported failed, not retrying, since no retry will
 // happen.
