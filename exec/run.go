@@ -331,6 +331,11 @@ func (s *scheduler) end(status store.RunStatus, task string, cause error) (store
 	}
 	ctx := context.WithoutCancel(s.ctx)
 	if err := s.st.FinishRun(ctx, s.run.ID, status, msg); err != nil {
+		if cause != nil {
+			// Why the run ended matters more than why that was not
+			// recorded: say both.
+			return s.run, fmt.Errorf("run %s %s: %s; recording its end: %w", s.run.ID, status, msg, err)
+		}
 		return s.run, fmt.Errorf("recording the end of run %s: %w", s.run.ID, err)
 	}
 	run, err := s.st.Run(ctx, s.run.ID)

@@ -149,6 +149,11 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 		// What a cancelled task printed is kept too.
 		h, perr := r.blobs.Put(context.WithoutCancel(ctx), []byte(logs.String()))
 		if perr != nil {
+			if err != nil {
+				// The task's own failure is the news; losing its output is
+				// the second.
+				return nil, fmt.Errorf("task %s: %s; and saving its output: %w", spec.TaskID, task.Redact(err.Error()), perr)
+			}
 			return nil, fmt.Errorf("task %s: saving its output: %w", spec.TaskID, perr)
 		}
 		res.Logs = string(h)
