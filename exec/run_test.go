@@ -548,6 +548,28 @@ func TestContradictingResultKeepsRecord(t *testing.T) {
 	}
 }
 
+// unfinishable is a Recorder that cannot record the end of a run.
+type unfinishable struct{ Recorder }
+
+func (unfinishable) FinishRun(context.Context, string, store.RunStatus, string) error {
+	return errors.New("no space left on device")
+}
+
+// TestFinishRunFails checks that a run whose end cannot be recorded says
+// why it ended as well as why that was not recorded.
+func TestFinishRunFails(t *testing.T) {
+	path := writeFlow(t, map[string]string{"flow.star": "def start(ctx):\n    fail(\"boom\")\n    next_step(finish)\n\ndef finish(ctx):\n    pass\n"})
+	st, err := store.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, err = Run(t.Context(), unfinishable{st}, loadFlow(t, path), Options{})
+	if err == nil || !strings.Contains(err.Error(), "boom") || !strings.Contains(err.Error(), "no space left on device") {
+		t.Errorf("error = %v, want the task's failure and the recording's", err)
+	}
+}
+
 // TestNoRetryOfAStoppedRun fails a run while a task with retries fails
 // too: that task is reported failed, not retrying, since no retry will
 // happen.
