@@ -15,10 +15,12 @@ func fsckCommand() *urfave.Command {
 		Description: "Fsck reads the whole store and checks it: that every blob's content hashes\n" +
 			"to its name, that every blob a run, task or attempt needs is there, and that\n" +
 			"the database is sound. It prints each problem found and exits with 1 if\n" +
-			"there is any, and notes the runs whose process died. It may run while\n" +
-			"other dagger commands use the store.",
+			"there is any, and notes the runs whose process died. With --repair, it\n" +
+			"removes the corrupt blobs, for the next run that makes their content to\n" +
+			"write them again. It may run while other dagger commands use the store.",
 		Flags: []urfave.Flag{
 			&urfave.StringFlag{Name: "store", Usage: "check the store in `DIR`"},
+			&urfave.BoolFlag{Name: "repair", Usage: "remove the corrupt blobs it finds, which the next run that makes their content, or dagger resume --from, writes again"},
 		},
 		Action: fsck,
 	}
@@ -39,6 +41,15 @@ func fsck(c *urfave.Context) error {
 	}
 	for _, p := range problems {
 		fmt.Fprintln(c.App.Writer, p)
+	}
+	if c.Bool("repair") {
+		removed, err := st.Repair(c.Context, problems)
+		for _, where := range removed {
+			fmt.Fprintf(c.App.Writer, "%s: removed: the next run that makes its content writes it again\n", where)
+		}
+		if err != nil {
+			return failed(err)
+		}
 	}
 	// A dead run is no damage to the store, but no one will end it.
 	dead, err := st.Runs(c.Context, store.RunFilter{Status: store.RunDead})

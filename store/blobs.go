@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -332,6 +333,12 @@ func hasBlobFile(p string, size int64) bool {
 	return err == nil && info.Mode().IsRegular() && info.Size() == size
 }
 
+// sameContent reports whether the file p holds data.
+func sameContent(p string, data []byte) bool {
+	got, err := os.ReadFile(p)
+	return err == nil && bytes.Equal(got, data)
+}
+
 // Put hashes data before writing it, so as not to write content that is
 // already present again. Large blobs are instead written while being hashed,
 // which hides the cost of hashing, the slower of the two on fast disks; if
@@ -346,10 +353,13 @@ func (b *dirBlobs) Put(ctx context.Context, data []byte) (Hash, error) {
 	return b.put(ctx, HashOf(sha256.Sum256(data)), data)
 }
 
-// put stores data, whose hash is h, unless it is present.
+// put stores data, whose hash is h, unless it is present. A small blob
+// found present is compared with data, and written again if it differs:
+// a corrupt blob is repaired by the next put of its content, rather than
+// kept.
 func (b *dirBlobs) put(ctx context.Context, h Hash, data []byte) (Hash, error) {
 	p := b.path(h)
-	if !hasBlobFile(p, int64(len(data))) {
+	if !hasBlobFile(p, int64(len(data))) || !sameContent(p, data) {
 		f, err := b.createTemp()
 		if err != nil {
 			return "", fmt.Errorf("store: put blob %s: %w", h, err)

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -459,5 +460,34 @@ func TestSyncFailureIsSticky(t *testing.T) {
 	s.blobs.flusher = f
 	if err := b.Sync(t.Context()); err == nil || !strings.Contains(err.Error(), "earlier failure") {
 		t.Errorf("Sync after a failed Sync: %v; want the earlier failure", err)
+	}
+}
+
+// TestPutRepairsCorruptBlob flips a byte of a blob file: putting the same
+// content again writes the file again, rather than keep the corrupt one.
+func TestPutRepairsCorruptBlob(t *testing.T) {
+	s := openTestStore(t)
+	data := randomBytes(3, s.inlineMax+100) // a file, not inline
+	h, err := s.Blobs().Put(t.Context(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.blobs.path(h)
+	bad := slices.Clone(data)
+	bad[10] ^= 0xff
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Blobs().Put(t.Context(), data); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the blob file still differs from its content after a put: %v", err)
+	}
+	if got, err := s.Blobs().Get(t.Context(), h); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("Get after the repair: %v", err)
 	}
 }

@@ -380,3 +380,40 @@ func isHex(s string, n int) bool {
 	}
 	return true
 }
+
+// Repair removes the corrupt blobs of problems, as Check found them, so
+// that the next put of their content, by a run or by dagger resume
+// --from, writes them again: a corrupt blob kept would fail every run
+// that reads it. A blob file is checked again just before it is removed,
+// so that one a put has since repaired is kept. It returns where each
+// blob it removed was.
+func (s *Store) Repair(ctx context.Context, problems []Problem) ([]string, error) {
+	var removed []string
+	buf := make([]byte, 1<<20)
+	for _, p := range problems {
+		if p.Kind != ProblemCorruptBlob {
+			continue
+		}
+		if rel, ok := strings.CutPrefix(p.Where, "blobs/"); ok {
+			if checkBlobFile(ctx, s.blobs.root, rel, buf) == "" {
+				continue
+			}
+			if err := os.Remove(filepath.Join(s.blobs.root, filepath.FromSlash(rel))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return removed, fmt.Errorf("store: repair: %w", err)
+			}
+			removed = append(removed, p.Where)
+			continue
+		}
+		if h, ok := strings.CutPrefix(p.Where, "meta.db: blob "); ok {
+			err := s.write(ctx, true, func(tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, "DELETE FROM blobs WHERE hash = ?", h)
+				return err
+			})
+			if err != nil {
+				return removed, fmt.Errorf("store: repair: %w", err)
+			}
+			removed = append(removed, p.Where)
+		}
+	}
+	return removed, nil
+}
