@@ -38,16 +38,16 @@ type printer interface {
 // tasks are running and done, and is rewritten as they do.
 type textPrinter struct {
 	w       io.Writer
-	flow    string // the flow's name
-	live    bool   // keep the progress line
-	running int    // tasks started and not finished
-	done    int    // tasks finished, whatever their status
-	shown   bool   // the progress line is on the screen
+	flow    string          // the flow's name
+	live    bool            // keep the progress line
+	running map[string]bool // tasks started and not finished, by ID
+	done    int             // tasks finished, whatever their status
+	shown   bool            // the progress line is on the screen
 	werr    error
 }
 
 func newTextPrinter(w io.Writer, flow string, live bool) *textPrinter {
-	return &textPrinter{w: w, flow: flow, live: live}
+	return &textPrinter{w: w, flow: flow, live: live, running: make(map[string]bool)}
 }
 
 func (p *textPrinter) err() error { return p.werr }
@@ -59,7 +59,7 @@ func (p *textPrinter) event(e exec.Event) {
 	case exec.SetupOutput:
 		p.printf("[setup] %s", e.Line)
 	case exec.TaskStarted:
-		p.running++
+		p.running[e.TaskID] = true
 	case exec.TaskOutput:
 		p.printf("%s| %s", e.TaskID, e.Line)
 	case exec.TaskWaiting:
@@ -67,12 +67,10 @@ func (p *textPrinter) event(e exec.Event) {
 			p.printf("… %s waiting: %s", e.TaskID, e.Line)
 		}
 	case exec.TaskRetrying:
-		p.running--
+		delete(p.running, e.TaskID)
 		p.printf("↻ %s (%s) attempt %d failed, retrying: %s", e.TaskID, round(e.Duration), e.Attempt, lastLine(e.Error))
 	case exec.TaskFinished:
-		if e.Status != "reused" { // a reused task never started
-			p.running--
-		}
+		delete(p.running, e.TaskID) // a reused task, or one cancelled while it waited to retry, was not running
 		p.done++
 		switch e.Status {
 		case "succeeded":
@@ -110,7 +108,7 @@ func (p *textPrinter) progress() {
 		return
 	}
 	p.clear()
-	p.write(fmt.Sprintf("running %s, %d done", plural(p.running, "task"), p.done))
+	p.write(fmt.Sprintf("running %s, %d done", plural(len(p.running), "task"), p.done))
 	p.shown = true
 }
 

@@ -214,6 +214,9 @@ type pending struct {
 	spec    *TaskSpec
 	parents []string
 	fans    []fan // the fan-outs open around the task, outermost first
+	// failed is the record of the attempt before this one, for a task
+	// that waits to be retried.
+	failed *store.Task
 }
 
 // A fan is one branch of a split or foreach that a task runs inside.
@@ -295,8 +298,16 @@ func (s *scheduler) loop() (store.Run, error) {
 			s.recorded(a)
 		case p := <-s.retry:
 			s.waiting--
-			if !s.stopped() {
+			switch {
+			case !s.stopped():
 				s.ready = append(s.ready, p)
+			case s.ctx.Err() != nil && p.failed != nil:
+				t := p.failed
+				if err := s.cancelRetry(t); err != nil {
+					s.fail(t.ID, err)
+					break
+				}
+				s.emit(Event{Kind: TaskFinished, Step: t.Step, TaskID: t.ID, Attempt: t.Attempt, Status: string(store.TaskCancelled), Error: t.Error})
 			}
 		case <-cancelled:
 			// Running tasks are cancelled with the context; wait for them.
@@ -541,13 +552,22 @@ func (s *scheduler) executed(a *attempt) {
 // what it follows is reported finished, so events come in causal order and
 // a crash never leaves a task recorded without the tasks it came from.
 func (s *scheduler) recorded(a *attempt) {
+	// Decided before the report, whose consumer may cancel the run.
+	retry := a.err == nil && a.again && !s.stopped()
+	if a.err == nil && a.again && !retry && s.ctx.Err() != nil {
+		// Cancelled since it ran: no retry will come, and the report
+		// says cancelled, as the record must.
+		if err := s.cancelRetry(&a.task); err != nil {
+			a.err = err
+		}
+	}
 	s.report(a)
 	switch {
 	case a.err != nil:
 		s.fail(a.p.spec.TaskID, a.err)
-	case a.again && !s.stopped():
+	case retry:
 		// Only now: the next attempt's records must not race this one's.
-		s.retryLater(a.p)
+		s.retryLater(a.p, &a.task)
 	case a.res.OK:
 		if a.p.spec.Step == "finish" {
 			s.finished = true
@@ -580,15 +600,26 @@ func (s *scheduler) report(a *attempt) {
 	s.emit(ev)
 }
 
+// cancelRetry records cancelled the task of failed, the record of its
+// last attempt, which the run's cancellation found due for a retry,
+// rather than leave it recorded failed by an attempt the run did not stop
+// on. It updates failed to what it recorded.
+func (s *scheduler) cancelRetry(failed *store.Task) error {
+	failed.Status = store.TaskCancelled
+	failed.Error = fmt.Sprintf("%v, while waiting to retry it: %s", context.Cause(s.ctx), failed.Error)
+	return s.st.CommitTask(context.WithoutCancel(s.ctx), *failed, store.Attempt{})
+}
+
 // retryLater makes a task ready again, as its next attempt, after the
 // step's retry delay.
-func (s *scheduler) retryLater(p *pending) {
+func (s *scheduler) retryLater(p *pending, failed *store.Task) {
 	s.waiting++
 	delay, _ := duration(s.runner.Options(p.spec.Step)["retry_delay"])
 	next := *p
 	spec := *p.spec
 	spec.Attempt++
 	next.spec = &spec
+	next.failed = failed
 	go func() {
 		t := time.NewTimer(delay)
 		defer t.Stop()

@@ -548,6 +548,50 @@ func TestContradictingResultKeepsRecord(t *testing.T) {
 	}
 }
 
+// TestCancelDuringRetryDelay cancels a run while a task waits to be
+// retried: the task is recorded, and reported, cancelled, not failed.
+func TestCancelDuringRetryDelay(t *testing.T) {
+	path := writeFlow(t, map[string]string{"flow.star": `
+def start(ctx):
+    fail("not yet")
+    next_step(finish)
+
+step(start, retries = 3, retry_delay = "1m")
+
+def finish(ctx):
+    pass
+`})
+	st, err := store.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var last Event
+	run, err := Run(ctx, st, loadFlow(t, path), Options{OnEvent: func(e Event) {
+		switch e.Kind {
+		case TaskRetrying:
+			cancel()
+		case TaskFinished:
+			last = e
+		}
+	}})
+	if err == nil || run.Status != store.RunCancelled {
+		t.Fatalf("run %s, %v; want it cancelled", run.Status, err)
+	}
+	tasks, err := st.Tasks(t.Context(), run.ID)
+	if err != nil || len(tasks) != 1 {
+		t.Fatalf("tasks %v, %v", tasks, err)
+	}
+	if got := tasks[0]; got.Status != store.TaskCancelled || !strings.Contains(got.Error, "while waiting to retry it: ") {
+		t.Errorf("task = %+v, want it cancelled while waiting", got)
+	}
+	if last.TaskID != "start" || last.Status != "cancelled" {
+		t.Errorf("last task_finished = %+v, want start cancelled", last)
+	}
+}
+
 // unfinishable is a Recorder that cannot record the end of a run.
 type unfinishable struct{ Recorder }
 
