@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	urfave "github.com/urfave/cli/v2"
 
@@ -101,7 +102,11 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 	}
 	if from != "" && flow.Graph().Step(from) == nil {
 		st.Close()
-		return &usageError{cmd: name, msg: fmt.Sprintf("--from %s: flow %s has no such step", from, flow.Name())}
+		steps := make([]string, len(flow.Graph().Steps))
+		for i, s := range flow.Graph().Steps {
+			steps[i] = s.Name
+		}
+		return &usageError{cmd: name, msg: fmt.Sprintf("--from %s: flow %s has no such step; its steps are %s", from, flow.Name(), strings.Join(steps, ", "))}
 	}
 	opts := dagger.Options{MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore"), Allow: allow}
 	onKube, settings, err := resumeOnKubernetes(ctx, c, st, origin)
