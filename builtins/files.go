@@ -88,6 +88,17 @@ func startFiles(thread *starlark.Thread, fn, path string) (*filesCall, error) {
 	return c, nil
 }
 
+// startPath is startFiles for a builtin whose one argument is the path,
+// which it returns too.
+func startPath(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (*filesCall, string, error) {
+	var path string
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &path); err != nil {
+		return nil, "", err
+	}
+	c, err := startFiles(thread, b.Name(), path)
+	return c, path, err
+}
+
 func (c *filesCall) outside() error {
 	return fmt.Errorf("%s: path %q is outside the task's directory", c.fn, c.path)
 }
@@ -129,11 +140,7 @@ func escapes(dir, p string) bool {
 
 // filesRead is files.read and files.read_bytes.
 func filesRead(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var path string
-	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &path); err != nil {
-		return nil, err
-	}
-	c, err := startFiles(thread, b.Name(), path)
+	c, path, err := startPath(thread, b, args, kwargs)
 	if err != nil {
 		return nil, err
 	}
@@ -187,11 +194,7 @@ func filesWrite(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 }
 
 func filesExists(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var path string
-	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &path); err != nil {
-		return nil, err
-	}
-	c, err := startFiles(thread, b.Name(), path)
+	c, path, err := startPath(thread, b, args, kwargs)
 	if err != nil {
 		return nil, err
 	}
@@ -234,11 +237,7 @@ func filesList(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 }
 
 func filesRemove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var path string
-	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &path); err != nil {
-		return nil, err
-	}
-	c, err := startFiles(thread, b.Name(), path)
+	c, path, err := startPath(thread, b, args, kwargs)
 	if err != nil {
 		return nil, err
 	}
@@ -261,11 +260,7 @@ func filesRemove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 // run's blobs, never holding more than a buffer of it in memory, and
 // returns it as a File.
 func filesArtifact(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var path string
-	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &path); err != nil {
-		return nil, err
-	}
-	c, err := startFiles(thread, b.Name(), path)
+	c, path, err := startPath(thread, b, args, kwargs)
 	if err != nil {
 		return nil, err
 	}
