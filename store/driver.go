@@ -85,27 +85,41 @@ func startTime(pid int) (string, bool) {
 	return fields[19], true
 }
 
-// gone reports whether the driver recorded, as thisDriver wrote it, is a
-// process that no longer runs, as seen from m, this process's machine. A
-// driver of another host or container (another PID namespace), or one
-// not recorded, is not known to be gone.
-func (m machine) gone(recorded string) bool {
+// A liveness is what this machine knows of a run's driver.
+type liveness int
+
+const (
+	unknown liveness = iota // of another host or container, or not recorded
+	alive
+	gone
+)
+
+// judge says whether the driver recorded, as thisDriver wrote it, runs,
+// as seen from m, this process's machine.
+func (m machine) judge(recorded string) liveness {
 	f := strings.Fields(recorded)
 	if !m.ok || len(f) != 5 || f[0] != m.host {
-		return false
+		return unknown
 	}
 	if f[1] != m.boot {
-		return true // the machine restarted since
+		return gone // the machine restarted since
 	}
 	pid, err := strconv.Atoi(f[3])
 	if err != nil || f[2] != m.pidns {
-		return false
+		return unknown
 	}
 	if start, ok := startTime(pid); ok {
-		return start != f[4]
+		if start == f[4] {
+			return alive
+		}
+		return gone
 	}
-	// /proc may hide other users' processes (hidepid): ask the kernel.
-	return !processExists(pid)
+	// /proc may hide other users' processes (hidepid): ask the kernel,
+	// which tells a PID in use, not whose.
+	if processExists(pid) {
+		return unknown
+	}
+	return gone
 }
 
 // Alive reports whether the process that runs r is known to run now: r
@@ -113,18 +127,5 @@ func (m machine) gone(recorded string) bool {
 // PID namespace that still runs. A run of another machine is not known
 // to be alive, nor to be dead.
 func Alive(r Run) bool {
-	if r.Status != RunRunning {
-		return false
-	}
-	m := thisMachine()
-	f := strings.Fields(r.Driver)
-	if !m.ok || len(f) != 5 || f[0] != m.host || f[1] != m.boot || f[2] != m.pidns {
-		return false
-	}
-	pid, err := strconv.Atoi(f[3])
-	if err != nil {
-		return false
-	}
-	start, ok := startTime(pid)
-	return ok && start == f[4]
+	return r.Status == RunRunning && thisMachine().judge(r.Driver) == alive
 }

@@ -344,7 +344,7 @@ func (s *Store) queryRuns(ctx context.Context, query string, args ...any) ([]Run
 	}
 	defer rows.Close()
 	var runs []Run
-	m := thisMachine()
+	var m *machine
 	for rows.Next() {
 		var (
 			r              Run
@@ -359,8 +359,14 @@ func (s *Store) queryRuns(ctx context.Context, query string, args ...any) ([]Run
 		}
 		r.Created, r.Ended = fromNullTime(created), fromNullTime(ended)
 		r.Datastore = s.absDatastore(r.Datastore)
-		if r.Status == RunRunning && m.gone(r.Driver) {
-			r.Status = RunDead
+		if r.Status == RunRunning {
+			if m == nil {
+				mm := thisMachine() // read only when a run may be dead
+				m = &mm
+			}
+			if m.judge(r.Driver) == gone {
+				r.Status = RunDead
+			}
 		}
 		runs = append(runs, r)
 	}
