@@ -71,6 +71,17 @@ printf '%-52s %9s ms %12s\n' "dagger run examples/hello.star (whole process)" "$
 ms=$(best 1 "$dagger" run testdata/bench/foreach.star -p n=10000)
 printf '%-52s %9s ms %12s\n' "foreach of 10 000 tasks + join, in process" "$ms" ""
 printf '%-52s %9s ms %12s\n' "  per task" "$(awk "BEGIN { printf \"%.3f\", $ms / 10003 }")" "<= 0.5 ms"
+# Output: 200 tasks that print 1 000 lines each, to a file and to a
+# terminal (script(1) gives the run one), against the same run quiet.
+lines="$dagger run testdata/bench/lines.star --store $tmp/store"
+quiet=$(best 5 sh -c "$lines -p quiet=true >$tmp/out")
+loud=$(best 5 sh -c "$lines >$tmp/out")
+printf '%-52s %9s µs %12s\n' "printing a line, to a file (200 000 lines)" "$(awk "BEGIN { printf \"%.2f\", ($loud - $quiet) / 200 }")" "<= 0.5 µs"
+if command -v script >/dev/null; then
+	quiet=$(best 5 script -qec "$lines -p quiet=true" /dev/null)
+	loud=$(best 5 script -qec "$lines" /dev/null)
+	printf '%-52s %9s µs %12s\n' "printing a line, to a terminal" "$(awk "BEGIN { printf \"%.2f\", ($loud - $quiet) / 200 }")" "<= 2 µs"
+fi
 if [ "${1:-}" != quick ]; then
 	printf '%-52s %8s MiB %12s\n' "foreach of 100 000 tasks: driver peak RSS" "$(maxrss "$dagger" run testdata/bench/foreach.star -p n=100000)" "<= 500 MiB"
 	ms=$(best 1 "$dagger" run "$tmp/gib.star")

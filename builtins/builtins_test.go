@@ -27,13 +27,26 @@ func TestParamValue(t *testing.T) {
 		{"float", "1.5abc", `"1.5abc" is not a finite float`, false},
 		{"float", "nan", `"nan" is not a finite float`, false},
 		{"float", "inf", `"inf" is not a finite float`, false},
-		{"bool", "yes", "True", true},
-		{"bool", "0", "False", true},
-		{"bool", "maybe", `"maybe" is not a bool (true or false)`, false},
+		// One spelling, JSON's, as in lists and dicts of bools.
+		{"bool", "true", "True", true},
+		{"bool", "false", "False", true},
+		{"bool", "True", `"True" is not a bool: write true or false`, false},
+		{"bool", "yes", `"yes" is not a bool: write true or false`, false},
+		{"bool", "0", `"0" is not a bool: write true or false`, false},
+		{"bool", "maybe", `"maybe" is not a bool: write true or false`, false},
 		{"list", `[1, "a", {"k": null}]`, `[1, "a", {"k": None}]`, true},
-		{"list", `{"a": 1}`, "want a JSON array, got a dict", false},
+		{"list", `{"a": 1}`, "want a JSON array, got an object", false},
+		{"tuple", `[3, [4]]`, "(3, [4])", true},
+		{"tuple", `[]`, "()", true},
+		{"tuple", `"ab"`, "want a JSON array, got a string", false},
 		{"dict", `{"b": 1, "a": [2]}`, `{"b": 1, "a": [2]}`, true},
 		{"dict", `{"b": `, "is not JSON", false},
+		{"dict", `[true]`, "want a JSON object, got an array", false},
+		{"json", `3`, "3", true},
+		{"json", `"3"`, `"3"`, true},
+		{"json", `null`, "None", true},
+		{"json", `{"a": [true]}`, `{"a": [True]}`, true},
+		{"json", `abc`, `is not JSON: json.decode: at offset 0, unexpected character 'a'; a string is given quoted, as -p 'p="text"', or declared with type = str`, false},
 	}
 	for _, test := range tests {
 		v, err := ParamValue(&dag.Param{Name: "p", Type: test.typ}, test.text)
@@ -58,7 +71,8 @@ func TestContext(t *testing.T) {
 		return v, nil
 	}
 	info := TaskInfo{RunID: "r", Step: "s", TaskID: "s.3", Attempt: 2, Index: 3, Input: "h2"}
-	c := NewContext(info, map[string]string{"xs": "h1", "gone": "h9"}, map[string]string{"bad": "a and b disagree"}, load)
+	bad := Conflict{Inputs: [2]ConflictInput{{Label: "branch a", TaskID: "a", Hash: "h1"}, {Label: "branch b", TaskID: "b"}}}
+	c := NewContext(info, map[string]string{"xs": "h1", "gone": "h9"}, map[string]Conflict{"bad": bad}, load)
 	for _, test := range []struct{ attr, want string }{
 		{"run_id", `"r"`}, {"step", `"s"`}, {"task_id", `"s.3"`}, {"attempt", "2"}, {"index", "3"}, {"input", `"elem"`}, {"xs", "[1]"},
 	} {
@@ -68,8 +82,8 @@ func TestContext(t *testing.T) {
 		}
 	}
 	for _, test := range []struct{ attr, want string }{
-		{"nope", "ctx has no artifact nope; artifacts: gone, xs"},
-		{"bad", "artifact bad differs between the inputs of this join (a and b disagree)"},
+		{"nope", "ctx has no artifact nope; artifacts: bad, gone, xs"},
+		{"bad", "artifact bad differs between the inputs of this join: branch a (task a) has [1], branch b (task b) does not have it; set ctx.bad before reading it, or read it from inputs"},
 		{"gone", "artifact gone: no blob h9"},
 	} {
 		if _, err := c.Attr(test.attr); err == nil || !strings.Contains(err.Error(), test.want) {

@@ -1,12 +1,15 @@
 package builtins
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 
 	"github.com/daggerflow/dagger/dag"
 )
@@ -24,6 +27,39 @@ type TaskInfo struct {
 	Input   string // hash of the foreach element, "" elsewhere
 }
 
+// A Conflict stands for an artifact that the inputs of a join do not
+// agree on: two of them hold different values, or one holds it and
+// another does not. It is the artifact's value in the join's ctx until the
+// join sets it; if the join does not, it is saved as it is and passed on,
+// so that a later step that reads the artifact learns why it has no value
+// rather than that there is none. Reading it is an error that names both
+// inputs and their values.
+type Conflict struct {
+	Join   string           `json:"join,omitempty"` // task ID of the join; NewContext sets it
+	Inputs [2]ConflictInput `json:"inputs"`         // the first input that has the artifact, then one that differs
+}
+
+// A ConflictInput is an input of a join on one side of a Conflict.
+type ConflictInput struct {
+	Label  string `json:"label"` // "branch mean", "element 3"
+	TaskID string `json:"task_id"`
+	Hash   string `json:"hash,omitempty"` // of its value; "" for an input that does not have the artifact
+}
+
+var _ starlark.Value = (*Conflict)(nil)
+
+func (cf *Conflict) String() string {
+	a, b := cf.Inputs[0], cf.Inputs[1]
+	if b.Hash == "" {
+		return fmt.Sprintf("<conflict at join %s: %s has it, %s does not>", cf.Join, a.Label, b.Label)
+	}
+	return fmt.Sprintf("<conflict at join %s: %s and %s differ>", cf.Join, a.Label, b.Label)
+}
+func (cf *Conflict) Type() string          { return "conflict" }
+func (cf *Conflict) Freeze()               {}
+func (cf *Conflict) Truth() starlark.Bool  { return starlark.True }
+func (cf *Conflict) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: conflict") }
+
 // A Context is the ctx value a step receives: the artifacts that reach
 // the task, loaded on first use, and the reserved attributes input, index,
 // run_id, step, task_id and attempt.
@@ -31,14 +67,22 @@ type Context struct {
 	info      TaskInfo
 	load      Loader
 	artifacts map[string]*artifact
-	conflicts map[string]string // name -> which inputs disagree, at a join
 	input     *artifact
 	readOnly  bool
+
+	// See Watch.
+	thread *starlark.Thread
+	check  func(starlark.Value) error
 }
 
 type artifact struct {
 	hash  string         // as stored; "" for a value the task set
-	value starlark.Value // nil until read or set
+	value starlark.Value // nil until read or set; a *Conflict for a conflict
+	// pos is where the task set the artifact, or first read it if set is
+	// false: where to look when its value cannot be saved. Zero if the
+	// context is not watched.
+	pos syntax.Position
+	set bool
 }
 
 func (a *artifact) get(load Loader, frozen bool) (starlark.Value, error) {
@@ -65,17 +109,52 @@ var (
 )
 
 // NewContext returns the ctx of a task that starts with artifacts (name ->
-// hash). conflicts names the artifacts a join's inputs disagree on, with
-// how they do; reading one before setting it is an error.
-func NewContext(info TaskInfo, artifacts map[string]string, conflicts map[string]string, load Loader) *Context {
-	c := &Context{info: info, load: load, artifacts: make(map[string]*artifact, len(artifacts)), conflicts: conflicts}
+// hash). conflicts are the artifacts a join's inputs disagree on; reading
+// one before setting it is an error, and one the task does not set is
+// saved as a conflict.
+func NewContext(info TaskInfo, artifacts map[string]string, conflicts map[string]Conflict, load Loader) *Context {
+	c := &Context{info: info, load: load, artifacts: make(map[string]*artifact, len(artifacts)+len(conflicts))}
 	for name, h := range artifacts {
 		c.artifacts[name] = &artifact{hash: h}
+	}
+	for name, cf := range conflicts {
+		cf.Join = info.TaskID
+		c.artifacts[name] = &artifact{value: &cf}
 	}
 	if info.Input != "" {
 		c.input = &artifact{hash: info.Input}
 	}
 	return c
+}
+
+// Watch makes c check each value the task sets as an artifact with check,
+// which returns why a value cannot be saved, so that the assignment fails
+// where it is written; and note where, by thread's innermost call frame,
+// the task sets each artifact or first reads it, for Where.
+func (c *Context) Watch(thread *starlark.Thread, check func(starlark.Value) error) {
+	c.thread, c.check = thread, check
+}
+
+// Where says where the task set artifact name, or read it and so may have
+// changed it: "set at flow.star:3:8", "read at flow.star:5:9"; "" if it
+// did neither, or c is not watched.
+func (c *Context) Where(name string) string {
+	a, ok := c.artifacts[name]
+	if !ok || !a.pos.IsValid() {
+		return ""
+	}
+	if a.set {
+		return "set at " + a.pos.String()
+	}
+	return "read at " + a.pos.String()
+}
+
+// pos returns the position of the Starlark code that is running.
+func (c *Context) pos() syntax.Position {
+	if c.thread == nil || c.thread.CallStackDepth() == 0 {
+		return syntax.Position{}
+	}
+	return c.thread.CallFrame(0).Pos
 }
 
 // ReadOnly returns c as the inputs of a join see it: artifacts can be read,
@@ -107,7 +186,10 @@ func (c *Context) Freeze()               {} // artifacts stay the task's to chan
 func (c *Context) Truth() starlark.Bool  { return starlark.True }
 func (c *Context) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: ctx") }
 
-// Attr returns a reserved attribute or an artifact.
+// Attr returns a reserved attribute or an artifact. An attribute that does
+// not exist is a starlark.NoSuchAttrError, for which getattr gives its
+// default; an artifact that cannot be read, or that the inputs of a join
+// disagree on, is another error.
 func (c *Context) Attr(name string) (starlark.Value, error) {
 	switch name {
 	case "run_id":
@@ -120,28 +202,70 @@ func (c *Context) Attr(name string) (starlark.Value, error) {
 		return starlark.MakeInt(c.info.Attempt), nil
 	case "index", "input":
 		if c.input == nil {
-			return nil, fmt.Errorf("ctx.%s is set only in a step that runs once per element of a foreach", name)
+			return nil, starlark.NoSuchAttrError(fmt.Sprintf("ctx.%s is set only in a step that runs once per element of a foreach", name))
 		}
 		if name == "index" {
 			return starlark.MakeInt(c.info.Index), nil
 		}
 		return c.input.get(c.load, c.readOnly)
 	}
-	if why, ok := c.conflicts[name]; ok {
-		return nil, fmt.Errorf("artifact %s differs between the inputs of this join (%s); set ctx.%s before reading it, or read it from inputs", name, why, name)
-	}
 	a, ok := c.artifacts[name]
 	if !ok {
 		if len(c.artifacts) == 0 {
-			return nil, fmt.Errorf("ctx has no artifact %s (no artifacts yet)", name)
+			return nil, starlark.NoSuchAttrError(fmt.Sprintf("ctx has no artifact %s (no artifacts yet)", name))
 		}
-		return nil, fmt.Errorf("ctx has no artifact %s; artifacts: %s", name, strings.Join(slices.Sorted(maps.Keys(c.artifacts)), ", "))
+		return nil, starlark.NoSuchAttrError(fmt.Sprintf("ctx has no artifact %s; artifacts: %s", name, strings.Join(slices.Sorted(maps.Keys(c.artifacts)), ", ")))
+	}
+	if a.value == nil && !c.readOnly {
+		a.pos = c.pos()
 	}
 	v, err := a.get(c.load, c.readOnly)
 	if err != nil {
 		return nil, fmt.Errorf("artifact %s: %w", name, err)
 	}
+	if cf, ok := v.(*Conflict); ok {
+		return nil, c.conflictError(name, cf)
+	}
 	return v, nil
+}
+
+// conflictError returns the error of reading artifact name, which is cf.
+// It loads the values of both sides to show them: only on the way to
+// failing.
+func (c *Context) conflictError(name string, cf *Conflict) error {
+	a, b := cf.Inputs[0], cf.Inputs[1]
+	va, pa := c.preview(a.Hash)
+	why := fmt.Sprintf("%s (task %s) has %s", a.Label, a.TaskID, pa)
+	if b.Hash == "" {
+		why += fmt.Sprintf(", %s (task %s) does not have it", b.Label, b.TaskID)
+	} else {
+		vb, pb := c.preview(b.Hash)
+		why += fmt.Sprintf(", %s (task %s) has %s", b.Label, b.TaskID, pb)
+		if eq, err := starlark.Equal(va, vb); va != nil && vb != nil && err == nil && eq {
+			why += "; they are equal with ==, but a join compares artifacts as saved, where an int differs from a float and a dict's or set's order counts"
+		}
+	}
+	if cf.Join == c.info.TaskID {
+		return fmt.Errorf("artifact %s differs between the inputs of this join: %s; set ctx.%s before reading it, or read it from inputs", name, why, name)
+	}
+	return fmt.Errorf("artifact %s has no value: the inputs of join %s differ on it (%s), and %s did not set it; set ctx.%s in %s, or here before reading it", name, cf.Join, why, cf.Join, name, cf.Join)
+}
+
+// previewLen is how many characters of a value a conflict shows.
+const previewLen = 40
+
+// preview loads the value of hash h and returns it with the start of its
+// repr; nil and why if it cannot be read.
+func (c *Context) preview(h string) (starlark.Value, string) {
+	v, err := c.load(h)
+	if err != nil {
+		return nil, fmt.Sprintf("a value that cannot be read (%v)", err)
+	}
+	repr := v.String()
+	if utf8.RuneCountInString(repr) > previewLen {
+		repr = string([]rune(repr)[:previewLen-1]) + "…"
+	}
+	return v, repr
 }
 
 // AttrNames lists the reserved attributes and the artifacts.
@@ -157,7 +281,7 @@ func (c *Context) AttrNames() []string {
 	return names
 }
 
-// SetField sets an artifact.
+// SetField sets an artifact, if its value can be saved.
 func (c *Context) SetField(name string, v starlark.Value) error {
 	if c.readOnly {
 		return fmt.Errorf("the inputs of a join are read-only; set ctx.%s instead", name)
@@ -165,9 +289,38 @@ func (c *Context) SetField(name string, v starlark.Value) error {
 	if slices.Contains(dag.ReservedNames(), name) {
 		return fmt.Errorf("ctx.%s is reserved; choose another name for the artifact", name)
 	}
-	c.artifacts[name] = &artifact{value: v}
-	delete(c.conflicts, name)
+	if c.check != nil {
+		if err := c.check(v); err != nil {
+			return fmt.Errorf("artifact %s: %w", name, err)
+		}
+	}
+	c.artifacts[name] = &artifact{value: v, pos: c.pos(), set: true}
 	return nil
+}
+
+// getattr is Starlark's getattr, but for ctx its default stands in only
+// for an attribute that does not exist: an artifact the inputs of a join
+// disagree on, or whose value cannot be read, is an error however it is
+// read.
+func getattr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var object, dflt starlark.Value
+	var name string
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 2, &object, &name, &dflt); err != nil {
+		return nil, err
+	}
+	c, ok := object.(*Context)
+	if !ok {
+		return starlark.Universe["getattr"].(*starlark.Builtin).CallInternal(thread, args, kwargs)
+	}
+	v, err := c.Attr(name)
+	var missing starlark.NoSuchAttrError
+	switch {
+	case err == nil:
+		return v, nil
+	case errors.As(err, &missing) && dflt != nil:
+		return dflt, nil
+	}
+	return nil, err // Starlark says it is getattr's
 }
 
 // Inputs is the inputs value of a join: the contexts of the tasks that

@@ -42,9 +42,11 @@ func (s *Setup) Attach(thread *starlark.Thread) { thread.SetLocal(setupKey, s) }
 
 func param(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
-	var def starlark.Value
+	var def, typ starlark.Value
 	var help string
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "default?", &def, "help?", &help); err != nil {
+	// The type was checked with the rest of the declaration: the value
+	// given for the run is of it.
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "default?", &def, "type?", &typ, "help?", &help); err != nil {
 		return nil, err
 	}
 	setup, ok := thread.Local(setupKey).(*Setup)
@@ -202,9 +204,10 @@ func nextStep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 }
 
 // ParamValue converts the text given for p on the command line to a value
-// of the param's type: decimal ints of any size, finite floats, booleans
-// (true, false, 1, 0, yes, no), strings as they are, lists and dicts as
-// JSON.
+// of the param's type: decimal ints of any size, finite floats, the bools
+// true and false (as JSON writes them), strings as they are, lists,
+// tuples and dicts as JSON, and any JSON value for a param of type json
+// (one whose default is None and that names no type).
 func ParamValue(p *dag.Param, text string) (starlark.Value, error) {
 	switch p.Type {
 	case "string":
@@ -222,24 +225,59 @@ func ParamValue(p *dag.Param, text string) (starlark.Value, error) {
 		}
 		return starlark.Float(f), nil
 	case "bool":
+		// One spelling everywhere: JSON's, which lists and dicts of
+		// bools are given in, and which the run's record keeps.
 		switch text {
-		case "true", "True", "1", "yes":
+		case "true":
 			return starlark.True, nil
-		case "false", "False", "0", "no":
+		case "false":
 			return starlark.False, nil
 		}
-		return nil, fmt.Errorf("param %s: %q is not a bool (true or false)", p.Name, text)
-	case "list", "dict":
+		return nil, fmt.Errorf("param %s: %q is not a bool: write true or false", p.Name, text)
+	case "list", "tuple", "dict":
 		v, err := fromJSON(text)
 		if err != nil {
 			return nil, fmt.Errorf("param %s: %w", p.Name, err)
 		}
-		if got := v.Type(); got != p.Type {
-			return nil, fmt.Errorf("param %s: want a JSON %s, got %s", p.Name, map[string]string{"list": "array", "dict": "object"}[p.Type], a(got))
+		want := map[string]string{"list": "list", "tuple": "list", "dict": "dict"}[p.Type]
+		if got := v.Type(); got != want {
+			return nil, fmt.Errorf("param %s: want a JSON %s, got %s", p.Name, map[string]string{"list": "array", "dict": "object"}[want], jsonKind(got))
+		}
+		if p.Type == "tuple" {
+			list := v.(*starlark.List)
+			t := make(starlark.Tuple, list.Len())
+			for i := range t {
+				t[i] = list.Index(i)
+			}
+			return t, nil
+		}
+		return v, nil
+	case "json":
+		v, err := fromJSON(text)
+		if err != nil {
+			return nil, fmt.Errorf("param %s: %w; a string is given quoted, as -p '%s=\"text\"', or declared with type = str", p.Name, err, p.Name)
 		}
 		return v, nil
 	}
 	return nil, fmt.Errorf("param %s has unknown type %s", p.Name, p.Type)
+}
+
+// jsonKind names the JSON kind of a value that the json module decoded,
+// by its Starlark type.
+func jsonKind(starlarkType string) string {
+	switch starlarkType {
+	case "list":
+		return "an array"
+	case "dict":
+		return "an object"
+	case "NoneType":
+		return "null"
+	case "bool":
+		return "a bool"
+	case "string":
+		return "a string"
+	}
+	return "a number"
 }
 
 // fromJSON decodes JSON text to a Starlark value with the json module.

@@ -44,6 +44,7 @@ func Standard() *Set {
 			"math":      math.Module,
 			"time":      time.Module,
 			"struct":    starlark.NewBuiltin("struct", starlarkstruct.Make),
+			"getattr":   starlark.NewBuiltin("getattr", getattr), // Starlark's, stricter for ctx
 			"exec":      execModule(),
 			"files":     filesModule(),
 			"http":      httpModule(),

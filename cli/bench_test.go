@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/daggerflow/dagger/builtins"
@@ -35,6 +36,27 @@ func BenchmarkProcessForeach(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N*n), "ms/task")
+		})
+	}
+}
+
+// BenchmarkPrint runs 200 tasks that print 1 000 lines each, in process,
+// and the same tasks quiet: the difference of their ns/line is the cost of
+// a printed line, from the task's print to the text on the output.
+//
+//	go test -run '^$' -bench Print ./cli
+func BenchmarkPrint(b *testing.B) {
+	b.Chdir(repoRoot)
+	const lines = 200 * 1000
+	for _, quiet := range []bool{true, false} {
+		b.Run(fmt.Sprint("quiet=", quiet), func(b *testing.B) {
+			for b.Loop() {
+				r := runWith(b, builtins.Standard(), "run", "--store", b.TempDir(), "-p", fmt.Sprint("quiet=", quiet), "testdata/bench/lines.star")
+				if r.code != exitOK {
+					b.Fatalf("exit %d\n%s", r.code, r.stderr)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
 		})
 	}
 }

@@ -30,7 +30,8 @@ func fsck(c *urfave.Context) error {
 	if c.NArg() != 0 {
 		return &usageError{cmd: c.Command.HelpName, msg: "takes no arguments"}
 	}
-	st, dir, err := openStore(c.Context, c.String("store"))
+	// Only a repair writes: a check reads, even a store it cannot write.
+	st, dir, err := openStore(c.Context, c.String("store"), c.Bool("repair"))
 	if err != nil {
 		return lookupFailed(err) // exit 2 if there is no store
 	}

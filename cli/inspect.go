@@ -317,7 +317,7 @@ func (v *viewer) showTask(t store.Task) error {
 		{"status", taskStatus(t)},
 		{"started", localTime(t.Started)},
 		{"ended", endedAt(t.Started, t.Ended)},
-		{"parents", orDash(strings.Join(t.Parents, ", "))},
+		{"parents", orDash(taskList(t.Parents))},
 		{"next", orDash(strings.Join(t.Next, ", "))},
 	}
 	if t.ForeachLen > 0 {
@@ -352,6 +352,33 @@ func (v *viewer) showTask(t store.Task) error {
 		writeBlock(&b, "error", t.Error)
 	}
 	return v.write(b.String())
+}
+
+// listedTasks is how many tasks of one step taskList names one by one.
+const listedTasks = 3
+
+// taskList lists the task IDs ids, such as the parents of a join, for
+// people: those of a step with at most listedTasks tasks in ids one by
+// one, and those of a step with more by the first and last and how many
+// there are, so that the join of a foreach of 100 000 tasks takes a line:
+//
+//	start, body.0 … body.99999 (100000 tasks)
+func taskList(ids []string) string {
+	var parts []string
+	for i := 0; i < len(ids); {
+		step, _, _ := strings.Cut(ids[i], ".")
+		j := i + 1
+		for j < len(ids) && strings.HasPrefix(ids[j], step) && (len(ids[j]) == len(step) || ids[j][len(step)] == '.') {
+			j++
+		}
+		if j-i > listedTasks {
+			parts = append(parts, fmt.Sprintf("%s … %s (%d tasks)", ids[i], ids[j-1], j-i))
+		} else {
+			parts = append(parts, ids[i:j]...)
+		}
+		i = j
+	}
+	return strings.Join(parts, ", ")
 }
 
 // orDash returns s, or "-" if it is empty.

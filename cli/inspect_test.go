@@ -99,6 +99,8 @@ func TestInspectViews(t *testing.T) {
 		"fail":    recordRun(t, dir, "testdata/run/fail.star"),
 		"timeout": recordRun(t, dir, "testdata/run/timeout.star"),
 		"switch":  recordRun(t, dir, "examples/switch.star"),
+		// A wide foreach, whose join has too many parents to list.
+		"wide": recordRun(t, dir, "examples/foreach.star", "-p", "count=1000"),
 	}
 	commands := [][]string{
 		{"<foreach>"},
@@ -119,6 +121,11 @@ func TestInspectViews(t *testing.T) {
 		{"<foreach>/square/square"},
 		{"<foreach>/square/1/nope"},
 		{"<switch>/big"},
+		{"<wide>/add"},
+		{"<foreach>/square/-1"},
+		{"<foreach>/square/abc"},
+		{"<foreach>/square/1.2.x"},
+		{"<foreach>/start/0"},
 	}
 	var files []txtar.File
 	for _, args := range commands {
@@ -129,7 +136,7 @@ func TestInspectViews(t *testing.T) {
 		})
 	}
 	got := txtar.Format(&txtar.Archive{
-		Comment: []byte("The output of dagger inspect on runs of examples/foreach.star -p count=3, and of\n" +
+		Comment: []byte("The output of dagger inspect on runs of examples/foreach.star -p count=3 and -p count=1000 (wide), and of\n" +
 			"testdata/run/retries.star, fail.star and timeout.star, and examples/switch.star,\n" +
 			"normalized by normalizeHistory.\n"),
 		Files: files,
@@ -317,7 +324,7 @@ func TestInspectNested(t *testing.T) {
 		{path: "/inner", stdout: `^step inner of run ` + id + `: 4 tasks, 4 succeeded\n\nTASK .*\ninner\.0\.0 .*\ninner\.0\.1 .*\ninner\.1\.0 .*\ninner\.1\.1 .*\n$`},
 		{path: "/inner/1", stdout: `^tasks inner\.1\.\* of run ` + id + `: 2 tasks, 2 succeeded\n\nTASK .*\ninner\.1\.0 .*\ninner\.1\.1 .*\n$`},
 		{path: "/join_inner/1", stdout: `^task join_inner\.1 of run `},
-		{path: "/inner/1/pair", code: exitInvalid, stderr: "dagger: run " + id + " has 2 tasks of inner.1: name one, as " + id + "/inner/1.0/pair\n"},
+		{path: "/inner/1/pair", code: exitInvalid, stderr: "dagger: run " + id + " has 2 tasks of inner.1: name one by its foreach index, as " + id + "/inner/1.0/pair\n"},
 		{path: "/inner/2", code: exitInvalid, stderr: "dagger: run " + id + " has no task inner.2; tasks of inner: inner.0.0, inner.0.1, inner.1.0, inner.1.1\n"},
 		{path: "/inner/1.0.0", code: exitInvalid, stderr: "dagger: run " + id + " has no task inner.1.0.0; tasks of inner: inner.0.0, inner.0.1, inner.1.0, inner.1.1\n"},
 	}
@@ -466,4 +473,30 @@ func artifact(t *testing.T, expr string) sl.Value {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestTaskList checks how the parents of a task are listed: a step's
+// tasks one by one while they are few, else by the first and the last.
+func TestTaskList(t *testing.T) {
+	wide := make([]string, 100000)
+	for i := range wide {
+		wide[i] = fmt.Sprintf("body.%d", i)
+	}
+	tests := []struct {
+		ids  []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"start"}, "start"},
+		{[]string{"a", "b"}, "a, b"},
+		{[]string{"sq.0", "sq.1", "sq.2"}, "sq.0, sq.1, sq.2"},
+		{wide, "body.0 … body.99999 (100000 tasks)"},
+		{slices.Concat([]string{"start"}, wide[:4], []string{"b", "bodyx.0"}), "start, body.0 … body.3 (4 tasks), b, bodyx.0"},
+		{[]string{"in.0.0", "in.0.1", "in.1.0", "in.1.1", "other"}, "in.0.0 … in.1.1 (4 tasks), other"},
+	}
+	for _, tt := range tests {
+		if got := taskList(tt.ids); got != tt.want {
+			t.Errorf("taskList of %d tasks = %q, want %q", len(tt.ids), got, tt.want)
+		}
+	}
 }

@@ -320,12 +320,12 @@ func main() { fmt.Println("hello from the image,", os.Args[1:]) }
 	} {
 		t.Run(fault.name, func(t *testing.T) {
 			cmd := k.command(t.Context(), fault.name, "kubernetes", "run", "--store", t.TempDir(), "--image", k.image, "testdata/kubernetes/sleep.star")
-			var stdout, stderr bytes.Buffer
+			var stdout, stderr lockedBuffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			p := k.waitForPod(t, "wait", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+			p := k.waitForPod(t, waitForRun(t, &stdout), "wait", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
 			if err := fault.do(t.Context(), p); err != nil {
 				t.Fatal(err)
 			}
@@ -345,19 +345,16 @@ func main() { fmt.Println("hello from the image,", os.Args[1:]) }
 		st := t.TempDir()
 		created := k.countPods(t, "wait")
 		cmd := k.command(t.Context(), "killed", "kubernetes", "run", "--store", st, "--image", k.image, "testdata/kubernetes/sleep.star")
-		var stdout bytes.Buffer
+		var stdout lockedBuffer
 		cmd.Stdout = &stdout
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		k.waitForPod(t, "wait", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+		run := waitForRun(t, &stdout)
+		k.waitForPod(t, run, "wait", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
 		cmd.Process.Kill()
 		cmd.Wait()
-		m := runHeader.FindStringSubmatch(stdout.String())
-		if m == nil {
-			t.Fatalf("no run header:\n%s", stdout.String())
-		}
-		r := k.dagger(t, "killed", "resume", "--store", st, m[1])
+		r := k.dagger(t, "killed", "resume", "--store", st, run)
 		for _, want := range []string{"✓ start (reused)", "wait| waited 3s", "finish| n = 42"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("the resumed run's output lacks %q: exit %d\n%s%s", want, r.code, r.stdout, r.stderr)
@@ -372,12 +369,12 @@ func main() { fmt.Println("hello from the image,", os.Args[1:]) }
 	t.Run("interrupted", func(t *testing.T) {
 		st := t.TempDir()
 		cmd := k.command(t.Context(), "interrupted", "kubernetes", "run", "--store", st, "--image", k.image, "-p", "seconds=60", "testdata/kubernetes/sleep.star")
-		var stdout, stderr bytes.Buffer
+		var stdout, stderr lockedBuffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		p := k.waitForPod(t, "wait", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+		p := k.waitForPod(t, waitForRun(t, &stdout), "wait", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
 		cmd.Process.Signal(syscall.SIGINT)
 		cmd.Wait()
 		if code := cmd.ProcessState.ExitCode(); code != exitFailed || !strings.Contains(stdout.String(), "✗ wait") || !strings.Contains(stdout.String(), "cancelled") {
@@ -436,13 +433,46 @@ func TestKubernetesTLS(t *testing.T) {
 	}
 }
 
-// waitForPod returns the first pod of task that satisfies ok, waiting for
-// it for at most a minute.
-func (k *kubeEnv) waitForPod(t *testing.T, task string, ok func(*corev1.Pod) bool) *corev1.Pod {
+// A lockedBuffer keeps what a command writes, for a test to read while
+// the command runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// waitForRun waits for the first line of a run in out, at most a minute,
+// and returns the run's ID.
+func waitForRun(t *testing.T, out *lockedBuffer) string {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := runHeader.FindStringSubmatch(out.String()); m != nil {
+			return m[1]
+		}
+	}
+	t.Fatalf("no run header within a minute:\n%s", out.String())
+	return ""
+}
+
+// waitForPod returns the first pod of task of run that satisfies ok,
+// waiting for it for at most a minute. Pods of other runs, which earlier
+// tests may leave behind for a while, are not looked at.
+func (k *kubeEnv) waitForPod(t *testing.T, run, task string, ok func(*corev1.Pod) bool) *corev1.Pod {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	w, err := k.pods.Watch(ctx, metav1.ListOptions{LabelSelector: kube.LabelTask + "=" + task})
+	w, err := k.pods.Watch(ctx, metav1.ListOptions{LabelSelector: kube.LabelRun + "=" + run + "," + kube.LabelTask + "=" + task})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,10 +31,12 @@ func logsCommand() *urfave.Command {
 			"task's ID and \"| \", as dagger run prints them, task after task in the order\n" +
 			"they started: every task of the run, those of STEP, or one task, addressed as\n" +
 			"dagger inspect addresses it. A task that was retried prints the output of each\n" +
-			"attempt. With --follow, dagger watches a run that is still running and prints\n" +
-			"the output of each task when it ends, until the run ends or is interrupted.",
+			"attempt. The lines the flow's top-level code printed come first, after\n" +
+			"\"[setup] \", unless STEP is given. With --follow, dagger watches a run that is\n" +
+			"still running and prints what its tasks print as they print it, until the run\n" +
+			"ends or is interrupted.",
 		Flags: []urfave.Flag{
-			&urfave.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing the output of tasks as they end, until the run ends"},
+			&urfave.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing what tasks print, until the run ends"},
 			&urfave.BoolFlag{Name: "json", Usage: "print each line as a JSON object on a line of its own"},
 			&urfave.StringFlag{Name: "store", Usage: "read the runs recorded in `DIR`"},
 		},
@@ -70,6 +72,15 @@ func printLogs(c *urfave.Context) error {
 	// show prints the output of the tasks p names that ended since it
 	// last did.
 	show := func(running bool) error {
+		if p.Step == "" {
+			lines, err := lw.r.Setup(ctx)
+			if werr := lw.print(lines); werr != nil {
+				return fmt.Errorf("writing the output: %w", werr)
+			}
+			if err != nil {
+				return err
+			}
+		}
 		tasks, err := run.Find(p)
 		// A task that is not there may yet start in a run watched.
 		if err != nil && !(running && errors.Is(err, history.ErrNoTask)) {
@@ -131,12 +142,15 @@ func (lw *logWriter) print(lines []history.LogLine) error {
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false) // lines stay as printed
 	for _, l := range lines {
-		if !lw.json {
+		switch {
+		case lw.json:
+			if err := enc.Encode(l); err != nil {
+				return err
+			}
+		case l.TaskID == "":
+			fmt.Fprintf(&b, "[setup] %s\n", l.Line)
+		default:
 			fmt.Fprintf(&b, "%s| %s\n", l.TaskID, l.Line)
-			continue
-		}
-		if err := enc.Encode(l); err != nil {
-			return err
 		}
 	}
 	_, err := io.WriteString(lw.w, b.String())

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -106,37 +107,61 @@ func TestLogsJSON(t *testing.T) {
 	}
 }
 
-// slowFlow has a step that runs for a while between its two lines.
-const slowFlow = `
-def start(ctx):
-    print("starting")
-    next_step(slow)
+// gateFlow has a step that prints a line, then waits until the file gate
+// exists, then prints another.
+const gateFlow = `
+gate = param("gate")
 
-def slow(ctx):
-    print("slow begins")
-    for _ in range(5000000):
-        pass
-    print("slow ends")
+def start(ctx):
+    print("before the gate")
+    exec.run(["sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.01; done', "sh", gate])
+    print("after the gate")
     next_step(finish)
+
+step(start, allow = ["exec"], timeout = "1m")
 
 def finish(ctx):
     print("done")
 `
 
 // TestLogsFollowRun follows a run of dagger run, in a process of its own,
-// from its first task to its end.
+// from its first task to its end, and checks that a line a task prints
+// arrives while the task runs: the task waits for the test to see it
+// before it ends.
 func TestLogsFollowRun(t *testing.T) {
 	dir := t.TempDir()
-	cmd := daggerCommand(t, "run", "--store", dir, writeFlow(t, "slow.star", slowFlow))
-	stdout := startUntil(t, cmd, "start| starting")
-	r := runDagger(t, "logs", "--store", dir, "--follow", "latest")
-	if _, err := io.ReadAll(stdout); err != nil {
+	gate := filepath.Join(t.TempDir(), "gate")
+	cmd := daggerCommand(t, "run", "--store", dir, "--allow", "exec", writeFlow(t, "gate.star", gateFlow), "-p", "gate="+gate)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The run is recorded before it prints its first line, its ID.
+	runOut := bufio.NewReader(stdout)
+	header, err := runOut.ReadString('\n')
+	m := runHeader.FindStringSubmatch(header)
+	if m == nil {
+		t.Fatalf("dagger run printed %q (%v), not its run; stderr:\n%s", header, err, cmd.Stderr)
+	}
+	logs := followLogsOf(t.Context(), dir, m[1])
+	// Without the line, the task would wait for a minute.
+	if err := logs.waitFor("start| before the gate", 20*time.Second); err != nil {
+		t.Errorf("%v; the task had not ended", err)
+	}
+	if err := os.WriteFile(gate, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(runOut); err != nil {
 		t.Error(err)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("dagger run: %v\n%s", err, cmd.Stderr)
 	}
-	want := result{stdout: "start| starting\nslow| slow begins\nslow| slow ends\nfinish| done\n"}
+	r := logs.wait(t)
+	want := result{stdout: "start| before the gate\nstart| after the gate\nfinish| done\n"}
 	if diff := gocmp.Diff(want, r, gocmp.AllowUnexported(result{})); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -210,22 +235,94 @@ func (rec *recorder) finish(status store.RunStatus) {
 	}
 }
 
-// followLogs runs dagger logs --follow on the run of rec in the
-// background, until ctx is done or the run ends, and returns what it did
-// on a channel.
-func followLogs(ctx context.Context, dir string, rec *recorder) <-chan result {
-	done := make(chan result, 1)
+// A follower is dagger logs --follow running in the background, whose
+// output the test reads as it comes.
+type follower struct {
+	lines  chan string   // each line printed, closed at the end
+	stdout []string      // the lines read from lines
+	done   chan struct{} // closed when dagger logs returned
+	res    result        // once done: the exit code and stderr
+}
+
+// followLogsOf runs dagger logs --follow on run, in the store in dir, in
+// the background, until ctx is done or the run ends.
+func followLogsOf(ctx context.Context, dir, run string) *follower {
+	f := &follower{lines: make(chan string, 100), done: make(chan struct{})}
+	pr, pw := io.Pipe()
 	go func() {
-		var stdout, stderr bytes.Buffer
-		code := Run(ctx, builtins.Standard(), []string{"dagger", "logs", "--store", dir, "--follow", rec.run.ID}, strings.NewReader(""), &stdout, &stderr)
-		done <- result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+		var stderr bytes.Buffer
+		code := Run(ctx, builtins.Standard(), []string{"dagger", "logs", "--store", dir, "--follow", run}, strings.NewReader(""), pw, &stderr)
+		pw.Close()
+		f.res = result{code: code, stderr: stderr.String()}
+		close(f.done)
 	}()
-	return done
+	go func() {
+		lines := bufio.NewScanner(pr)
+		for lines.Scan() {
+			f.lines <- lines.Text()
+		}
+		close(f.lines)
+	}()
+	return f
+}
+
+// followLogs is followLogsOf the run of rec.
+func followLogs(ctx context.Context, dir string, rec *recorder) *follower {
+	return followLogsOf(ctx, dir, rec.run.ID)
+}
+
+// waitFor reads the lines printed until want, or until timeout has
+// passed or the output ended, which is an error.
+func (f *follower) waitFor(want string, timeout time.Duration) error {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line, ok := <-f.lines:
+			if !ok {
+				return fmt.Errorf("dagger logs --follow ended without printing %q; it printed %q", want, f.stdout)
+			}
+			f.stdout = append(f.stdout, line)
+			if line == want {
+				return nil
+			}
+		case <-deadline:
+			return fmt.Errorf("dagger logs --follow did not print %q in %v; it printed %q", want, timeout, f.stdout)
+		}
+	}
+}
+
+// wait waits for dagger logs to end, up to 10 seconds, and returns what
+// it did.
+func (f *follower) wait(t *testing.T) result {
+	t.Helper()
+	select {
+	case <-f.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("dagger logs --follow did not stop; it printed %q", f.stdout)
+	}
+	for line := range f.lines {
+		f.stdout = append(f.stdout, line)
+	}
+	r := f.res
+	for _, line := range f.stdout {
+		r.stdout += line + "\n"
+	}
+	return r
+}
+
+// stopped reports whether dagger logs has ended.
+func (f *follower) stopped() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // TestLogsFollow follows a run while its tasks start, fail, are retried
-// and end: each attempt's output is printed once, when it ends, and
-// dagger stops when the run ends.
+// and end: each attempt's output is printed once, when it ends, before the
+// run ends, and dagger stops when the run ends.
 func TestLogsFollow(t *testing.T) {
 	dir := t.TempDir()
 	rec := newRecorder(t, dir)
@@ -234,21 +331,25 @@ func TestLogsFollow(t *testing.T) {
 	rec.start("hello", 1)
 	rec.end("hello", 1, store.TaskFailed, "try 1\n")
 	rec.start("hello", 2)
-	done := followLogs(t.Context(), dir, rec)
-	time.Sleep(3 * pollInterval)
+	logs := followLogs(t.Context(), dir, rec)
+	for _, want := range []string{"start| hi", "hello| try 1"} {
+		if err := logs.waitFor(want, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rec.end("hello", 2, store.TaskSucceeded, "try 2\n")
 	rec.start("finish", 1)
-	time.Sleep(3 * pollInterval)
+	if err := logs.waitFor("hello| try 2", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if logs.stopped() {
+		t.Fatal("dagger logs --follow stopped before the run ended")
+	}
 	rec.end("finish", 1, store.TaskSucceeded, "")
 	rec.finish(store.RunSucceeded)
-	select {
-	case r := <-done:
-		want := result{stdout: "start| hi\nhello| try 1\nhello| try 2\n"}
-		if diff := gocmp.Diff(want, r, gocmp.AllowUnexported(result{})); diff != "" {
-			t.Errorf("(-want +got):\n%s", diff)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("dagger logs --follow did not stop when the run ended")
+	want := result{stdout: "start| hi\nhello| try 1\nhello| try 2\n"}
+	if diff := gocmp.Diff(want, logs.wait(t), gocmp.AllowUnexported(result{})); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
 
@@ -263,21 +364,19 @@ func TestLogsFollowInterrupted(t *testing.T) {
 	rec.start("hello", 1)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	done := followLogs(ctx, dir, rec)
-	select {
-	case r := <-done:
-		t.Fatalf("dagger logs --follow stopped before it was interrupted: %+v", r)
-	case <-time.After(3 * pollInterval):
+	logs := followLogs(ctx, dir, rec)
+	if err := logs.waitFor("start| hi", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Some polls of the store later, it still follows.
+	time.Sleep(3 * pollInterval)
+	if logs.stopped() {
+		t.Fatalf("dagger logs --follow stopped before it was interrupted: %+v", logs.wait(t))
 	}
 	cancel()
-	select {
-	case r := <-done:
-		want := result{stdout: "start| hi\n"}
-		if diff := gocmp.Diff(want, r, gocmp.AllowUnexported(result{})); diff != "" {
-			t.Errorf("(-want +got):\n%s", diff)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("dagger logs --follow did not stop when interrupted")
+	want := result{stdout: "start| hi\n"}
+	if diff := gocmp.Diff(want, logs.wait(t), gocmp.AllowUnexported(result{})); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
 

@@ -5,18 +5,78 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/term"
 
 	"github.com/daggerflow/dagger/exec"
 )
 
 // A printer writes the events of a run as they come. exec.Run calls event
 // one call at a time.
+//
+// A printer writes in batches, for a run that prints many lines is slowed
+// by a write per line: what events print is kept for at most flushDelay,
+// or until batchSize bytes wait, and written at once.
 type printer interface {
 	event(exec.Event)
-	// err returns the first error writing the output; the printer
-	// writes nothing after it.
-	err() error
+	// close writes what is kept, and returns the first error writing
+	// the output; the printer writes nothing after it.
+	close() error
+}
+
+// flushDelay bounds how long a printed line waits to be written, and so
+// how often the progress line is redrawn: often enough to look live.
+const flushDelay = 100 * time.Millisecond
+
+// batchSize is how many bytes wait to be written before a batch is
+// written anyway, to bound the memory output waits in.
+const batchSize = 64 << 10
+
+// A batcher keeps output and writes it in batches. Its methods are called
+// with mu held, by the printer's event or by the timer that writes a batch
+// once flushDelay has passed.
+type batcher struct {
+	mu    sync.Mutex
+	w     io.Writer
+	buf   []byte
+	timer *time.Timer // writes the batch; nil when none is due
+	flush func()      // writes buf as one batch
+	werr  error
+}
+
+// due has the batch written within flushDelay, or now if it is large.
+func (b *batcher) due() {
+	switch {
+	case len(b.buf) >= batchSize:
+		b.flush()
+	case b.timer == nil:
+		b.timer = time.AfterFunc(flushDelay, func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.timer = nil
+			b.flush()
+		})
+	}
+}
+
+// stop writes what is kept and cancels the timer.
+func (b *batcher) stop() error {
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	b.flush()
+	return b.werr
+}
+
+// write writes p, unless an earlier write failed.
+func (b *batcher) write(p []byte) {
+	if b.werr == nil && len(p) > 0 {
+		_, b.werr = b.w.Write(p)
+	}
 }
 
 // A textPrinter writes a run for people to read:
@@ -34,96 +94,242 @@ type printer interface {
 //	run 0kv1xq8z3m2t succeeded in 15ms: 3 tasks
 //
 // A failed run ends with its last task; dagger run prints why it failed,
-// with the backtrace, on stderr. On a terminal, a last line tells how many
-// tasks are running and done, and is rewritten as they do.
+// with the backtrace, on stderr.
+//
+// On a terminal, a last line tells how many tasks are running and done,
+// and is rewritten as they do. There, a foreach step prints the ✓ lines
+// of its first foldAfter tasks only: the others that succeed are counted
+// on the progress line, and summed up in one line once the step has no
+// task running, such as
+//
+//	✓ body: 9992 more tasks succeeded (1ms to 30ms each)
+//
+// A task that fails is always printed.
 type textPrinter struct {
-	w       io.Writer
-	flow    string          // the flow's name
-	live    bool            // keep the progress line
-	running map[string]bool // tasks started and not finished, by ID
-	done    int             // tasks finished, whatever their status
-	shown   bool            // the progress line is on the screen
-	werr    error
+	batcher
+	flow    string                // the flow's name
+	live    bool                  // keep the progress line
+	width   int                   // of the terminal; 0 if unknown
+	running map[string]bool       // tasks started and not finished, by ID
+	steps   map[string]*stepCount // of the steps of foreach tasks, by name
+	order   []string              // the keys of steps, in the order they came
+	done    int                   // tasks finished, whatever their status
+	shown   bool                  // the progress line is on the screen
+	redraw  bool                  // the progress line changed since shown
+}
+
+// foldAfter is how many ✓ lines a foreach step prints on a terminal.
+const foldAfter = 10
+
+// A stepCount counts the tasks of a foreach step, for the progress line.
+type stepCount struct {
+	running, succeeded, failed int
+	printed                    int // ✓ lines printed
+	// Tasks that succeeded or were reused, not printed, and not yet
+	// summed up in a line; and the least and most time one took.
+	folded, reused int
+	least, most    time.Duration
 }
 
 func newTextPrinter(w io.Writer, flow string, live bool) *textPrinter {
-	return &textPrinter{w: w, flow: flow, live: live, running: make(map[string]bool)}
+	p := &textPrinter{flow: flow, live: live, running: make(map[string]bool), steps: make(map[string]*stepCount)}
+	p.w = w
+	p.flush = p.flushBatch
+	if f, ok := w.(interface{ Fd() uintptr }); ok && live {
+		if width, _, err := term.GetSize(int(f.Fd())); err == nil {
+			p.width = width
+		}
+	}
+	return p
 }
 
-func (p *textPrinter) err() error { return p.werr }
+func (p *textPrinter) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stop()
+}
 
 func (p *textPrinter) event(e exec.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	switch e.Kind {
 	case exec.RunStarted:
 		p.printf("run %s of %s", e.RunID, p.flow)
 	case exec.SetupOutput:
 		p.printf("[setup] %s", e.Line)
 	case exec.TaskStarted:
+		p.summarize(e.Step)
 		p.running[e.TaskID] = true
+		if c := p.count(e); c != nil {
+			c.running++
+		}
 	case exec.TaskOutput:
-		p.printf("%s| %s", e.TaskID, e.Line)
+		// The commonest event, printed without fmt's cost.
+		p.buf = append(append(append(append(p.buf, e.TaskID...), "| "...), e.Line...), '\n')
 	case exec.TaskWaiting:
 		if e.Line != "" {
 			p.printf("… %s waiting: %s", e.TaskID, e.Line)
 		}
 	case exec.TaskRetrying:
-		delete(p.running, e.TaskID)
+		p.stopped(e)
 		p.printf("↻ %s (%s) attempt %d failed, retrying: %s", e.TaskID, round(e.Duration), e.Attempt, lastLine(e.Error))
 	case exec.TaskFinished:
-		delete(p.running, e.TaskID) // a reused task, or one cancelled while it waited to retry, was not running
+		p.stopped(e)
 		p.done++
-		switch e.Status {
-		case "succeeded":
-			p.printf("✓ %s (%s)", e.TaskID, round(e.Duration))
-		case "reused":
-			p.printf("✓ %s (reused)", e.TaskID)
-		case "caught":
-			p.printf("✓ %s (%s) failed, caught: %s", e.TaskID, round(e.Duration), lastLine(e.Error))
-		case "failed":
-			p.printf("✗ %s (%s) failed: %s", e.TaskID, round(e.Duration), lastLine(e.Error))
-		default:
-			p.printf("✗ %s (%s) %s", e.TaskID, round(e.Duration), e.Status)
-		}
+		p.finished(e)
 	case exec.RunFinished:
-		p.live = false // the run's last line is not rewritten
+		p.summarize("")
 		if e.Status == "succeeded" {
 			p.printf("run %s succeeded in %s: %s", e.RunID, round(e.Duration), plural(p.done, "task"))
-		} else {
-			p.clear()
 		}
-	}
-	p.progress()
-}
-
-// printf writes a line, above the progress line.
-func (p *textPrinter) printf(format string, args ...any) {
-	p.clear()
-	p.write(fmt.Sprintf(format, args...) + "\n")
-}
-
-// progress writes the progress line, without its newline, so that the
-// next line overwrites it.
-func (p *textPrinter) progress() {
-	if !p.live {
+		// The progress line is erased, not drawn again.
+		p.redraw = p.shown
+		p.live = false
+		p.stop()
 		return
 	}
-	p.clear()
-	p.write(fmt.Sprintf("running %s, %d done", plural(len(p.running), "task"), p.done))
-	p.shown = true
+	p.redraw = p.live
+	p.due()
 }
 
-// clear erases the progress line, if it is shown.
-func (p *textPrinter) clear() {
+// count returns the count of the step of e's task, if it is a foreach
+// task on a terminal.
+func (p *textPrinter) count(e exec.Event) *stepCount {
+	if !p.live || e.Step == "" || e.TaskID == e.Step {
+		return nil
+	}
+	c := p.steps[e.Step]
+	if c == nil {
+		c = &stepCount{}
+		p.steps[e.Step] = c
+		p.order = append(p.order, e.Step)
+	}
+	return c
+}
+
+// stopped notes that the task of e no longer runs. A task reused, or
+// cancelled while it waited to retry, was not running.
+func (p *textPrinter) stopped(e exec.Event) {
+	if !p.running[e.TaskID] {
+		return
+	}
+	delete(p.running, e.TaskID)
+	if c := p.count(e); c != nil {
+		c.running--
+	}
+}
+
+// finished prints the line of a task that finished, or counts it.
+func (p *textPrinter) finished(e exec.Event) {
+	c := p.count(e)
+	switch e.Status {
+	case "succeeded", "reused":
+		if c != nil {
+			c.succeeded++
+			if c.printed >= foldAfter {
+				p.fold(c, e)
+				return
+			}
+			c.printed++
+		}
+		if e.Status == "reused" {
+			p.printf("✓ %s (reused)", e.TaskID)
+		} else {
+			p.printf("✓ %s (%s)", e.TaskID, round(e.Duration))
+		}
+		return
+	}
+	if c != nil {
+		c.failed++
+	}
+	switch e.Status {
+	case "caught":
+		p.printf("✓ %s (%s) failed, caught: %s", e.TaskID, round(e.Duration), lastLine(e.Error))
+	case "failed":
+		p.printf("✗ %s (%s) failed: %s", e.TaskID, round(e.Duration), lastLine(e.Error))
+	default:
+		p.printf("✗ %s (%s) %s", e.TaskID, round(e.Duration), e.Status)
+	}
+}
+
+// fold counts a task that finished without printing its line.
+func (p *textPrinter) fold(c *stepCount, e exec.Event) {
+	if e.Status == "reused" {
+		c.reused++
+		return
+	}
+	if c.folded == 0 || e.Duration < c.least {
+		c.least = e.Duration
+	}
+	c.most = max(c.most, e.Duration)
+	c.folded++
+}
+
+// summarize prints the line that sums up the tasks folded of each step
+// other than step that has no task running.
+func (p *textPrinter) summarize(step string) {
+	for _, name := range p.order {
+		c := p.steps[name]
+		if name == step || c.running > 0 {
+			continue
+		}
+		if c.folded > 0 {
+			span := round(c.least)
+			if c.most != c.least {
+				span += " to " + round(c.most)
+			}
+			p.printf("✓ %s: %s succeeded (%s each)", name, plural(c.folded, "more task"), span)
+		}
+		if c.reused > 0 {
+			p.printf("✓ %s: %s reused", name, plural(c.reused, "more task"))
+		}
+		c.folded, c.reused = 0, 0
+	}
+}
+
+// printf adds a line to the batch.
+func (p *textPrinter) printf(format string, args ...any) {
+	p.buf = fmt.Appendf(p.buf, format, args...)
+	p.buf = append(p.buf, '\n')
+}
+
+// flushBatch writes the lines kept in one write: on a terminal, it erases
+// the progress line before them and draws it again after them.
+func (p *textPrinter) flushBatch() {
+	if len(p.buf) == 0 && !p.redraw {
+		return
+	}
+	var out []byte
 	if p.shown {
-		p.write("\r\x1b[K") // to the start of the line, and erase it
+		out = append(out, "\r\x1b[K"...) // to the start of the line, and erase it
 		p.shown = false
 	}
+	out = append(out, p.buf...)
+	p.buf = p.buf[:0]
+	if p.live {
+		out = append(out, p.progress()...)
+		p.shown = true
+	}
+	p.redraw = false
+	p.write(out)
 }
 
-func (p *textPrinter) write(s string) {
-	if p.werr == nil {
-		_, p.werr = io.WriteString(p.w, s)
+// progress returns the progress line, without its newline, so that the
+// next batch overwrites it. It is cut to the terminal's width, since a
+// line that wrapped could not be erased.
+func (p *textPrinter) progress() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "running %s, %d done", plural(len(p.running), "task"), p.done)
+	for _, name := range p.order {
+		if c := p.steps[name]; c.printed >= foldAfter && c.running > 0 {
+			fmt.Fprintf(&b, "; %s: %d succeeded, %d failed, %d running", name, c.succeeded, c.failed, c.running)
+		}
 	}
+	line := b.String()
+	if p.width > 1 && utf8.RuneCountInString(line) >= p.width {
+		line = string([]rune(line)[:p.width-2]) + "…"
+	}
+	return line
 }
 
 // round rounds d for people to read: to the millisecond under a second,
@@ -149,20 +355,45 @@ func lastLine(msg string) string {
 
 // A jsonPrinter writes each event as a JSON object on a line of its own.
 type jsonPrinter struct {
-	enc  *json.Encoder
-	werr error
+	batcher
+	enc *json.Encoder // adds to the batch
 }
 
 func newJSONPrinter(w io.Writer) *jsonPrinter {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false) // the output is no web page; lines stay as printed
-	return &jsonPrinter{enc: enc}
+	p := &jsonPrinter{}
+	p.w = w
+	p.flush = func() {
+		p.write(p.buf)
+		p.buf = p.buf[:0]
+	}
+	p.enc = json.NewEncoder((*batchAppender)(&p.batcher))
+	p.enc.SetEscapeHTML(false) // the output is no web page; lines stay as printed
+	return p
 }
 
-func (p *jsonPrinter) err() error { return p.werr }
+// A batchAppender adds what is written to it to the batch.
+type batchAppender batcher
+
+func (b *batchAppender) Write(data []byte) (int, error) {
+	b.buf = append(b.buf, data...)
+	return len(data), nil
+}
+
+func (p *jsonPrinter) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stop()
+}
 
 func (p *jsonPrinter) event(e exec.Event) {
-	if p.werr == nil {
-		p.werr = p.enc.Encode(e)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.enc.Encode(e); err != nil && p.werr == nil {
+		p.werr = err
 	}
+	if e.Kind == exec.RunFinished {
+		p.stop()
+		return
+	}
+	p.due()
 }

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	urfave "github.com/urfave/cli/v2"
 
 	"github.com/daggerflow/dagger"
 	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/dag"
+	"github.com/daggerflow/dagger/exec"
 	"github.com/daggerflow/dagger/history"
 	"github.com/daggerflow/dagger/store"
 )
@@ -26,9 +30,12 @@ func resumeCommand(set *builtins.Set) *urfave.Command {
 			"task that succeeded in RUN, and whose parents were reused too, is copied\n" +
 			"instead of run; the first task that is not, and everything after it, runs\n" +
 			"with the current code. --from STEP runs that step and every step after it\n" +
-			"again even where they succeeded. The new run records RUN as its origin.",
+			"again even where they succeeded. The new run records RUN as its origin.\n" +
+			"It keeps the parameter values of RUN: -p gives only a parameter the flow\n" +
+			"gained since.",
 		Flags: append([]urfave.Flag{
 			&urfave.StringFlag{Name: "from", Usage: "run `STEP` and the steps after it again"},
+			&urfave.StringSliceFlag{Name: "param", Aliases: []string{"p"}, KeepSpace: true, Usage: "give a parameter the flow gained since RUN a value, `name=value`; repeat for each"},
 			&urfave.StringFlag{Name: "store", Usage: "the store `DIR` the run is in"},
 			&urfave.StringFlag{Name: "datastore", Usage: "the datastore `URL` the run keeps its blobs in, which the new run keeps them in too; the run's own if not given"},
 		}, executionFlags()...),
@@ -51,7 +58,7 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 	ctx, again, stop := notifySignals(c.Context)
 	defer stop()
 	// A store that is not there has no run to resume: it is not made.
-	st, _, err := openStore(ctx, c.String("store"))
+	st, _, err := openStore(ctx, c.String("store"), true)
 	if errors.Is(err, history.ErrNoStore) {
 		return &exitError{code: exitInvalid, err: fmt.Errorf("run %q: not found: %w", c.Args().First(), err)}
 	}
@@ -108,7 +115,12 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 		}
 		return &usageError{cmd: name, msg: fmt.Sprintf("--from %s: flow %s has no such step; its steps are %s", from, flow.Name(), strings.Join(steps, ", "))}
 	}
-	opts := dagger.Options{MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore"), Allow: allow}
+	params, err := resumeParams(c, name, flow, origin)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	opts := dagger.Options{MaxWorkers: workers, Executor: executor, Datastore: c.String("datastore"), Allow: allow, Params: params}
 	onKube, settings, err := resumeOnKubernetes(ctx, c, st, origin)
 	if err != nil {
 		st.Close()
@@ -124,4 +136,30 @@ func resumeRun(c *urfave.Context, set *builtins.Set) error {
 	return runInStore(ctx, c, again, st, flow, func(ctx context.Context, opts dagger.Options) (store.Run, error) {
 		return dagger.Resume(ctx, st, flow, origin, from, opts)
 	}, opts)
+}
+
+// resumeParams returns the param values of the run that resumes origin
+// with flow: origin's, and those that -p gives to params the flow gained
+// since; nil without -p, for dagger.Resume to take origin's. A -p of a
+// param that origin had is refused, as Metaflow's resume refuses any: the
+// tasks that resume copies ran with origin's value, and those after them
+// must see the same.
+func resumeParams(c *urfave.Context, name string, flow *dagger.Flow, origin store.Run) (map[string]string, error) {
+	given, err := paramFlags(name, c.StringSlice("param"))
+	if err != nil || len(given) == 0 {
+		return nil, err
+	}
+	for _, p := range slices.Sorted(maps.Keys(given)) {
+		v, had := origin.Params[p]
+		has := slices.ContainsFunc(flow.Params(), func(fp *dag.Param) bool { return fp.Name == p })
+		if had && has {
+			return nil, &usageError{cmd: name, msg: fmt.Sprintf("-p %s: run %s ran with %s=%s, which resume keeps, as the tasks it reuses ran with it; -p gives only a parameter the flow gained since, and dagger run starts a run with other values", p, origin.ID, p, v)}
+		}
+	}
+	params, err := exec.ParamsFromRecord(flow.Graph(), origin.Params)
+	if err != nil {
+		return nil, &exitError{code: exitInvalid, err: fmt.Errorf("the params of run %s: %w", origin.ID, err)}
+	}
+	maps.Copy(params, given)
+	return params, nil
 }

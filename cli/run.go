@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	urfave "github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -173,9 +174,21 @@ func runInStore(ctx context.Context, c *urfave.Context, again <-chan struct{}, s
 	case <-again:
 		// The store stays open and the run recorded as running: dagger
 		// exits now, and the store is safe from a process that stops at
-		// any point.
+		// any point. The lines kept are written if the output takes
+		// them at once: an output that blocks must not keep dagger.
+		written := make(chan struct{})
+		go func() {
+			p.close()
+			close(written)
+		}()
+		select {
+		case <-written:
+		case <-time.After(time.Second):
+		}
 		return &exitError{code: exitInterrupted, err: errors.New("interrupted again: stopped without waiting for the running tasks")}
 	}
+	// The run's last lines are written before why it failed is.
+	perr := p.close()
 	if err := st.Close(); err != nil && o.err == nil {
 		o.err = err
 	}
@@ -189,8 +202,8 @@ func runInStore(ctx context.Context, c *urfave.Context, again <-chan struct{}, s
 	case o.err != nil:
 		return failed(fmt.Errorf("running %s: %w", flow.Path(), o.err))
 	}
-	if err := p.err(); err != nil {
-		return failed(fmt.Errorf("writing the output of run %s: %w", o.run.ID, err))
+	if perr != nil {
+		return failed(fmt.Errorf("writing the output of run %s: %w", o.run.ID, perr))
 	}
 	return nil
 }

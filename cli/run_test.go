@@ -441,6 +441,10 @@ func TestTextPrinter(t *testing.T) {
 			p := newTextPrinter(&b, "f", tt.live)
 			for _, e := range events {
 				p.event(e)
+				p.flushNow() // as if each event came after the last batch was written
+			}
+			if err := p.close(); err != nil {
+				t.Fatal(err)
 			}
 			if diff := gocmp.Diff(tt.want, b.String()); diff != "" {
 				t.Errorf("output (-want +got):\n%s", diff)
@@ -459,6 +463,9 @@ func TestTextPrinterSucceeded(t *testing.T) {
 	p.event(exec.Event{Kind: exec.TaskStarted, TaskID: "start"})
 	p.event(exec.Event{Kind: exec.TaskFinished, TaskID: "start", Status: "succeeded", Duration: time.Millisecond})
 	p.event(exec.Event{Kind: exec.RunFinished, RunID: "1m89nkx8sze6", Status: "succeeded", Duration: 1260 * time.Millisecond})
+	if err := p.close(); err != nil {
+		t.Fatal(err)
+	}
 	want := "✓ start (1ms)\nrun 1m89nkx8sze6 succeeded in 1.3s: 1 task\n"
 	if got := b.String(); got != want {
 		t.Errorf("output = %q, want %q", got, want)

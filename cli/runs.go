@@ -27,9 +27,10 @@ func runsCommand() *urfave.Command {
 		Usage:     "list the runs recorded in the store",
 		ArgsUsage: "[FLOW]",
 		Description: "Runs lists the runs recorded in the store, newest first: their IDs, flows and\n" +
-			"statuses, when they started and how long they took. FLOW, a flow's name or\n" +
-			"the path of its file, lists only the runs of that flow. The store is --store,\n" +
-			"else $DAGGER_HOME, else .daggerflow in the current directory.",
+			"statuses, when they started and how long they took. FLOW, a flow's name,\n" +
+			"lists only the runs of the flows of that name; the path of a flow file, only\n" +
+			"those of that file. The store is --store, else $DAGGER_HOME, else .daggerflow\n" +
+			"in the current directory.",
 		Flags: []urfave.Flag{
 			&urfave.StringFlag{Name: "status", Usage: "list only the runs whose status is `STATUS`: running, succeeded, failed, cancelled, or dead (recorded running, but its process is gone)"},
 			&urfave.IntFlag{Name: "limit", Value: defaultRunsLimit, Usage: "list at most `N` runs; 0 for all"},
@@ -47,7 +48,16 @@ func listRuns(c *urfave.Context) error {
 	switch c.NArg() {
 	case 0:
 	case 1:
-		f.Flow = flowName(c.Args().First())
+		arg := c.Args().First()
+		f.Flow = flowName(arg)
+		if isFlowPath(arg) {
+			// Flows of the same name in other folders are other flows.
+			abs, err := filepath.Abs(arg)
+			if err != nil {
+				return failed(fmt.Errorf("finding %s: %w", arg, err))
+			}
+			f.FlowPath = abs
+		}
 	default:
 		return &usageError{cmd: name, msg: fmt.Sprintf("takes at most one flow, not %d arguments", c.NArg())}
 	}
@@ -64,7 +74,7 @@ func listRuns(c *urfave.Context) error {
 	}
 	// A store that is not there has no runs.
 	var runs []store.Run
-	st, dir, err := openStore(c.Context, c.String("store"))
+	st, dir, err := openStore(c.Context, c.String("store"), false)
 	switch {
 	case errors.Is(err, history.ErrNoStore):
 	case err != nil:
@@ -106,6 +116,14 @@ func flowName(arg string) string {
 	return strings.TrimSuffix(filepath.Base(arg), ".star")
 }
 
+// isFlowPath reports whether arg, which dagger runs takes, is the path
+// of a flow file rather than a flow's name: it ends in ".star" or holds a
+// path separator. A flow's name is the name of its file without ".star",
+// which does neither.
+func isFlowPath(arg string) bool {
+	return strings.HasSuffix(arg, ".star") || strings.ContainsRune(arg, '/') || strings.ContainsRune(arg, filepath.Separator)
+}
+
 // writeRuns writes runs as a table for people:
 //
 //	ID            FLOW   STATUS     STARTED              DURATION  ORIGIN
@@ -138,17 +156,23 @@ func elapsed(start, end time.Time) string {
 	return round(end.Sub(start))
 }
 
-// openStore opens the store of the read commands, dir if given, else the
-// project's, as dagger run chooses it, without creating it: looking at
-// runs must not leave an empty store behind wherever dagger was started.
-// The error for a store that is not there wraps history.ErrNoStore. The
-// directory is returned either way, for messages.
-func openStore(ctx context.Context, dir string) (*store.Store, string, error) {
+// openStore opens the store of the commands that use an existing one, dir
+// if given, else the project's, as dagger run chooses it, without
+// creating it: looking at runs must not leave an empty store behind
+// wherever dagger was started. With write false, it is opened read-only,
+// so that a store one cannot write can be read; with true, for
+// reading and writing. The error for a store that is not there wraps
+// history.ErrNoStore. The directory is returned either way, for messages.
+func openStore(ctx context.Context, dir string, write bool) (*store.Store, string, error) {
 	dir, err := storeDir(dir)
 	if err != nil {
 		return nil, "", err
 	}
-	st, err := history.Open(ctx, dir)
+	open := history.Open
+	if write {
+		open = history.OpenExisting
+	}
+	st, err := open(ctx, dir)
 	return st, dir, err
 }
 
@@ -157,7 +181,7 @@ func openStore(ctx context.Context, dir string) (*store.Store, string, error) {
 // caller closes the store. A run that is not there, or a prefix that
 // several runs share, is an error with exit code 2, worded by the store.
 func openRun(ctx context.Context, dir, ref string) (*store.Store, *history.Run, error) {
-	st, _, err := openStore(ctx, dir)
+	st, _, err := openStore(ctx, dir, false)
 	if errors.Is(err, history.ErrNoStore) {
 		return nil, nil, &exitError{code: exitInvalid, err: fmt.Errorf("run %q: not found: %w", ref, err)}
 	}

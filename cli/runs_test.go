@@ -47,15 +47,22 @@ func TestRuns(t *testing.T) {
 	h := recordRun(t, dir, hello)
 	p := recordRun(t, dir, writeFlow(t, "params.star", paramsFlow))
 	f := recordRun(t, dir, writeFlow(t, "fail.star", failFlow))
-	rec := newRecorder(t, dir) // a run of hello left running
+	rec := newRecorder(t, dir) // a run of another hello left running
 	r := rec.run.ID
+	t.Chdir(filepath.Dir(hello))
+	rel := "hello.star"
 	tests := []struct {
 		args []string
 		want [][]string // the ID, flow, status and duration of each run listed
 	}{
 		{args: nil, want: [][]string{{r, "hello", "running", "-"}, {f, "fail", "failed", "D"}, {p, "params", "succeeded", "D"}, {h, "hello", "succeeded", "D"}}},
+		// A name matches the flows of that name, here two files; a path
+		// only that file, however it is written.
 		{args: []string{"hello"}, want: [][]string{{r, "hello", "running", "-"}, {h, "hello", "succeeded", "D"}}},
-		{args: []string{hello}, want: [][]string{{r, "hello", "running", "-"}, {h, "hello", "succeeded", "D"}}},
+		{args: []string{hello}, want: [][]string{{h, "hello", "succeeded", "D"}}},
+		{args: []string{rel}, want: [][]string{{h, "hello", "succeeded", "D"}}},
+		{args: []string{"./../" + filepath.Base(filepath.Dir(hello)) + "/hello.star"}, want: [][]string{{h, "hello", "succeeded", "D"}}},
+		{args: []string{rec.run.FlowPath}, want: [][]string{{r, "hello", "running", "-"}}},
 		{args: []string{"--status", "failed"}, want: [][]string{{f, "fail", "failed", "D"}}},
 		{args: []string{"hello", "--status", "succeeded"}, want: [][]string{{h, "hello", "succeeded", "D"}}},
 		{args: []string{"--limit", "2"}, want: [][]string{{r, "hello", "running", "-"}, {f, "fail", "failed", "D"}}},

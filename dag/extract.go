@@ -12,9 +12,17 @@ import (
 func FileOptions() *syntax.FileOptions { return &syntax.FileOptions{Set: true} }
 
 // Parse parses the flow in src (a string, []byte or io.Reader; read from
-// filename when nil). A syntax error is returned as an ErrorList.
+// filename when nil). A syntax error, a NUL byte or invalid UTF-8 is
+// returned as an ErrorList.
 func Parse(filename string, src any) (*syntax.File, error) {
-	f, err := FileOptions().Parse(filename, src, 0)
+	data, err := readSource(filename, src)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkText(filename, data); err != nil {
+		return nil, err
+	}
+	f, err := FileOptions().Parse(filename, data, 0)
 	if err != nil {
 		return nil, AsList(err)
 	}
@@ -38,17 +46,19 @@ func Extract(f *syntax.File, isBuiltin func(name string) bool) (*Graph, error) {
 			Loads:  []*Load{},
 			steps:  make(map[string]*Step),
 		},
-		defs:     make(map[string]*syntax.DefStmt),
+		fileNames: fileNames{
+			defs:    make(map[string]*syntax.DefStmt),
+			globals: make(map[string]syntax.Position),
+		},
 		loads:    make(map[string]*Load),
-		globals:  make(map[string]syntax.Position),
 		accepted: make(map[*syntax.CallExpr]bool),
 	}
+	if x.g.Name == "" {
+		x.errs.addf(Pos{File: f.Path, Line: 1, Col: 1}, "name the file for the flow, such as hello.star",
+			"the flow file %s has no name: a flow is named for its file, without .star", filepath.Base(f.Path))
+	}
 	x.declarations(f)
-	x.refs, x.locals = builtinRefs(f, func(name string) bool {
-		_, isDef := x.defs[name]
-		_, isGlobal := x.globals[name]
-		return isDef || isGlobal
-	})
+	x.resolve(f)
 	for _, s := range x.g.Steps {
 		x.transition(s, x.defs[s.Name])
 	}
@@ -56,19 +66,17 @@ func Extract(f *syntax.File, isBuiltin func(name string) bool) (*Graph, error) {
 		x.ignoreNextSteps(d)
 	}
 	x.calls(f)
+	x.check(f, &x.errs)
 	return x.g, x.errs.Err()
 }
 
 type extractor struct {
+	fileNames
 	g         *Graph
 	isBuiltin func(string) bool
 	errs      ErrorList
-	defs      map[string]*syntax.DefStmt // top-level functions: steps and helpers
-	loads     map[string]*Load           // names bound by load
-	globals   map[string]syntax.Position // other top-level names
-	accepted  map[*syntax.CallExpr]bool  // next_step calls where they belong
-	refs      map[*syntax.Ident]bool     // identifiers that refer to builtins
-	locals    map[*syntax.Ident]bool     // identifiers that refer to local variables
+	loads     map[string]*Load          // names bound by load
+	accepted  map[*syntax.CallExpr]bool // next_step calls where they belong
 	// duplicates are functions defined again, whose bodies are ignored.
 	duplicates []*syntax.DefStmt
 	params     map[string]*Param

@@ -32,6 +32,7 @@ func FuzzCheck(f *testing.F) {
 			}
 			return
 		}
+		_ = CheckModule(file)
 		g, _ := Extract(file, starlark.Universe.Has)
 		if g == nil {
 			t.Fatal("Extract returned no graph")

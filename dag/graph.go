@@ -126,9 +126,12 @@ type Target struct {
 type Param struct {
 	Name string `json:"name"`
 	Pos
-	Var        string `json:"var,omitempty"` // the global it is assigned to
-	Type       string `json:"type"`          // "string", "int", "float", "bool", "list" or "dict"
-	Default    any    `json:"default"`       // a Go value of Type; nil when required
+	Var string `json:"var,omitempty"` // the global it is assigned to
+	// Type is "string", "int", "float", "bool", "list", "tuple" or
+	// "dict", as its type = argument or its default says, or "json" for
+	// a param whose default is None and whose value is any JSON value.
+	Type       string `json:"type"`
+	Default    any    `json:"default"` // a Go value of Type, or nil: required, or a default of None
 	HasDefault bool   `json:"-"`
 	Required   bool   `json:"required"`
 	Help       string `json:"help,omitempty"`

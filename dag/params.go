@@ -1,6 +1,7 @@
 package dag
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -87,7 +88,7 @@ func allowProblem(value any) string {
 	for _, v := range list {
 		s, ok := v.(string)
 		if !ok {
-			return fmt.Sprintf("must be a list of capability strings, not of %s", typeName(v))
+			return fmt.Sprintf("must be a list of capability strings, not hold %s", a(typeName(v)))
 		}
 		if _, err := ParseCapability(s); err != nil {
 			return "holds " + err.Error()
@@ -108,9 +109,13 @@ func secretsProblem(value any) string {
 		return `must be a list of the names of Kubernetes Secrets, such as ["db-creds"]`
 	}
 	for _, v := range list {
+		const want = "must be a list of the names of Kubernetes Secrets (lowercase DNS names)"
 		s, ok := v.(string)
-		if !ok || !isDNSSubdomain(s) {
-			return fmt.Sprintf("must be a list of the names of Kubernetes Secrets (lowercase DNS names), not %#v", v)
+		switch {
+		case !ok:
+			return fmt.Sprintf("%s, not hold %s", want, a(typeName(v)))
+		case !isDNSSubdomain(s):
+			return fmt.Sprintf("%s, not %q", want, s)
 		}
 	}
 	return ""
@@ -205,6 +210,9 @@ func dictProblem(name string, value any) string {
 			return fmt.Sprintf("must map strings to strings; %q maps to %s", k, a(typeName(m[k])))
 		case name == "env" && !isEnvName(k):
 			return fmt.Sprintf(`must have variable names such as "MODEL_DIR", not %q (letters, digits and _, not beginning with a digit)`, k)
+		case name == "env" && strings.ContainsRune(v, 0):
+			// No process can be given it: its environment is C strings.
+			return fmt.Sprintf("must map %q to a value without a NUL byte", k)
 		case name == "node_selector" && !isLabelKey(k):
 			return fmt.Sprintf(`must have label keys such as "disktype" or "kubernetes.io/arch", not %q (a lowercase DNS subdomain and / if any, then %s)`, k, label)
 		case name == "node_selector" && v != "" && !isLabelName(v):
@@ -345,6 +353,24 @@ func isName(s, inner string, lower bool) bool {
 	return s != ""
 }
 
+// paramTypes maps the Starlark types a param's type = argument names to
+// the param types they give.
+var paramTypes = map[string]string{
+	"str": "string", "int": "int", "float": "float", "bool": "bool",
+	"list": "list", "tuple": "tuple", "dict": "dict",
+}
+
+// typeNameFor returns the name that type = takes for the type called
+// name, by its Starlark name or by the name a param's type has, or "".
+func typeNameFor(name string) string {
+	for k, v := range paramTypes {
+		if name == k || name == v {
+			return k
+		}
+	}
+	return ""
+}
+
 // param reads a param(...) call at top level.
 func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 	p := &Param{Pos: position(callStart(call))}
@@ -354,7 +380,7 @@ func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 		}
 	}
 	const hint = `declare it as name = param("name", default = value, help = "...")`
-	var nameExpr syntax.Expr
+	var nameExpr, defExpr, typeExpr syntax.Expr
 	for i, arg := range call.Args {
 		kw, val := keyword(arg)
 		start, _ := arg.Span()
@@ -370,14 +396,9 @@ func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 		case "name":
 			nameExpr = val
 		case "default":
-			v, ok := x.literal(val)
-			if !ok || v == nil {
-				vs, _ := val.Span()
-				x.errorf(vs, "leave the default out to make the parameter required",
-					"the default of a param must be a literal string, int, float, bool, list or dict")
-				continue
-			}
-			p.Default, p.HasDefault, p.Type = v, true, typeName(v)
+			defExpr = val
+		case "type":
+			typeExpr = val
 		case "help":
 			h, ok := x.literal(val)
 			if s, isStr := h.(string); ok && isStr {
@@ -390,6 +411,7 @@ func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 			x.errorf(start, hint, "param has no argument %s", kw)
 		}
 	}
+	x.paramType(p, defExpr, typeExpr)
 	if nameExpr == nil {
 		x.errorf(callStart(call), hint, "param needs the parameter's name")
 		return
@@ -402,9 +424,6 @@ func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 		return
 	}
 	p.Name = s
-	if !p.HasDefault {
-		p.Type, p.Required = "string", true
-	}
 	if x.params == nil {
 		x.params = make(map[string]*Param)
 	}
@@ -414,6 +433,75 @@ func (x *extractor) param(call *syntax.CallExpr, stack []syntax.Node) {
 	}
 	x.params[s] = p
 	x.g.Params = append(x.g.Params, p)
+}
+
+// paramType reads a param's default and type = arguments, either of
+// which may be nil, into p, reporting what is wrong with them. The type
+// is the one named, else the default's; a tuple default stays a tuple. A
+// default of None makes the param optional: its value, when given, is of
+// the type named, or any JSON value without one. Without a default, the
+// param is required, a string unless a type is named.
+func (x *extractor) paramType(p *Param, defExpr, typeExpr syntax.Expr) {
+	if typeExpr != nil {
+		id, isIdent := typeExpr.(*syntax.Ident)
+		t, known := "", false
+		if isIdent && x.refs[id] {
+			t, known = paramTypes[id.Name]
+		}
+		if !known {
+			vs, _ := typeExpr.Span()
+			hint := "write it bare, such as type = int, or leave it out to take the default's type"
+			if lit, ok := typeExpr.(*syntax.Literal); ok && lit.Token == syntax.STRING {
+				hint = fmt.Sprintf("write the type without quotes, such as type = %s", cmp.Or(typeNameFor(lit.Value.(string)), "int"))
+			} else if isIdent && typeNameFor(id.Name) != "" {
+				hint = fmt.Sprintf("Starlark calls the type %s: write type = %s", typeNameFor(id.Name), typeNameFor(id.Name))
+			}
+			x.errorf(vs, hint, "the type of a param must be one of str, int, float, bool, list, tuple and dict, written bare")
+		}
+		p.Type = t
+	}
+	if defExpr != nil {
+		v, isLiteral := x.literal(defExpr)
+		vs, _ := defExpr.Span()
+		switch {
+		case !isLiteral:
+			x.errorf(vs, "leave the default out to make the parameter required",
+				"the default of a param must be a literal string, int, float, bool, list, tuple, dict or None")
+		case v == nil && p.Type == "":
+			p.Type = "json"
+		case v != nil:
+			t := typeName(v)
+			if isTuple(defExpr) {
+				t = "tuple"
+			}
+			if p.Type != "" && t != p.Type {
+				x.errorf(vs, "give a default of the param's type, or None",
+					"the default is %s, but the param's type is %s", a(t), p.Type)
+			}
+			p.Type = t
+		}
+		if isLiteral {
+			p.Default, p.HasDefault = v, true
+		}
+	}
+	if p.Type == "" {
+		p.Type = "string"
+	}
+	p.Required = !p.HasDefault
+}
+
+// isTuple reports whether e is a tuple literal, in parentheses or not.
+func isTuple(e syntax.Expr) bool {
+	for {
+		switch x := e.(type) {
+		case *syntax.ParenExpr:
+			e = x.X
+		case *syntax.TupleExpr:
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // options reads a step(fn, **options) call at top level.

@@ -6,4 +6,13 @@
 // Kubernetes pod uses too. Every executor takes the same [TaskSpec] and
 // gives back the same [TaskResult], so the scheduler never knows where a
 // task ran.
+//
+// A task the scheduler starts is always recorded ended, whatever fails
+// around it: an executor that panics, returns no result or a result that
+// contradicts the graph, a record or blob that cannot be written (a full
+// disk), or an OnEvent that panics. Such a fault fails the task, with
+// what it printed and set, and stops the run; a record that cannot be
+// written at all is ended by the run's end (store.FinishRun). An executor
+// that does not return timeoutGrace after its context ends is abandoned,
+// so that the run still ends, and what it reports later is dropped.
 package exec

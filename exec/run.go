@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"maps"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sl "go.starlark.net/starlark"
 
+	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/dag"
 	"github.com/daggerflow/dagger/history"
 	"github.com/daggerflow/dagger/starlark"
@@ -155,10 +159,22 @@ func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (s
 		halt:      make(chan struct{}),
 	}
 	s.emit(Event{Kind: RunStarted})
+	if lr, ok := st.(LiveRecorder); ok {
+		s.live = lr.LiveLog(run.ID)
+	}
+	var setup strings.Builder
 	s.runner, err = NewRunner(ctx, flow, opts.Params, opts.Blobs, func(line string) {
+		setup.WriteString(line + "\n")
 		s.emit(Event{Kind: SetupOutput, Line: line})
 	})
+	if serr := s.recordSetup(setup.String()); serr != nil && err == nil {
+		err = serr
+	}
 	if err != nil {
+		if ctx.Err() != nil {
+			// Interrupted while it set up: the run did not fail.
+			return s.end(store.RunCancelled, "", err)
+		}
 		return s.end(store.RunFailed, "", err)
 	}
 	s.exec = opts.Executor
@@ -167,6 +183,37 @@ func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (s
 	}
 	s.ready = append(s.ready, s.newPending("start", nil, "", nil, nil, nil))
 	return s.loop()
+}
+
+// A LiveRecorder is a Recorder that also keeps what a run prints as it
+// prints it: the lines of its running tasks, for other processes to follow
+// (store.LiveLog), and those of the flow's top-level code, with the run.
+// *store.Store is one.
+type LiveRecorder interface {
+	Recorder
+	LiveLog(runID string) *store.LiveLog
+	RecordSetup(ctx context.Context, runID string, logs store.Hash) error
+}
+
+// recordSetup records logs, what the flow's top-level code printed, with
+// the run, if the store keeps it.
+func (s *scheduler) recordSetup(logs string) error {
+	lr, ok := s.st.(LiveRecorder)
+	if !ok || logs == "" {
+		return nil
+	}
+	ctx := context.WithoutCancel(s.ctx)
+	h, err := s.opts.Blobs.Put(ctx, []byte(logs))
+	if err == nil && s.opts.Datastore != "" {
+		err = s.opts.Blobs.Sync(ctx)
+	}
+	if err == nil {
+		err = lr.RecordSetup(ctx, s.run.ID, h)
+	}
+	if err != nil {
+		return fmt.Errorf("recording the output of the top-level code: %w", err)
+	}
+	return nil
 }
 
 // ErrDatastoreChanged is wrapped by the error of a resumed run given a
@@ -192,7 +239,8 @@ type scheduler struct {
 	code   string
 	runner *Runner
 	exec   Executor
-	resume *resumer // nil unless the run resumes another
+	resume *resumer       // nil unless the run resumes another
+	live   *store.LiveLog // nil unless the store keeps the output of running tasks
 
 	ready      []*pending
 	running    int // tasks executing
@@ -207,6 +255,11 @@ type scheduler struct {
 	finished   bool          // finish succeeded
 
 	emitMu sync.Mutex
+	// eventErr is the panic of OnEvent, which then gets no more events;
+	// guarded by emitMu, and announced by eventFailed for the loop to
+	// read without waiting for an OnEvent that is running.
+	eventErr    error
+	eventFailed atomic.Bool
 }
 
 // A pending task is ready to run, or to run again.
@@ -266,7 +319,11 @@ func (s *scheduler) newPending(step string, index []int, input string, artifacts
 	}
 }
 
-func (s *scheduler) emit(e Event) {
+func (s *scheduler) emit(e Event) { s.emitUnless(nil, e) }
+
+// emitUnless emits e unless *stop, which emitMu guards, is set: a task
+// the scheduler gave up on reports nothing more.
+func (s *scheduler) emitUnless(stop *bool, e Event) {
 	if s.opts.OnEvent == nil {
 		return
 	}
@@ -274,12 +331,36 @@ func (s *scheduler) emit(e Event) {
 	e.Time = time.Now()
 	s.emitMu.Lock()
 	defer s.emitMu.Unlock()
+	if s.eventErr != nil || stop != nil && *stop {
+		return
+	}
+	defer func() {
+		// A consumer's panic fails the run, rather than kill the process
+		// and leave the run recorded running.
+		if v := recover(); v != nil {
+			s.eventErr = fmt.Errorf("OnEvent panicked on a %s event: %v\n%s", e.Kind, v, debug.Stack())
+			s.eventFailed.Store(true)
+		}
+	}()
 	s.opts.OnEvent(e)
+}
+
+// eventFailure returns the panic of OnEvent, if it panicked.
+func (s *scheduler) eventFailure() error {
+	if !s.eventFailed.Load() {
+		return nil
+	}
+	s.emitMu.Lock()
+	defer s.emitMu.Unlock()
+	return s.eventErr
 }
 
 func (s *scheduler) loop() (store.Run, error) {
 	cancelled := s.ctx.Done()
 	for {
+		if err := s.eventFailure(); err != nil {
+			s.fail("", err)
+		}
 		for len(s.ready) > 0 && s.running < s.opts.MaxWorkers && s.committing < maxCommitting && !s.stopped() {
 			p := s.ready[0]
 			s.ready[0] = nil
@@ -314,6 +395,9 @@ func (s *scheduler) loop() (store.Run, error) {
 			cancelled = nil
 		}
 	}
+	if err := s.eventFailure(); err != nil {
+		s.fail("", err)
+	}
 	switch {
 	case s.failure != nil:
 		return s.end(store.RunFailed, s.failure.TaskID, s.failure.Err)
@@ -341,6 +425,7 @@ func (s *scheduler) end(status store.RunStatus, task string, cause error) (store
 		}
 	}
 	ctx := context.WithoutCancel(s.ctx)
+	s.live.Close()
 	if err := s.st.FinishRun(ctx, s.run.ID, status, msg); err != nil {
 		if cause != nil {
 			// Why the run ended matters more than why that was not
@@ -379,22 +464,53 @@ func (s *scheduler) launch(p *pending) {
 	go func() {
 		a := &attempt{p: p, start: time.Now()}
 		defer func() {
-			// A panic in a builtin of an embedder, say, fails the task,
-			// not the process: the run is recorded as it ends.
+			// A panic of the scheduler's own code for the task, or of a
+			// Recorder or Blobs it calls, fails the task, not the process:
+			// the task and the run are recorded as they end.
 			if v := recover(); v != nil {
-				a.res, a.err = nil, fmt.Errorf("task %s panicked: %v", spec.TaskID, v)
+				a.fault(fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
 			}
 			s.done <- a
 		}()
 		// Cancelling the run cancels the task, not its records.
-		a.err = s.st.QueueStartTask(context.WithoutCancel(s.ctx), store.Task{
+		err := s.st.QueueStartTask(context.WithoutCancel(s.ctx), store.Task{
 			RunID: spec.RunID, ID: spec.TaskID, Step: spec.Step, Parents: p.parents, Index: spec.Index,
 			Status: store.TaskRunning, Attempt: spec.Attempt, Started: a.start,
 		})
-		if a.err == nil {
-			s.execute(a, opts)
+		if err != nil {
+			a.fault(fmt.Errorf("recording its start: %w", err))
+			return
 		}
+		s.execute(a, opts)
 	}()
+}
+
+// fault makes a the failed attempt of a task that the scheduler could not
+// run, or whose outcome it could not keep, because of err, such as a full
+// disk: the run stops with err, and the task is still recorded, failed
+// with err and with what it printed and set, rather than left running.
+func (a *attempt) fault(err error) {
+	res := &TaskResult{Error: err.Error()}
+	if a.res != nil {
+		res.Logs, res.Artifacts = a.res.Logs, a.res.Artifacts
+	}
+	a.res, a.err, a.again = res, err, false
+	if a.duration == 0 {
+		a.duration = time.Since(a.start)
+	}
+	a.records(store.TaskFailed, "")
+}
+
+// records makes the records of a, which ended with status: the task's and
+// its attempt's.
+func (a *attempt) records(status store.TaskStatus, manifest store.Hash) {
+	spec, res := a.p.spec, a.res
+	end := a.start.Add(a.duration)
+	a.record = store.Attempt{RunID: spec.RunID, TaskID: spec.TaskID, N: spec.Attempt, Status: status,
+		Started: a.start, Ended: end, Error: res.Error, Logs: store.Hash(res.Logs)}
+	a.task = store.Task{RunID: spec.RunID, ID: spec.TaskID, Step: spec.Step, Parents: a.p.parents, Index: spec.Index,
+		Status: status, Attempt: spec.Attempt, Started: a.start, Ended: end, Next: res.Next,
+		ForeachLen: len(res.Foreach), Foreach: manifest, Artifacts: hashes(res.Artifacts), Logs: store.Hash(res.Logs), Error: res.Error}
 }
 
 // execute runs an attempt under the step's timeout, decides whether it is
@@ -411,12 +527,7 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 		ctx, cancel = context.WithTimeoutCause(ctx, d+timeoutGrace, fmt.Errorf("step %s did not stop within %s of its timeout, %s", spec.Step, timeoutGrace, d))
 		defer cancel()
 	}
-	ctx = context.WithValue(ctx, waitingKey{}, func(why string) {
-		s.emit(Event{Kind: TaskWaiting, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Line: why})
-	})
-	a.res, a.err = s.exec.Execute(ctx, spec, func(line string) {
-		s.emit(Event{Kind: TaskOutput, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Line: line})
-	})
+	a.res, a.err = s.call(ctx, spec)
 	a.duration = time.Since(a.start)
 	if a.err == nil && a.res == nil {
 		a.err = errors.New("the executor returned no result")
@@ -446,8 +557,8 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 		case int64(spec.Attempt) <= retries:
 			a.again = true
 		case opts["catch"] != nil:
-			a.err = s.catch(ctx, spec, opts["catch"].(string), res)
-			if a.err != nil {
+			if err := s.catch(ctx, spec, opts["catch"].(string), res); err != nil {
+				a.fault(fmt.Errorf("%s; and %w", res.Error, err))
 				return
 			}
 			status = store.TaskSucceeded
@@ -455,16 +566,58 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 	}
 	var manifest store.Hash
 	if res.OK && res.Foreach != nil {
-		if manifest, a.err = s.writeManifest(context.WithoutCancel(ctx), res.Foreach); a.err != nil {
+		var err error
+		if manifest, err = s.writeManifest(context.WithoutCancel(ctx), res.Foreach); err != nil {
+			a.fault(fmt.Errorf("saving its foreach elements: %w", err))
 			return
 		}
 	}
-	end := a.start.Add(a.duration)
-	a.record = store.Attempt{RunID: spec.RunID, TaskID: spec.TaskID, N: spec.Attempt, Status: status,
-		Started: a.start, Ended: end, Error: res.Error, Logs: store.Hash(res.Logs)}
-	a.task = store.Task{RunID: spec.RunID, ID: spec.TaskID, Step: spec.Step, Parents: a.p.parents, Index: spec.Index,
-		Status: status, Attempt: spec.Attempt, Started: a.start, Ended: end, Next: res.Next,
-		ForeachLen: len(res.Foreach), Foreach: manifest, Artifacts: hashes(res.Artifacts), Logs: store.Hash(res.Logs), Error: res.Error}
+	a.records(status, manifest)
+}
+
+// call has the executor run the task of spec, and waits for it as long as
+// ctx lasts and timeoutGrace more: an executor that ignores ctx, stuck on
+// an unresponsive machine say, is abandoned then, and its task fails, so
+// that the run still ends. What it reports later is dropped. A panic of
+// the executor fails the task with the panic and its Go stack.
+func (s *scheduler) call(ctx context.Context, spec *TaskSpec) (*TaskResult, error) {
+	type outcome struct {
+		res *TaskResult
+		err error
+	}
+	done := make(chan outcome, 1) // an abandoned executor must not block
+	abandoned := false            // guarded by emitMu
+	ctx = context.WithValue(ctx, waitingKey{}, func(why string) {
+		s.emitUnless(&abandoned, Event{Kind: TaskWaiting, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Line: why})
+	})
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- outcome{err: fmt.Errorf("the executor panicked: %v\n%s", v, debug.Stack())}
+			}
+		}()
+		res, err := s.exec.Execute(ctx, spec, func(line string) {
+			s.live.Add(spec.TaskID, spec.Attempt, line)
+			s.emitUnless(&abandoned, Event{Kind: TaskOutput, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Line: line})
+		})
+		done <- outcome{res, err}
+	}()
+	select {
+	case o := <-done:
+		return o.res, o.err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(timeoutGrace)
+	defer grace.Stop()
+	select {
+	case o := <-done:
+		return o.res, o.err
+	case <-grace.C:
+	}
+	s.emitMu.Lock()
+	abandoned = true
+	s.emitMu.Unlock()
+	return nil, fmt.Errorf("the executor did not stop the task within %s of: %w", timeoutGrace, context.Cause(ctx))
 }
 
 // catch turns a failed result into a successful one that goes on to the
@@ -499,8 +652,9 @@ func (s *scheduler) catch(ctx context.Context, spec *TaskSpec, name string, res 
 const maxCommitting = 4096
 
 // timeoutGrace is how long a task may overrun its timeout before the
-// scheduler gives up on it.
-const timeoutGrace = 30 * time.Second
+// scheduler cancels it, and how long an executor may take to stop a
+// cancelled task before the scheduler abandons it; a variable for tests.
+var timeoutGrace = 30 * time.Second
 
 func duration(v any) (time.Duration, bool) {
 	text, ok := v.(string)
@@ -525,20 +679,29 @@ func hashes(m map[string]string) map[string]store.Hash {
 // failure stops the run at once.
 func (s *scheduler) executed(a *attempt) {
 	if a.err != nil {
+		// A fault: the run stops at once, and the task is recorded failed.
 		s.fail(a.p.spec.TaskID, a.err)
-		s.report(a)
-		return
 	}
 	s.committing++
 	go func() {
 		ctx := context.WithoutCancel(s.ctx)
+		var err error
 		if s.opts.Datastore != "" {
 			// What the record names must be durable first: the store
 			// does that for its own blobs, not for a datastore's.
-			a.err = s.opts.Blobs.Sync(ctx)
+			err = s.opts.Blobs.Sync(ctx)
 		}
-		if a.err == nil {
-			a.err = s.st.CommitTask(ctx, a.task, a.record)
+		if err == nil {
+			err = s.st.CommitTask(ctx, a.task, a.record)
+		}
+		if err != nil {
+			// The task stays recorded running until the run's end
+			// records it failed (see store.FinishRun).
+			err = fmt.Errorf("recording its end: %w", err)
+			if a.err != nil {
+				err = fmt.Errorf("%w; and %w", a.err, err)
+			}
+			a.err = err
 		}
 		s.committed <- a
 	}()
@@ -560,6 +723,9 @@ func (s *scheduler) recorded(a *attempt) {
 		if err := s.cancelRetry(&a.task); err != nil {
 			a.err = err
 		}
+	}
+	if a.err == nil {
+		s.live.End(a.p.spec.TaskID, a.p.spec.Attempt)
 	}
 	s.report(a)
 	switch {
@@ -704,9 +870,16 @@ func (s *scheduler) arrive(step string, from *pending, res *TaskResult, index []
 }
 
 // merge returns the artifacts a join's ctx starts with: those whose value
-// is the same in every input. The others are conflicts, described by two
-// inputs that disagree, or one that has the artifact and one that does not.
-func merge(inputs []Input, split bool) (artifacts, conflicts map[string]string) {
+// is the same in every input, as saved, which is to say of the same hash.
+// The others are conflicts, described by two inputs that disagree, or one
+// that has the artifact and one that does not.
+//
+// Values equal with == but saved differently, such as 1 and 1.0, or two
+// dicts in different orders, disagree: Starlark tells them apart (by type,
+// by iteration order), so a join that kept one would lose the others;
+// and the scheduler compares hashes without loading any value. The
+// conflict's error, if the join reads the artifact, shows both values.
+func merge(inputs []Input, split bool) (artifacts map[string]string, conflicts map[string]builtins.Conflict) {
 	artifacts = make(map[string]string)
 	names := make(map[string]int) // artifact -> first input that has it
 	for i, in := range inputs {
@@ -718,33 +891,30 @@ func merge(inputs []Input, split bool) (artifacts, conflicts map[string]string) 
 	}
 	for name, first := range names {
 		h := inputs[first].Artifacts[name]
-		why := ""
-		for i, in := range inputs {
-			switch other, ok := in.Artifacts[name]; {
-			case !ok:
-				why = fmt.Sprintf("%s has it, %s does not", label(inputs, first, split), label(inputs, i, split))
-			case other != h:
-				why = fmt.Sprintf("%s and %s disagree", label(inputs, first, split), label(inputs, i, split))
-			default:
-				continue
-			}
-			break
-		}
-		if why == "" {
+		i := slices.IndexFunc(inputs, func(in Input) bool {
+			other, ok := in.Artifacts[name]
+			return !ok || other != h
+		})
+		if i < 0 {
 			artifacts[name] = h
 			continue
 		}
 		if conflicts == nil {
-			conflicts = make(map[string]string)
+			conflicts = make(map[string]builtins.Conflict)
 		}
-		conflicts[name] = why
+		conflicts[name] = builtins.Conflict{Inputs: [2]builtins.ConflictInput{
+			label(inputs, first, split, name), label(inputs, i, split, name),
+		}}
 	}
 	return artifacts, conflicts
 }
 
-func label(inputs []Input, i int, split bool) string {
+// label describes input i of a join, and its value of artifact name, for
+// a conflict.
+func label(inputs []Input, i int, split bool, name string) builtins.ConflictInput {
+	in := builtins.ConflictInput{Label: "element " + strconv.Itoa(i), TaskID: inputs[i].TaskID, Hash: inputs[i].Artifacts[name]}
 	if split {
-		return "branch " + inputs[i].Step
+		in.Label = "branch " + inputs[i].Step
 	}
-	return "element " + strconv.Itoa(i)
+	return in
 }

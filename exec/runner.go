@@ -52,7 +52,7 @@ func NewRunner(ctx context.Context, flow *starlark.Flow, params map[string]strin
 	sltime.SetNow(thread, func() (time.Time, error) {
 		return time.Time{}, errors.New("time.now cannot be called in a flow's top-level code, which must give the same result in every process; call it in a step")
 	})
-	globals, err := flow.Init(ctx, thread)
+	globals, err := initFlow(ctx, flow, thread)
 	if err != nil {
 		return nil, fmt.Errorf("running the flow's top-level code: %w", err)
 	}
@@ -63,6 +63,18 @@ func NewRunner(ctx context.Context, flow *starlark.Flow, params map[string]strin
 		}
 	}
 	return &Runner{flow: flow, code: flow.Package.Hash(), globals: globals, blobs: blobs, setup: setup, splitJoins: splitJoins}, nil
+}
+
+// initFlow runs the top-level code of flow on thread. A builtin that
+// panics fails the run with the panic and its Go stack, as it fails a task
+// (see call), rather than kill the process with the run recorded running.
+func initFlow(ctx context.Context, flow *starlark.Flow, thread *sl.Thread) (globals sl.StringDict, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in a builtin: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return flow.Init(ctx, thread)
 }
 
 // Options returns the options of a step as the flow's top-level code set
@@ -103,11 +115,7 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 		}
 		info.Index = spec.Index[len(spec.Index)-1]
 	}
-	conflicts := make(map[string]string, len(spec.Conflicts))
-	for k, v := range spec.Conflicts {
-		conflicts[k] = v
-	}
-	taskCtx := builtins.NewContext(info, spec.Artifacts, conflicts, load)
+	taskCtx := builtins.NewContext(info, spec.Artifacts, spec.Conflicts, load)
 	args := []sl.Value{taskCtx}
 	switch len(step.Params) {
 	case 0:
@@ -132,6 +140,7 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 	}
 	defer task.Close()
 	thread := &sl.Thread{Name: spec.TaskID, Print: func(_ *sl.Thread, msg string) { printLines(msg, task.Print) }}
+	taskCtx.Watch(thread, starlark.Check)
 	if spec.MaxSteps > 0 {
 		thread.SetMaxExecutionSteps(spec.MaxSteps)
 	}
@@ -223,6 +232,11 @@ func (r *Runner) finish(ctx context.Context, step *dag.Step, next *builtins.Next
 	for _, name := range sortedKeys(values) {
 		h, err := r.save(ctx, &buf, values[name])
 		if err != nil {
+			// A value can change after it is set, as a list that a
+			// function is appended to: say where to look.
+			if where := taskCtx.Where(name); where != "" {
+				return fmt.Errorf("artifact %s (%s): %w", name, where, err)
+			}
 			return fmt.Errorf("artifact %s: %w", name, err)
 		}
 		res.Artifacts[name] = h

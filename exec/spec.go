@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"time"
+
+	"github.com/daggerflow/dagger/builtins"
 )
 
 // SpecEnv is the environment variable from which the task runner reads the
@@ -28,9 +30,8 @@ type TaskSpec struct {
 	Input     string            `json:"input,omitempty"` // blob of the foreach element, at a foreach's step
 	// Artifacts are what ctx starts with: name -> blob.
 	Artifacts map[string]string `json:"artifacts,omitempty"`
-	// Conflicts are the artifacts the inputs of a join disagree on, with
-	// how they do.
-	Conflicts map[string]string `json:"conflicts,omitempty"`
+	// Conflicts are the artifacts the inputs of a join disagree on.
+	Conflicts map[string]builtins.Conflict `json:"conflicts,omitempty"`
 	// Inputs are the tasks that meet at a join, in order.
 	Inputs   []Input `json:"inputs,omitempty"`
 	MaxSteps uint64  `json:"max_steps,omitempty"` // Starlark execution steps allowed; 0 for no limit

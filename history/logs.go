@@ -1,55 +1,88 @@
 package history
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/daggerflow/dagger/store"
 )
 
-// A LogLine is a line that an attempt at a task printed. Its JSON form,
-// as "dagger logs --json" prints it, has the fields of the task_output
-// events of "dagger run --json".
+// A LogLine is a line that an attempt at a task, or the flow's top-level
+// code, printed. Its JSON form, as "dagger logs --json" prints it, has the
+// fields of the task_output events of "dagger run --json"; a line of the
+// top-level code has no step, task_id or attempt.
 type LogLine struct {
 	RunID   string `json:"run_id"`
-	Step    string `json:"step"`
-	TaskID  string `json:"task_id"`
-	Attempt int    `json:"attempt"`
+	Step    string `json:"step,omitempty"`
+	TaskID  string `json:"task_id,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
 	Line    string `json:"line"` // without its newline
 }
 
-// A LogReader reads what tasks printed, each attempt's output once: a
-// reader asked again about a task, as a run is followed, returns only
-// what the attempts that ended since printed. An attempt's output is
-// stored whole when it ends, so the output of an attempt still running
-// waits for its end. A LogReader is not safe for concurrent use.
+// A LogReader reads what tasks printed, each line once: a reader asked
+// again about a task, as a run is followed, returns only what the task
+// printed since. An attempt's output is stored whole when it ends; while
+// it runs, the run's process keeps what it prints where a reader finds it
+// (store.LiveOutput), a fraction of a second later. A LogReader is not
+// safe for concurrent use.
 type LogReader struct {
 	run *Run
 	// read is, by task, the number of the last attempt whose output was
 	// returned.
 	read map[taskKey]int
+	// live is, by task, how many lines of the attempt running were
+	// returned.
+	live      map[taskKey]liveRead
+	setupRead bool
 }
 
 // A taskKey identifies a task in a store.
 type taskKey struct{ run, id string }
 
+// A liveRead counts the lines of a running attempt returned.
+type liveRead struct{ attempt, lines int }
+
 // NewLogReader returns a LogReader of the output of the tasks of run.
 func NewLogReader(run *Run) *LogReader {
-	return &LogReader{run: run, read: make(map[taskKey]int)}
+	return &LogReader{run: run, read: make(map[taskKey]int), live: make(map[taskKey]liveRead)}
 }
 
-// Read returns the lines that the attempts at t which ended, and whose
-// output was not returned yet, printed, first attempt first. t is the
-// task's record as last read: Read returns the output of the attempts
-// that had ended then. As io.Reader does, Read returns the lines it read
-// before an error too.
+// Setup returns the lines the run's top-level code printed, once they are
+// recorded, and only once.
+func (lr *LogReader) Setup(ctx context.Context) ([]LogLine, error) {
+	if lr.setupRead || lr.run.SetupLogs == "" {
+		return nil, nil
+	}
+	blobs, err := lr.run.Blobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	data, err := blobs.Get(ctx, lr.run.SetupLogs)
+	if err != nil {
+		return nil, fmt.Errorf("the output of the top-level code: %w", err)
+	}
+	lr.setupRead = true
+	var lines []LogLine
+	for line := range strings.SplitSeq(strings.TrimSuffix(string(data), "\n"), "\n") {
+		lines = append(lines, LogLine{RunID: lr.run.ID, Line: line})
+	}
+	return lines, nil
+}
+
+// Read returns the lines that t printed and that were not returned yet:
+// those of the attempts at t which ended, first attempt first, then those
+// of the attempt running. t is the task's record as last read. As
+// io.Reader does, Read returns the lines it read before an error too.
 func (lr *LogReader) Read(ctx context.Context, t store.Task) ([]LogLine, error) {
 	attempts, err := lr.endedAttempts(ctx, t)
 	if err != nil {
 		return nil, err
 	}
+	key := taskKey{t.RunID, t.ID}
 	var lines []LogLine
 	for _, a := range attempts {
 		if a.Logs != "" {
@@ -61,10 +94,34 @@ func (lr *LogReader) Read(ctx context.Context, t store.Task) ([]LogLine, error) 
 			if err != nil {
 				return lines, fmt.Errorf("the output of task %s: %w", t.ID, err)
 			}
+			n := len(lines)
 			lines = appendLines(lines, t, a.N, string(data))
+			if l := lr.live[key]; l.attempt == a.N {
+				// Its first lines were returned as it ran.
+				lines = slices.Delete(lines, n, min(n+l.lines, len(lines)))
+			}
 		}
-		lr.read[taskKey{t.RunID, t.ID}] = a.N
+		lr.read[key] = a.N
+		delete(lr.live, key)
 	}
+	if t.Status != store.TaskRunning {
+		return lines, nil
+	}
+	data, err := lr.run.st.LiveOutput(t.RunID, t.ID, t.Attempt)
+	if err != nil {
+		return lines, err
+	}
+	// The last line may be still being written.
+	data = data[:bytes.LastIndexByte(data, '\n')+1]
+	l := lr.live[key]
+	if l.attempt != t.Attempt {
+		l = liveRead{attempt: t.Attempt}
+	}
+	n := len(lines)
+	lines = appendLines(lines, t, t.Attempt, string(data))
+	lines = slices.Delete(lines, n, min(n+l.lines, len(lines)))
+	l.lines += len(lines) - n
+	lr.live[key] = l
 	return lines, nil
 }
 

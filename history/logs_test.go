@@ -3,6 +3,7 @@ package history_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -252,5 +253,60 @@ func TestFollowStops(t *testing.T) {
 	})
 	if err != stop || n != 1 {
 		t.Errorf("Follow = %v after %d calls, want fn's error after 1", err, n)
+	}
+}
+
+// TestLogReaderLive reads a task while it runs: each line its run's
+// process wrote for followers once, then, once it ended, only the lines
+// not read yet; and a retry's lines apart from its first attempt's.
+func TestLogReaderLive(t *testing.T) {
+	rec := newRecorder(t)
+	live := rec.st.LiveLog(rec.run.ID)
+	defer live.Close()
+	lr := history.NewLogReader(rec.history())
+	read := func() []string {
+		t.Helper()
+		lines, err := lr.Read(t.Context(), rec.task("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range lines {
+			out = append(out, fmt.Sprint(l.Attempt, " ", l.Line))
+		}
+		return out
+	}
+	print := func(n int, lines ...string) func() {
+		return func() {
+			for _, l := range lines {
+				live.Add("hello", n, l)
+			}
+			live.Flush()
+		}
+	}
+	steps := []struct {
+		do   func()
+		want []string
+	}{
+		{func() { rec.start("hello", 1) }, nil},
+		{print(1, "one", "two"), []string{"1 one", "1 two"}},
+		{func() {}, nil},
+		{print(1, "three"), []string{"1 three"}},
+		{func() {
+			live.End("hello", 1)
+			rec.end("hello", 1, store.TaskFailed, "one\ntwo\nthree\nfour\n")
+		}, []string{"1 four"}},
+		{func() { rec.start("hello", 2) }, nil},
+		{print(2, "again"), []string{"2 again"}},
+		{func() {
+			live.End("hello", 2)
+			rec.end("hello", 2, store.TaskSucceeded, "again\n")
+		}, nil},
+	}
+	for i, s := range steps {
+		s.do()
+		if diff := cmp.Diff(s.want, read()); diff != "" {
+			t.Errorf("step %d (-want +got):\n%s", i, diff)
+		}
 	}
 }

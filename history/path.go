@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // A Path names what to show of a run: RUN[/STEP[/TASK][/ARTIFACT]].
@@ -33,21 +34,26 @@ func ParsePath(s string) (Path, error) {
 		p.Step, rest = rest[0], rest[1:]
 	}
 	for i, e := range rest {
-		if isDigit(e[0]) {
+		switch {
+		case isDigit(e[0]) || e[0] == '-' || e[0] == '+':
 			index, err := parseIndex(e)
 			if err != nil {
 				return Path{}, fmt.Errorf("%q: %w", s, err)
 			}
 			p.Index = append(p.Index, index...)
-			continue
+		case !isIdent(e):
+			return Path{}, fmt.Errorf("%q: %s is neither a task index nor an artifact's name; %s", s, e, pathShape)
+		case i < len(rest)-1:
+			return Path{}, fmt.Errorf("%q: %s is not a task index, and only the last element can be an artifact; %s", s, e, pathShape)
+		default:
+			p.Artifact = e
 		}
-		if i < len(rest)-1 {
-			return Path{}, fmt.Errorf("%q: %s is not a task index, and only the last element can be an artifact", s, e)
-		}
-		p.Artifact = e
 	}
 	return p, nil
 }
+
+// pathShape says what a path looks like, for the errors of ParsePath.
+const pathShape = "want RUN[/STEP[/TASK][/ARTIFACT]], where TASK is the task's foreach index, such as 3, or 0.1 in nested foreaches"
 
 // parseIndex parses a task index, such as "3" or "0.1".
 func parseIndex(s string) ([]int, error) {
@@ -55,7 +61,7 @@ func parseIndex(s string) ([]int, error) {
 	for part := range strings.SplitSeq(s, ".") {
 		n, err := strconv.Atoi(part)
 		if err != nil || part == "" || !isDigit(part[0]) {
-			return nil, fmt.Errorf("bad task index %s: want numbers joined by dots, such as 3 or 0.1", s)
+			return nil, fmt.Errorf("bad task index %s: a task's index is its place in its foreach, a number from 0, such as 3, or numbers joined by dots in nested foreaches, such as 0.1", s)
 		}
 		index = append(index, n)
 	}
@@ -64,6 +70,16 @@ func parseIndex(s string) ([]int, error) {
 
 // isDigit reports whether c is an ASCII digit.
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// isIdent reports whether s is an identifier, as an artifact's name is.
+func isIdent(s string) bool {
+	for i, r := range s {
+		if r != '_' && !unicode.IsLetter(r) && (i == 0 || !unicode.IsDigit(r)) {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // String returns p in its canonical form, which ParsePath reads back: the
 // index in one element, such as 1m89nzs2917d/inner/0.1/pair.

@@ -11,6 +11,10 @@ import (
 // TestParsePath checks how paths are read, and that the canonical form
 // of each reads back the same.
 func TestParsePath(t *testing.T) {
+	const (
+		shape    = "want RUN[/STEP[/TASK][/ARTIFACT]], where TASK is the task's foreach index, such as 3, or 0.1 in nested foreaches"
+		badIndex = "a task's index is its place in its foreach, a number from 0, such as 3, or numbers joined by dots in nested foreaches, such as 0.1"
+	)
 	tests := []struct {
 		path      string
 		want      history.Path
@@ -30,11 +34,19 @@ func TestParsePath(t *testing.T) {
 		{path: "", err: `"": want RUN[/STEP[/TASK][/ARTIFACT]]`},
 		{path: "1m89//x", err: `"1m89//x": want RUN[/STEP[/TASK][/ARTIFACT]]`},
 		{path: "/1m89", err: `"/1m89": want RUN[/STEP[/TASK][/ARTIFACT]]`},
-		{path: "1m89/s/x/3", err: `"1m89/s/x/3": x is not a task index, and only the last element can be an artifact`},
-		{path: "1m89/s/3x", err: `"1m89/s/3x": bad task index 3x: want numbers joined by dots, such as 3 or 0.1`},
-		{path: "1m89/s/0..1", err: `"1m89/s/0..1": bad task index 0..1: want numbers joined by dots, such as 3 or 0.1`},
-		{path: "1m89/s/0.-1", err: `"1m89/s/0.-1": bad task index 0.-1: want numbers joined by dots, such as 3 or 0.1`},
-		{path: "1m89/s/0.+1", err: `"1m89/s/0.+1": bad task index 0.+1: want numbers joined by dots, such as 3 or 0.1`},
+		{path: "1m89/s/x/3", err: `"1m89/s/x/3": x is not a task index, and only the last element can be an artifact; ` + shape},
+		{path: "1m89/s/3x", err: `"1m89/s/3x": bad task index 3x: ` + badIndex},
+		{path: "1m89/s/0..1", err: `"1m89/s/0..1": bad task index 0..1: ` + badIndex},
+		{path: "1m89/s/0.-1", err: `"1m89/s/0.-1": bad task index 0.-1: ` + badIndex},
+		{path: "1m89/s/0.+1", err: `"1m89/s/0.+1": bad task index 0.+1: ` + badIndex},
+		{path: "1m89/s/-1", err: `"1m89/s/-1": bad task index -1: ` + badIndex},
+		{path: "1m89/s/+1", err: `"1m89/s/+1": bad task index +1: ` + badIndex},
+		{path: "1m89/s/1.2.x", err: `"1m89/s/1.2.x": bad task index 1.2.x: ` + badIndex},
+		{path: "1m89/s/99999999999999999999", err: `"1m89/s/99999999999999999999": bad task index 99999999999999999999: ` + badIndex},
+		{path: "1m89/s/a-b", err: `"1m89/s/a-b": a-b is neither a task index nor an artifact's name; ` + shape},
+		{path: "1m89/s/.1", err: `"1m89/s/.1": .1 is neither a task index nor an artifact's name; ` + shape},
+		{path: "1m89/s/_x1", want: history.Path{Run: "1m89", Step: "s", Artifact: "_x1"}},
+		{path: "1m89/s/été", want: history.Path{Run: "1m89", Step: "s", Artifact: "été"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {

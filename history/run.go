@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 
 	sl "go.starlark.net/starlark"
@@ -19,11 +20,28 @@ import (
 
 // Open opens the store in dir to read its history. Unlike store.Open, it
 // does not create a store that is not there: looking at runs must not
-// leave an empty store behind wherever it looked. A directory that does
-// not exist is an error that wraps ErrNoStore. The caller closes the
-// store.
+// leave an empty store behind wherever it looked. Nor does it write to
+// one that is, so that a store on a read-only file system, or another
+// user's, can be read; only a store that an older dagger wrote is opened
+// for writing, to upgrade it. A directory without a store is an error
+// that wraps ErrNoStore. The caller closes the store.
 func Open(ctx context.Context, dir string) (*store.Store, error) {
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+	st, err := store.OpenReadOnly(ctx, dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, lookupErrorf(ErrNoStore, "there is no store in %s", dir)
+	case errors.Is(err, store.ErrOldSchema):
+		return store.Open(ctx, dir)
+	}
+	return st, err
+}
+
+// OpenExisting opens the store in dir for reading and writing, as
+// store.Open does, but only if there is one: a directory without a store
+// is an error that wraps ErrNoStore, and is left as it is. Commands that
+// write to a store that must be there, as dagger resume does, open it so.
+func OpenExisting(ctx context.Context, dir string) (*store.Store, error) {
+	if _, err := os.Stat(filepath.Join(dir, "meta.db")); errors.Is(err, fs.ErrNotExist) {
 		return nil, lookupErrorf(ErrNoStore, "there is no store in %s", dir)
 	}
 	return store.Open(ctx, dir)
@@ -229,12 +247,16 @@ func (r *Run) Task(p Path) (store.Task, error) {
 	if len(matches) > 1 {
 		n = fmt.Sprintf("%d tasks", len(matches))
 	}
-	return store.Task{}, lookupErrorf(ErrAmbiguous, "run %s has %s of %s: name one, as %s", r.ID, n, p.TaskID(), example)
+	return store.Task{}, lookupErrorf(ErrAmbiguous, "run %s has %s of %s: name one by its foreach index, as %s", r.ID, n, p.TaskID(), example)
 }
 
 // noTaskError reports that no task of p's step, whose tasks are tasks,
 // has p's index.
 func (r *Run) noTaskError(p Path, tasks []store.Task) error {
+	if len(tasks) == 1 && len(tasks[0].Index) == 0 {
+		// An index where none is wanted: say how the task is named.
+		return lookupErrorf(ErrNoTask, "run %s has no task %s: step %s is outside any foreach, and its one task is %s", r.ID, p.TaskID(), p.Step, Path{Run: r.ID, Step: p.Step})
+	}
 	ids := make([]string, len(tasks))
 	for i, t := range ByIndex(tasks) {
 		ids[i] = t.ID

@@ -213,11 +213,12 @@ func TestFindAndTask(t *testing.T) {
 		{path: "/start", find: []string{"start"}, task: "start"},
 		{path: "/inner/1.0", find: []string{"inner.1.0"}, task: "inner.1.0"},
 		{path: "/inner/1/0/pair", find: []string{"inner.1.0"}, task: "inner.1.0"},
-		{path: "/inner", find: []string{"inner.0.0", "inner.0.1", "inner.1.0", "inner.1.1"}, taskErr: history.ErrAmbiguous, message: "run RUN has 4 tasks of inner: name one, as RUN/inner/0.0"},
-		{path: "/inner/1/pair", find: []string{"inner.1.0", "inner.1.1"}, taskErr: history.ErrAmbiguous, message: "run RUN has 2 tasks of inner.1: name one, as RUN/inner/1.0/pair"},
+		{path: "/inner", find: []string{"inner.0.0", "inner.0.1", "inner.1.0", "inner.1.1"}, taskErr: history.ErrAmbiguous, message: "run RUN has 4 tasks of inner: name one by its foreach index, as RUN/inner/0.0"},
+		{path: "/inner/1/pair", find: []string{"inner.1.0", "inner.1.1"}, taskErr: history.ErrAmbiguous, message: "run RUN has 2 tasks of inner.1: name one by its foreach index, as RUN/inner/1.0/pair"},
 		{path: "/big", find: []string{}, taskErr: history.ErrNoTask, message: "step big of run RUN has no tasks: it has not run"},
 		{path: "/inner/2", findErr: history.ErrNoTask, taskErr: history.ErrNoTask, message: "run RUN has no task inner.2; tasks of inner: " + inner, findSame: true},
 		{path: "/inner/1.0.0", findErr: history.ErrNoTask, taskErr: history.ErrNoTask, message: "run RUN has no task inner.1.0.0; tasks of inner: " + inner, findSame: true},
+		{path: "/start/0", findErr: history.ErrNoTask, taskErr: history.ErrNoTask, message: "run RUN has no task start.0: step start is outside any foreach, and its one task is RUN/start", findSame: true},
 		{path: "/nope/1", findErr: history.ErrNoStep, taskErr: history.ErrNoStep, message: "run RUN has no step nope; steps: start, outer, inner, join_inner, join_outer, big, flaky, finish", findSame: true},
 	}
 	for _, tt := range tests {

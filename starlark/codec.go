@@ -43,12 +43,17 @@ import (
 //	                then bytes) and a value, in strictly increasing name order
 //	0x0F  file      32 bytes of the SHA-256 digest of the content, the base
 //	                name (uvarint n, then n bytes), and the size as a uvarint
+//	0x10  conflict  only as the whole value: 7 strings (each a uvarint n,
+//	                then n bytes): the task ID of the join, then for each
+//	                of the two inputs its label, task ID and value's
+//	                content address ("" for none)
 //
 // Every value has exactly one encoding, and Decode accepts no other:
 // varints are minimal, an int uses 0x04 whenever it can, a big magnitude
 // has no leading zero byte, every NaN has the bits 0x7FF8000000000000,
 // dicts and sets hold no duplicates, a file's name is a base name and its
-// size fits an int64, and nothing follows the value. So
+// size fits an int64, a content address in a conflict is well formed, and
+// nothing follows the value. So
 // Encode(Decode(data)) reproduces data whenever Decode succeeds, and an
 // artifact has one content address.
 //
@@ -59,21 +64,22 @@ import (
 const (
 	codecVersion1 = 0xD1
 
-	codecTagNone   = 0x01
-	codecTagFalse  = 0x02
-	codecTagTrue   = 0x03
-	codecTagInt    = 0x04
-	codecTagBigPos = 0x05
-	codecTagBigNeg = 0x06
-	codecTagFloat  = 0x07
-	codecTagString = 0x08
-	codecTagBytes  = 0x09
-	codecTagList   = 0x0A
-	codecTagTuple  = 0x0B
-	codecTagDict   = 0x0C
-	codecTagSet    = 0x0D
-	codecTagStruct = 0x0E
-	codecTagFile   = 0x0F
+	codecTagNone     = 0x01
+	codecTagFalse    = 0x02
+	codecTagTrue     = 0x03
+	codecTagInt      = 0x04
+	codecTagBigPos   = 0x05
+	codecTagBigNeg   = 0x06
+	codecTagFloat    = 0x07
+	codecTagString   = 0x08
+	codecTagBytes    = 0x09
+	codecTagList     = 0x0A
+	codecTagTuple    = 0x0B
+	codecTagDict     = 0x0C
+	codecTagSet      = 0x0D
+	codecTagStruct   = 0x0E
+	codecTagFile     = 0x0F
+	codecTagConflict = 0x10
 
 	codecNaN = 0x7FF8000000000000
 )
@@ -83,6 +89,34 @@ const (
 // decoded. It is far beyond what real artifacts need, and it keeps the
 // recursion over hostile input shallow.
 const codecMaxDepth = 1000
+
+// MaxArtifactMemory bounds the memory an artifact may take once loaded,
+// as its cost estimates it: the size of its encoding, plus, for each value
+// it holds, 16 bytes for its place in its container, 32 more for a list or
+// tuple, 64 and 32 a field for a struct, and 512 and 64 an element for a
+// dict or set, which is about what go.starlark.net allocates for each.
+// Encode fails for a value that costs more, and Decode for an encoding,
+// so that no artifact, not even one of a few lists that hold each other
+// several times over (x = [x, x], repeated), which Encode saves once for
+// each time it is held, can exhaust the memory of the process that saves
+// or loads it. It leaves room for artifacts of 1 GiB of bytes or strings.
+const MaxArtifactMemory = 2 << 30
+
+// The costs of values, beyond their encodings: see MaxArtifactMemory.
+const (
+	codecCostValue  = 16
+	codecCostList   = 32
+	codecCostStruct = 64
+	codecCostField  = 32
+	codecCostTable  = 512
+	codecCostEntry  = 64
+)
+
+// codecCheckpoint is the cost past which Encode measures the whole value,
+// which a memo of its containers makes quick however often they are held,
+// before it goes on: a value that costs too much fails there, having used
+// little memory, rather than at the limit.
+const codecCheckpoint = 16 << 20
 
 // An UnsupportedError reports a value that cannot be saved as an
 // artifact because of its type, such as a function or a module.
@@ -127,8 +161,12 @@ func (e *UnsupportedError) Error() string {
 // encoded once for each, and Decode returns separate copies of it.
 //
 // If v holds a value of another type, Encode returns an *UnsupportedError.
-// It also fails if v is cyclic, such as a list that contains itself, or if
-// its containers are nested more than 1000 deep.
+// It also fails if v is cyclic, such as a list that contains itself, if
+// its containers are nested more than 1000 deep, or if it costs more than
+// MaxArtifactMemory.
+//
+// v may also be a *builtins.Conflict, but only as the whole value: the
+// value of an artifact that the inputs of a join disagree on, passed on.
 //
 // Encode only reads v, but as with any traversal of Starlark values,
 // reading unfrozen dicts and sets is not safe concurrently with other uses
@@ -137,13 +175,42 @@ func Encode(v sl.Value) ([]byte, error) {
 	return AppendEncode(make([]byte, 0, 256), v)
 }
 
+// Check returns the error Encode would return for v, or nil, without
+// encoding it: in time and memory that grow with the number of distinct
+// containers in v and the references between them, however often v holds
+// each, so that a flow can check a value when it is set. It misses only
+// a container nested too deep that v also holds less deep, which Encode
+// reports.
+func Check(v sl.Value) error {
+	if _, ok := v.(*builtins.Conflict); ok {
+		return nil
+	}
+	m := codecMeter{}
+	cost, f := m.measure(v, 0)
+	if f == nil && cost+1 > MaxArtifactMemory { // with the version byte
+		f = &codecFailure{kind: codecTooBig}
+	}
+	if f != nil {
+		return f.err()
+	}
+	return nil
+}
+
 // AppendEncode appends the canonical encoding of v to dst and returns the
 // extended buffer. Saving many large values through one buffer spares the
 // allocation, and the first touch of fresh memory, for each.
 func AppendEncode(dst []byte, v sl.Value) ([]byte, error) {
 	start := len(dst)
-	e := codecEncoder{buf: append(dst, codecVersion1)}
-	if f := e.encode(v, 0); f != nil {
+	e := codecEncoder{buf: append(dst, codecVersion1), start: start, root: v, next: codecCheckpoint}
+	if cf, ok := v.(*builtins.Conflict); ok {
+		return e.encodeConflict(cf), nil
+	}
+	f := e.encode(v, 0)
+	if cost := e.mem + int64(len(e.buf)-start); f == nil && cost > MaxArtifactMemory {
+		// One string or bytes, say, that passed the limit by itself.
+		f = &codecFailure{kind: codecTooBig}
+	}
+	if f != nil {
 		return dst[:start], f.err()
 	}
 	return e.buf, nil
@@ -151,7 +218,16 @@ func AppendEncode(dst []byte, v sl.Value) ([]byte, error) {
 
 // A codecEncoder appends the encodings of values to buf.
 type codecEncoder struct {
-	buf []byte
+	buf   []byte
+	start int      // where the encoding begins in buf
+	root  sl.Value // the value being encoded
+
+	// mem is the cost of the values encoded so far beyond their
+	// encodings; when it and their encodings pass next, measure checks
+	// what the whole value costs.
+	mem      int64
+	next     int64
+	measured bool
 
 	// open holds the lists and dicts being encoded, outermost first. Only
 	// they can close a cycle: tuples and structs are immutable, and sets
@@ -167,6 +243,12 @@ type codecOpen struct {
 }
 
 func (e *codecEncoder) encode(v sl.Value, depth int) *codecFailure {
+	e.mem += codecCostValue
+	if e.mem+int64(len(e.buf)-e.start) > e.next {
+		if f := e.measure(); f != nil {
+			return f
+		}
+	}
 	switch v := v.(type) {
 	case sl.NoneType:
 		e.buf = append(e.buf, codecTagNone)
@@ -199,6 +281,7 @@ func (e *codecEncoder) encode(v sl.Value, depth int) *codecFailure {
 		if f := e.push(v, depth); f != nil {
 			return f
 		}
+		e.mem += codecCostList
 		e.encodeLen(codecTagList, v.Len())
 		e.buf = slices.Grow(e.buf, v.Len()) // each element takes a byte or more
 		for i := range v.Len() {
@@ -212,6 +295,7 @@ func (e *codecEncoder) encode(v sl.Value, depth int) *codecFailure {
 		if depth >= codecMaxDepth {
 			return &codecFailure{kind: codecTooDeep}
 		}
+		e.mem += codecCostList
 		e.encodeLen(codecTagTuple, len(v))
 		e.buf = slices.Grow(e.buf, len(v))
 		for i, x := range v {
@@ -235,6 +319,7 @@ func (e *codecEncoder) encode(v sl.Value, depth int) *codecFailure {
 		if depth >= codecMaxDepth {
 			return &codecFailure{kind: codecTooDeep}
 		}
+		e.mem += codecCostStruct + codecCostField*int64(v.Len())
 		e.encodeLen(codecTagStruct, v.Len())
 		for i := range v.Len() {
 			name, x := v.AttrAt(i)
@@ -273,6 +358,7 @@ func (e *codecEncoder) encodeDict(d *sl.Dict, depth int) *codecFailure {
 	if f := e.push(d, depth); f != nil {
 		return f
 	}
+	e.mem += codecCostTable + codecCostEntry*int64(d.Len())
 	e.encodeLen(codecTagDict, d.Len())
 	i := 0
 	for k, x := range d.Entries() {
@@ -293,6 +379,7 @@ func (e *codecEncoder) encodeSet(s *sl.Set, depth int) *codecFailure {
 	if depth >= codecMaxDepth {
 		return &codecFailure{kind: codecTooDeep}
 	}
+	e.mem += codecCostTable + codecCostEntry*int64(s.Len())
 	e.encodeLen(codecTagSet, s.Len())
 	i := 0
 	for x := range s.Elements() {
@@ -302,6 +389,49 @@ func (e *codecEncoder) encodeSet(s *sl.Set, depth int) *codecFailure {
 		i++
 	}
 	return nil
+}
+
+// measure fails if the value being encoded costs more than
+// MaxArtifactMemory. The first time, it measures the whole value; after
+// that, the cost of what is encoded is exact, and must stay within the
+// limit.
+func (e *codecEncoder) measure() *codecFailure {
+	cost := e.mem + int64(len(e.buf)-e.start)
+	if e.measured {
+		if cost > MaxArtifactMemory {
+			return &codecFailure{kind: codecTooBig}
+		}
+		return nil
+	}
+	e.measured = true
+	e.next = MaxArtifactMemory
+	m := codecMeter{}
+	total, f := m.measure(e.root, 0)
+	if f != nil && f.kind == codecTooBig {
+		return f
+	}
+	// Any other failure the encoder finds itself, with its path. The
+	// version byte costs 1.
+	if f == nil && total+1 > MaxArtifactMemory {
+		return &codecFailure{kind: codecTooBig}
+	}
+	return nil
+}
+
+// encodeConflict appends the encoding of a conflict.
+func (e *codecEncoder) encodeConflict(cf *builtins.Conflict) []byte {
+	e.buf = append(e.buf, codecTagConflict)
+	for _, s := range conflictStrings(cf) {
+		e.buf = binary.AppendUvarint(e.buf, uint64(len(s)))
+		e.buf = append(e.buf, s...)
+	}
+	return e.buf
+}
+
+// conflictStrings returns the fields of cf in the order of its encoding.
+func conflictStrings(cf *builtins.Conflict) [7]string {
+	a, b := cf.Inputs[0], cf.Inputs[1]
+	return [7]string{cf.Join, a.Label, a.TaskID, a.Hash, b.Label, b.TaskID, b.Hash}
 }
 
 func (e *codecEncoder) encodeInt(x sl.Int) {
@@ -371,6 +501,7 @@ const (
 	codecUnsupported codecFailureKind = iota
 	codecCyclic
 	codecTooDeep
+	codecTooBig
 )
 
 // in adds the next path segment on the way out to the root.
@@ -397,23 +528,217 @@ func (f *codecFailure) err() error {
 		// The whole path is a thousand segments; its start says where.
 		return fmt.Errorf("value%s...: containers are nested more than %d deep",
 			f.path(min(len(f.rev), 8)), codecMaxDepth)
+	case codecTooBig:
+		// Where in the value it is too big says nothing: it is too big.
+		return fmt.Errorf("value would take more than %s of memory once loaded, the most an artifact may take; "+
+			"a value held in several places, such as x in [x, x], is saved and loaded once for each", codecLimit(MaxArtifactMemory))
 	}
 	return &UnsupportedError{Path: f.path(len(f.rev)), Type: f.typ}
 }
 
+// codecLimit formats a limit on memory, in MiB or GiB.
+func codecLimit(n int64) string {
+	if n%(1<<30) == 0 {
+		return strconv.FormatInt(n>>30, 10) + " GiB"
+	}
+	return strconv.FormatInt(n>>20, 10) + " MiB"
+}
+
+// A codecMeter measures the cost of a value, as Encode counts it, in time
+// and memory that grow with the number of distinct containers in the
+// value and the references between them, not with the size of its
+// encoding: a container held in several places is measured once.
+type codecMeter struct {
+	memo map[any]codecMemo // by container identity
+}
+
+type codecMemo struct {
+	cost  int64
+	open  bool // being measured, at depth
+	depth int
+}
+
+// codecSaturated is a cost beyond every limit that sums of costs, each at
+// most it, cannot overflow.
+const codecSaturated = 1 << 60
+
+func codecAdd(a, b int64) int64 { return min(a+b, codecSaturated) }
+
+// measure returns the cost of v at the given depth, or why Encode would
+// fail for it, as Encode would report it. It stops, with a codecTooBig
+// failure, as soon as the cost passes MaxArtifactMemory. A cycle fails
+// only through a list or dict, as it does in Encode.
+func (m *codecMeter) measure(v sl.Value, depth int) (int64, *codecFailure) {
+	var key any
+	switch x := v.(type) {
+	case *sl.List, *sl.Dict, *sl.Set, *starlarkstruct.Struct:
+		key = x
+	case sl.Tuple:
+		if len(x) > 0 {
+			key = [2]any{&x[0], len(x)}
+		}
+	}
+	if key != nil {
+		if c, ok := m.memo[key]; ok {
+			if !c.open {
+				return c.cost, nil
+			}
+			switch v.(type) {
+			case *sl.List, *sl.Dict:
+				return 0, &codecFailure{kind: codecCyclic, typ: v.Type(), ancestor: c.depth}
+			}
+			// An immutable container in a cycle holds the list or dict
+			// that closes it: measure it again to reach that.
+		}
+		if m.memo == nil {
+			m.memo = make(map[any]codecMemo)
+		}
+		m.memo[key] = codecMemo{open: true, depth: depth}
+	}
+	cost, f := m.measureValue(v, depth)
+	if f == nil && cost > MaxArtifactMemory {
+		f = &codecFailure{kind: codecTooBig}
+	}
+	if key != nil && f == nil {
+		m.memo[key] = codecMemo{cost: cost}
+	}
+	return cost, f
+}
+
+// measureValue measures v, whatever it holds measured by measure.
+func (m *codecMeter) measureValue(v sl.Value, depth int) (int64, *codecFailure) {
+	cost := int64(codecCostValue)
+	switch v := v.(type) {
+	case sl.NoneType, sl.Bool:
+		return cost + 1, nil
+	case sl.Int:
+		if i, ok := v.Int64(); ok {
+			return cost + 1 + codecUvarintLen(uint64(i<<1)^uint64(i>>63)), nil
+		}
+		n := (v.BigInt().BitLen() + 7) / 8
+		return cost + 1 + codecUvarintLen(uint64(n)) + int64(n), nil
+	case sl.Float:
+		return cost + 9, nil
+	case sl.String:
+		return cost + codecStringLen(len(v)), nil
+	case sl.Bytes:
+		return cost + codecStringLen(len(v)), nil
+	case builtins.File:
+		if _, err := store.ParseHash(string(v.ContentHash())); err != nil {
+			return 0, &codecFailure{kind: codecUnsupported, typ: "file without content, the zero builtins.File"}
+		}
+		return cost + 1 + sha256.Size + codecUvarintLen(uint64(len(v.Name()))) + int64(len(v.Name())) + codecUvarintLen(uint64(v.Size())), nil
+	case *sl.List:
+		return m.measureElements(codecCostList, v, depth)
+	case sl.Tuple:
+		return m.measureElements(codecCostList, v, depth)
+	case *sl.Set:
+		return m.measureElements(codecCostTable+codecCostEntry*int64(v.Len()), sl.Tuple(slices.Collect(v.Elements())), depth)
+	case *sl.Dict:
+		return m.measureDict(v, depth)
+	case *starlarkstruct.Struct:
+		return m.measureStruct(v, depth)
+	case nil:
+		return 0, &codecFailure{kind: codecUnsupported, typ: "nil"}
+	}
+	return 0, &codecFailure{kind: codecUnsupported, typ: v.Type()}
+}
+
+// measureElements measures a list, tuple or set of elems, which costs
+// extra beyond its encoding and its elements.
+func (m *codecMeter) measureElements(extra int64, elems sl.Indexable, depth int) (int64, *codecFailure) {
+	if depth >= codecMaxDepth {
+		return 0, &codecFailure{kind: codecTooDeep}
+	}
+	cost := codecCostValue + extra + 1 + codecUvarintLen(uint64(elems.Len()))
+	for i := range elems.Len() {
+		c, f := m.measure(elems.Index(i), depth+1)
+		if f != nil {
+			return 0, f.in(codecIndex(i))
+		}
+		if cost = codecAdd(cost, c); cost > MaxArtifactMemory {
+			return cost, nil
+		}
+	}
+	return cost, nil
+}
+
+func (m *codecMeter) measureDict(d *sl.Dict, depth int) (int64, *codecFailure) {
+	if depth >= codecMaxDepth {
+		return 0, &codecFailure{kind: codecTooDeep}
+	}
+	cost := codecCostValue + codecCostTable + codecCostEntry*int64(d.Len()) + 1 + codecUvarintLen(uint64(d.Len()))
+	i := 0
+	for k, x := range d.Entries() {
+		ck, f := m.measure(k, depth+1)
+		if f != nil {
+			return 0, f.in(".keys()" + codecIndex(i))
+		}
+		cx, f := m.measure(x, depth+1)
+		if f != nil {
+			return 0, f.in("[" + k.String() + "]")
+		}
+		if cost = codecAdd(cost, codecAdd(ck, cx)); cost > MaxArtifactMemory {
+			return cost, nil
+		}
+		i++
+	}
+	return cost, nil
+}
+
+func (m *codecMeter) measureStruct(s *starlarkstruct.Struct, depth int) (int64, *codecFailure) {
+	if c, ok := s.Constructor().(sl.String); !ok || c != starlarkstruct.Default {
+		return 0, &codecFailure{kind: codecUnsupported, typ: "struct with constructor " + s.Constructor().String()}
+	}
+	if depth >= codecMaxDepth {
+		return 0, &codecFailure{kind: codecTooDeep}
+	}
+	cost := codecCostValue + codecCostStruct + codecCostField*int64(s.Len()) + 1 + codecUvarintLen(uint64(s.Len()))
+	for i := range s.Len() {
+		name, x := s.AttrAt(i)
+		c, f := m.measure(x, depth+1)
+		if f != nil {
+			return 0, f.in("." + name)
+		}
+		if cost = codecAdd(cost, codecAdd(codecUvarintLen(uint64(len(name)))+int64(len(name)), c)); cost > MaxArtifactMemory {
+			return cost, nil
+		}
+	}
+	return cost, nil
+}
+
+// codecUvarintLen returns the length of the uvarint of u.
+func codecUvarintLen(u uint64) int64 {
+	n := int64(1)
+	for ; u >= 0x80; u >>= 7 {
+		n++
+	}
+	return n
+}
+
+// codecStringLen returns the length of the encoding of a string or bytes
+// of n bytes, tag included.
+func codecStringLen(n int) int64 { return 1 + codecUvarintLen(uint64(n)) + int64(n) }
+
 // Decode returns the value whose canonical encoding is data, as produced
 // by Encode. It rejects any other input with an error, and never
-// allocates more than a small multiple of len(data), however hostile
-// data may be. The lists, dicts, sets and structs of the result are new
-// and not frozen.
+// allocates more than a small multiple of len(data), nor much more than
+// MaxArtifactMemory, however hostile data may be: it fails as soon as
+// what it decoded costs more. The lists, dicts, sets and structs of the
+// result are new and not frozen.
 func Decode(data []byte) (sl.Value, error) {
+	return decodeWithin(data, MaxArtifactMemory)
+}
+
+// decodeWithin is Decode with limit for MaxArtifactMemory.
+func decodeWithin(data []byte, limit int64) (sl.Value, error) {
 	if len(data) == 0 {
 		return nil, errors.New("invalid artifact encoding: no data")
 	}
 	if data[0] != codecVersion1 {
 		return nil, fmt.Errorf("invalid artifact encoding: unknown version byte 0x%02x", data[0])
 	}
-	d := codecDecoder{data: data, off: 1}
+	d := codecDecoder{data: data, off: 1, limit: limit}
 	v, err := d.decode(0)
 	if err != nil {
 		return nil, err
@@ -436,6 +761,11 @@ type codecDecoder struct {
 	// containers could each claim all the rest of data, and a short input
 	// could demand huge allocations.
 	reserved int
+
+	// mem is the cost of the values begun so far beyond their encodings;
+	// with the bytes read, it may not pass limit.
+	mem   int64
+	limit int64
 }
 
 // rest returns the bytes available to the item being decoded.
@@ -454,6 +784,9 @@ func (d *codecDecoder) decode(depth int) (sl.Value, error) {
 	}
 	tag := d.data[d.off]
 	d.off++
+	if err := d.cost(codecCostValue); err != nil {
+		return nil, err
+	}
 
 	switch tag {
 	case codecTagNone:
@@ -541,6 +874,12 @@ func (d *codecDecoder) decode(depth int) (sl.Value, error) {
 		}
 		return f, nil
 
+	case codecTagConflict:
+		if depth > 0 {
+			return nil, d.errorf(start, "a conflict is inside another value")
+		}
+		return d.decodeConflict(start)
+
 	case codecTagList, codecTagTuple, codecTagDict, codecTagSet, codecTagStruct:
 		if depth >= codecMaxDepth {
 			return nil, d.errorf(start, "containers are nested more than %d deep", codecMaxDepth)
@@ -550,6 +889,37 @@ func (d *codecDecoder) decode(depth int) (sl.Value, error) {
 	return nil, d.errorf(start, "unknown tag 0x%02x", tag)
 }
 
+// decodeConflict decodes the payload of a conflict that begins at start.
+func (d *codecDecoder) decodeConflict(start int) (sl.Value, error) {
+	var fields [7]string
+	for i := range fields {
+		b, err := d.bytes()
+		if err != nil {
+			return nil, err
+		}
+		fields[i] = string(b)
+	}
+	cf := &builtins.Conflict{Join: fields[0], Inputs: [2]builtins.ConflictInput{
+		{Label: fields[1], TaskID: fields[2], Hash: fields[3]},
+		{Label: fields[4], TaskID: fields[5], Hash: fields[6]},
+	}}
+	for _, in := range cf.Inputs {
+		if _, err := store.ParseHash(in.Hash); in.Hash != "" && err != nil {
+			return nil, d.errorf(start, "conflict: %w", err)
+		}
+	}
+	return cf, nil
+}
+
+// cost adds n, the cost of a value beyond its encoding and its
+// elements, and fails if what was decoded then costs too much.
+func (d *codecDecoder) cost(n int64) error {
+	if d.mem += n; d.mem+int64(d.off) > d.limit {
+		return d.errorf(d.off, "the value would take more than %s of memory once loaded, the most an artifact may take", codecLimit(d.limit))
+	}
+	return nil
+}
+
 // decodeContainer decodes the payload of a container with the given tag
 // at the given depth.
 func (d *codecDecoder) decodeContainer(tag byte, depth int) (sl.Value, error) {
@@ -557,6 +927,9 @@ func (d *codecDecoder) decodeContainer(tag byte, depth int) (sl.Value, error) {
 	case codecTagList, codecTagTuple:
 		n, err := d.count(1)
 		if err != nil {
+			return nil, err
+		}
+		if err := d.cost(codecCostList); err != nil {
 			return nil, err
 		}
 		elems := make([]sl.Value, n)
@@ -574,6 +947,9 @@ func (d *codecDecoder) decodeContainer(tag byte, depth int) (sl.Value, error) {
 	case codecTagDict:
 		n, err := d.count(2)
 		if err != nil {
+			return nil, err
+		}
+		if err := d.cost(codecCostTable + codecCostEntry*int64(n)); err != nil {
 			return nil, err
 		}
 		dict := sl.NewDict(n)
@@ -603,6 +979,9 @@ func (d *codecDecoder) decodeContainer(tag byte, depth int) (sl.Value, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := d.cost(codecCostTable + codecCostEntry*int64(n)); err != nil {
+			return nil, err
+		}
 		set := sl.NewSet(n)
 		for i := range n {
 			elemOff := d.off
@@ -623,6 +1002,9 @@ func (d *codecDecoder) decodeContainer(tag byte, depth int) (sl.Value, error) {
 	default: // codecTagStruct
 		n, err := d.count(2)
 		if err != nil {
+			return nil, err
+		}
+		if err := d.cost(codecCostStruct + codecCostField*int64(n)); err != nil {
 			return nil, err
 		}
 		fields := make(sl.StringDict, n)

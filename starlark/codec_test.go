@@ -917,3 +917,166 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 }
+
+// codecCost returns what v costs as Encode counts it.
+func codecCost(t *testing.T, v sl.Value) int64 {
+	t.Helper()
+	e := codecEncoder{buf: []byte{codecVersion1}, root: v, next: math.MaxInt64}
+	if f := e.encode(v, 0); f != nil {
+		t.Fatalf("encode(%v): %v", v, f.err())
+	}
+	return e.mem + int64(len(e.buf))
+}
+
+// TestCodecMeter checks that the meter, which Check and Encode's
+// checkpoint use, costs a value exactly as the encoder does.
+func TestCodecMeter(t *testing.T) {
+	values := []sl.Value{codecExec(t, "x = [1, (2, 3)]\nv = [x, x, {\"a\": x}, (x, x), struct(x = x)]")}
+	for _, s := range codecSamples(t) {
+		values = append(values, s.v)
+	}
+	g := codecGen{rand.New(rand.NewPCG(5, 6))}
+	for range 500 {
+		values = append(values, g.value(0))
+	}
+	for _, v := range values {
+		m := codecMeter{}
+		got, f := m.measure(v, 0)
+		if f != nil {
+			t.Fatalf("measure(%v): %v", v, f.err())
+		}
+		if want := codecCost(t, v); got+1 != want {
+			t.Errorf("measure(%v) = %d, want %d (the encoder's, less the version byte)", v, got, want-1)
+		}
+	}
+}
+
+// TestCodecCheck checks that Check fails as Encode does, path included.
+func TestCodecCheck(t *testing.T) {
+	for _, src := range []string{
+		`v = [1, 2, {"k": len}]`,
+		`v = struct(x = struct(y = lambda: 1))`,
+		`v = {"a": 1, len: 2}`,
+		`v = set([1, len])`,
+		"v = [1]\nv.append(v)",
+		"v = {}\nv[\"self\"] = [v]",
+		"l = []\nv = (l,)\nl.append(v)",
+		"l = []\nl.append(struct(l = l))\nv = {1: l}",
+		"def f():\n  x = []\n  for _ in range(40): x = [x, x]\n  return x\nv = f()",
+		`v = [1, (2, [3])]`,
+	} {
+		v := codecExec(t, src)
+		_, encErr := Encode(v)
+		if checkErr := Check(v); fmt.Sprint(checkErr) != fmt.Sprint(encErr) {
+			t.Errorf("%s:\nCheck:  %v\nEncode: %v", src, checkErr, encErr)
+		}
+	}
+	deep := sl.NewList([]sl.Value{codecNested(codecMaxDepth)})
+	_, encErr := Encode(deep)
+	if checkErr := Check(deep); fmt.Sprint(checkErr) != fmt.Sprint(encErr) {
+		t.Errorf("nested too deep:\nCheck:  %v\nEncode: %v", checkErr, encErr)
+	}
+}
+
+// doubled returns () doubled in tuples n times.
+func doubled(n int) sl.Value {
+	x := sl.Tuple{}
+	for range n {
+		x = sl.Tuple{x, x}
+	}
+	return x
+}
+
+// TestCodecShared checks that values whose containers hold one another
+// many times over, whose encodings would be exponentially large, fail at
+// once, without using much memory, at Encode and at Check.
+func TestCodecShared(t *testing.T) {
+	big := sl.String(strings.Repeat("x", 1<<20))
+	for _, test := range []struct {
+		name string
+		v    sl.Value
+	}{
+		// The encoding would be 128 MiB, and would load as 2^26 lists.
+		{"doubled 25 times", codecExec(t, "def f():\n  x = []\n  for _ in range(25): x = [x, x]\n  return x\nv = f()")},
+		// Built in Go: freezing it, as Starlark does to globals, would
+		// take exponential time itself.
+		{"doubled 60 times", sl.NewList([]sl.Value{doubled(60)})},
+		{"a string held 3000 times", sl.NewList(slices.Repeat([]sl.Value{big}, 3000))},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			const want = "value would take more than 2 GiB of memory once loaded, the most an artifact may take; " +
+				"a value held in several places, such as x in [x, x], is saved and loaded once for each"
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := Encode(test.v)
+			runtime.ReadMemStats(&after)
+			if err == nil || err.Error() != want {
+				t.Errorf("Encode: %v, want %s", err, want)
+			}
+			// Encode stops at its checkpoint, at 16 MiB of cost, not at the
+			// limit, after gigabytes.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 128<<20 {
+				t.Errorf("Encode allocated %d MiB before it failed", alloc>>20)
+			}
+			if err := Check(test.v); err == nil || err.Error() != want {
+				t.Errorf("Check: %v, want %s", err, want)
+			}
+		})
+	}
+
+	// Shared values within the limit encode as usual, once each time they
+	// are held.
+	codecRoundTrip(t, codecExec(t, "def f():\n  x = []\n  for _ in range(12): x = [x, x]\n  return x\nv = f()"))
+}
+
+// TestCodecDecodeMemory checks that Decode stops when what it decoded
+// passes its limit on memory, however little data that took: empty dicts
+// take 2 bytes to encode and some 512 to load.
+func TestCodecDecodeMemory(t *testing.T) {
+	const n = 10000
+	data := binary.AppendUvarint([]byte{codecVersion1, codecTagList}, n)
+	for range n {
+		data = append(data, codecTagDict, 0)
+	}
+	const limit = 1 << 20
+	v, err := decodeWithin(data, limit)
+	if err == nil || !strings.Contains(err.Error(), "the value would take more than 1 MiB of memory once loaded") {
+		t.Errorf("decodeWithin(%d empty dicts, 1 MiB) = %v, %v; want an error about memory", n, v, err)
+	}
+	// What Encode accepts, Decode does: they count the same cost.
+	v = codecExec(t, "v = [{} for _ in range(100)]")
+	data = codecMustEncode(t, v)
+	if _, err := decodeWithin(data, codecCost(t, v)); err != nil {
+		t.Errorf("decodeWithin(its exact cost): %v", err)
+	}
+	if _, err := decodeWithin(data, codecCost(t, v)-1); err == nil {
+		t.Errorf("decodeWithin(less than its cost) succeeded")
+	}
+}
+
+func TestCodecConflict(t *testing.T) {
+	h := Hash([]byte("x"))
+	cf := &builtins.Conflict{Join: "pick", Inputs: [2]builtins.ConflictInput{
+		{Label: "branch a", TaskID: "a", Hash: h},
+		{Label: "branch b", TaskID: "b"},
+	}}
+	data := codecMustEncode(t, cf)
+	v, err := Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(cf, v); diff != "" {
+		t.Errorf("Decode(Encode(conflict)) (-want +got):\n%s", diff)
+	}
+	if _, err := Encode(sl.NewList([]sl.Value{cf})); err == nil || !strings.Contains(err.Error(), "value[0]: a conflict cannot be saved") {
+		t.Errorf("Encode of a conflict in a list: %v", err)
+	}
+	nested := slices.Concat([]byte{codecVersion1, codecTagList, 1}, data[1:])
+	if _, err := Decode(nested); err == nil || !strings.Contains(err.Error(), "offset 3: a conflict is inside another value") {
+		t.Errorf("Decode of a conflict in a list: %v", err)
+	}
+	bad := slices.Concat([]byte{codecVersion1, codecTagConflict, 0, 0, 0, 3}, []byte("abc"), []byte{0, 0, 0})
+	if _, err := Decode(bad); err == nil || !strings.Contains(err.Error(), "offset 1: conflict: ") {
+		t.Errorf("Decode of a conflict with a bad hash: %v", err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"go.starlark.net/resolve"
 	sl "go.starlark.net/starlark"
@@ -34,16 +35,24 @@ type Package struct {
 	Files map[string]string // path -> content
 }
 
-const packageMagic = "dagger package 1\n"
+// The magic lines of the code package's encodings. Version 1 wrote paths
+// as they are, each ending at a newline, which a path can hold; version 2
+// quotes them as Go does. Version 1 is still decoded: stores keep the code
+// packages of their runs.
+const (
+	packageMagic   = "dagger package 2\n"
+	packageMagicV1 = "dagger package 1\n"
+)
 
 // Encode returns the package's canonical encoding: the flow's path, then
-// every file as its path, its length and its bytes, in path order.
+// every file as its path, its length and its bytes, in path order; paths
+// are quoted, as strconv.Quote does.
 func (p *Package) Encode() []byte {
 	var b strings.Builder
 	b.WriteString(packageMagic)
-	fmt.Fprintf(&b, "%s\n", p.Flow)
+	fmt.Fprintf(&b, "%q\n", p.Flow)
 	for _, name := range slices.Sorted(maps.Keys(p.Files)) {
-		fmt.Fprintf(&b, "%s\n%d\n%s", name, len(p.Files[name]), p.Files[name])
+		fmt.Fprintf(&b, "%q\n%d\n%s", name, len(p.Files[name]), p.Files[name])
 	}
 	return []byte(b.String())
 }
@@ -55,28 +64,35 @@ func (p *Package) Hash() string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// DecodePackage decodes a package encoded by Encode.
+// DecodePackage decodes a package encoded by Encode, or by the Encode of
+// an earlier version.
 func DecodePackage(data []byte) (*Package, error) {
+	path := strconv.Unquote
 	rest, ok := strings.CutPrefix(string(data), packageMagic)
 	if !ok {
-		return nil, errors.New("decoding code package: not a dagger code package")
+		if rest, ok = strings.CutPrefix(string(data), packageMagicV1); !ok {
+			return nil, errors.New("decoding code package: not a dagger code package")
+		}
+		path = func(s string) (string, error) { return s, nil }
 	}
 	line := func() (string, bool) {
 		l, r, ok := strings.Cut(rest, "\n")
 		rest = r
 		return l, ok
 	}
-	flow, ok := line()
-	if !ok {
-		return nil, errors.New("decoding code package: truncated")
+	quoted, ok := line()
+	flow, err := path(quoted)
+	if !ok || err != nil {
+		return nil, errors.New("decoding code package: bad flow path")
 	}
 	p := &Package{Flow: flow, Files: make(map[string]string)}
 	for rest != "" {
-		name, ok1 := line()
+		quoted, ok1 := line()
 		size, ok2 := line()
-		n, err := strconv.Atoi(size)
-		if !ok1 || !ok2 || err != nil || n < 0 || n > len(rest) {
-			return nil, fmt.Errorf("decoding code package: bad entry for %q", name)
+		name, err1 := path(quoted)
+		n, err2 := strconv.Atoi(size)
+		if !ok1 || !ok2 || err1 != nil || err2 != nil || n < 0 || n > len(rest) {
+			return nil, fmt.Errorf("decoding code package: bad entry for %s", quoted)
 		}
 		p.Files[name], rest = rest[:n], rest[n:]
 	}
@@ -341,6 +357,7 @@ func (l *loader) module(at dag.Pos, rel, mod string) *syntax.File {
 		l.errs = append(l.errs, dag.AsList(err)...)
 		return nil
 	}
+	l.errs = append(l.errs, errList(dag.CheckModule(mf))...)
 	return mf
 }
 
@@ -491,6 +508,13 @@ func matchPath(pattern, name string) bool {
 func modulePath(from, module string) (string, error) {
 	if module == "" || path.IsAbs(module) || strings.Contains(module, `\`) {
 		return "", fmt.Errorf("cannot load %q: use a relative path with forward slashes", module)
+	}
+	// A file name may hold any byte but / and NUL; a control character,
+	// which no terminal or log line shows as it is, is refused. (Starlark
+	// strings written in UTF-8 source hold valid UTF-8 here: escapes of
+	// other bytes are refused.)
+	if strings.ContainsFunc(module, unicode.IsControl) {
+		return "", fmt.Errorf("cannot load %q: a module's path holds no control characters", module)
 	}
 	if leaves(path.Dir(from), module) {
 		return "", fmt.Errorf("cannot load %q: it is outside the flow's folder", module)

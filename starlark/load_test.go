@@ -11,6 +11,7 @@ import (
 	sl "go.starlark.net/starlark"
 
 	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/dag"
 )
 
 func TestPackageRoundTrip(t *testing.T) {
@@ -19,6 +20,9 @@ func TestPackageRoundTrip(t *testing.T) {
 		"lib/a.star":   "def a():\n    return '\\n3\\n'\n",
 		"lib/bin.star": "\xff\x00 not utf-8\n",
 		"empty.star":   "",
+		// Paths that the first encoding, a path per line, read wrong.
+		"a\n5\nb.txt": "x",
+		"\"q\".txt":   "\n",
 	}}
 	data := p.Encode()
 	got, err := DecodePackage(data)
@@ -31,10 +35,31 @@ func TestPackageRoundTrip(t *testing.T) {
 	if got.Hash() != p.Hash() {
 		t.Error("hash changed in a round trip")
 	}
-	for _, bad := range []string{"", "not a package", packageMagic, packageMagic + "f.star\nf.star\n99\nx", packageMagic + "g.star\nf.star\n1\nx"} {
+	bad := []string{
+		"", "not a package", packageMagic,
+		packageMagic + "\"f.star\"\n\"f.star\"\n99\nx",
+		packageMagic + "\"g.star\"\n\"f.star\"\n1\nx",
+		packageMagic + "f.star\nf.star\n1\nx", // unquoted
+		packageMagicV1 + "f.star\nf.star\n99\nx",
+	}
+	for _, bad := range bad {
 		if _, err := DecodePackage([]byte(bad)); err == nil {
 			t.Errorf("DecodePackage(%q) succeeded", bad)
 		}
+	}
+}
+
+// TestDecodePackageV1 decodes a package as the first encoding wrote it,
+// as a store keeps it for its runs.
+func TestDecodePackageV1(t *testing.T) {
+	data := "dagger package 1\nf.star\nf.star\n6\nx = 1\nlib/m.star\n0\n"
+	got, err := DecodePackage([]byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Package{Flow: "f.star", Files: map[string]string{"f.star": "x = 1\n", "lib/m.star": ""}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
 
@@ -96,5 +121,58 @@ func TestInitError(t *testing.T) {
 	want := "Traceback (most recent call last):\n  " + p + ":3:7: in <toplevel>\n  " + p + ":2:14: in _f\nError: floored division by zero"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Init error:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// TestLoadModuleErrors checks the errors of modules that only loading
+// them finds: their text, their paths, and the rules of code that a
+// module shares with the flow.
+func TestLoadModuleErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{{
+		name: "NUL byte in a module",
+		files: map[string]string{
+			"flow.star":  `load("lib/m.star", "x")` + steps,
+			"lib/m.star": "x = 1\n\x00\ny = 2\n",
+		},
+		want: []string{"lib/m.star:2:1: the file holds a NUL byte"},
+	}, {
+		name: "control character in a module's path",
+		files: map[string]string{
+			"flow.star": `load("a\nb.star", "x")` + "\n" + `load("c\x7f.star", "y")` + steps,
+			"a\nb.star": "x = 1\n",
+		},
+		want: []string{
+			`flow.star:1:1: cannot load "a\nb.star": a module's path holds no control characters`,
+			`flow.star:2:1: cannot load "c\x7f.star": a module's path holds no control characters`,
+		},
+	}, {
+		name: "recursion in a module",
+		files: map[string]string{
+			"flow.star": `load("m.star", "f")` + steps,
+			"m.star":    "def f(n):\n    return f(n)\n",
+		},
+		want: []string{"m.star:2:12: recursion: f -> f; Starlark does not allow a function to call itself, directly or through others"},
+	}}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, test.files)
+			t.Chdir(dir)
+			_, err := Load("flow.star", builtins.Standard())
+			var got []string
+			for _, e := range dag.AsList(err) {
+				got = append(got, e.Pos.String()+": "+e.Msg)
+			}
+			if err == nil {
+				got = nil
+			}
+			if diff := cmp.Diff(test.want, got); diff != "" {
+				t.Errorf("Load errors (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

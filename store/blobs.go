@@ -99,6 +99,11 @@ type storeBlobs struct {
 }
 
 func (b storeBlobs) Put(ctx context.Context, data []byte) (Hash, error) {
+	h, err := b.put(ctx, data)
+	return h, diskFull(b.s.dir, err)
+}
+
+func (b storeBlobs) put(ctx context.Context, data []byte) (Hash, error) {
 	s := b.s
 	if len(data) > s.inlineMax {
 		return s.blobs.Put(ctx, data)
@@ -129,7 +134,8 @@ func (b storeBlobs) PutReader(ctx context.Context, r io.Reader) (Hash, int64, er
 		h, err := b.Put(ctx, buf[:n])
 		return h, int64(n), err
 	case nil:
-		return b.s.blobs.putReader(ctx, buf, r)
+		h, n, err := b.s.blobs.putReader(ctx, buf, r)
+		return h, n, diskFull(b.s.dir, err)
 	}
 	return "", 0, fmt.Errorf("store: put blob: %w", err)
 }
@@ -237,7 +243,7 @@ func (b storeBlobs) Sync(ctx context.Context) error {
 // flushFiles flushes the blob files stored since the last flush, if any.
 func (s *Store) flushFiles(ctx context.Context) error {
 	if err := s.blobs.flush(ctx); err != nil {
-		return fmt.Errorf("flush blob files: %w", err)
+		return diskFull(s.dir, fmt.Errorf("flush blob files: %w", err))
 	}
 	return nil
 }
@@ -269,20 +275,25 @@ type dirBlobs struct {
 	syncErr error    // the failure of an earlier flush; see flush
 }
 
-func openBlobs(dir string) (*dirBlobs, error) {
+// openBlobs opens the blobs of the store in dir. With write, it makes
+// their folders and removes stale temporary files; without, it changes
+// nothing, for a store opened read-only.
+func openBlobs(dir string, write bool) (*dirBlobs, error) {
 	b := &dirBlobs{
 		root:     filepath.Join(dir, "blobs"),
 		tmp:      filepath.Join(dir, "tmp"),
 		flushing: make(chan struct{}, 1),
 		dirOps:   make(chan struct{}, maxDirOps),
 	}
-	for _, d := range []string{b.root, b.tmp} {
-		if err := os.MkdirAll(d, 0o777); err != nil {
+	if write {
+		for _, d := range []string{b.root, b.tmp} {
+			if err := os.MkdirAll(d, 0o777); err != nil {
+				return nil, err
+			}
+		}
+		if err := removeStaleTemps(b.tmp, time.Now().Add(-staleTempAge)); err != nil {
 			return nil, err
 		}
-	}
-	if err := removeStaleTemps(b.tmp, time.Now().Add(-staleTempAge)); err != nil {
-		return nil, err
 	}
 	s, err := newSyncer(b.root)
 	if err != nil {

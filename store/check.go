@@ -65,7 +65,7 @@ func (p Problem) String() string {
 //   - the content of every blob in the database hashes to its key;
 //   - every blob that a record needs exists, inline or as a file: the
 //     artifacts, logs and foreach elements of succeeded and reused tasks,
-//     the logs of attempts and the code of runs;
+//     the logs of attempts, and the code and setup logs of runs;
 //   - SQLite's integrity check passes, and every record that refers to
 //     another, such as an attempt to its task, finds it.
 //
@@ -189,6 +189,8 @@ SELECT run_id, task_id, attempt, what, hash FROM (
 	SELECT run_id, task_id, n, 'logs', logs FROM attempts WHERE logs != ''
 	UNION ALL
 	SELECT id, NULL, NULL, 'code', code_hash FROM runs WHERE code_hash != ''
+	UNION ALL
+	SELECT id, NULL, NULL, 'setup logs', setup_logs FROM runs WHERE setup_logs != ''
 ) WHERE hash NOT IN (SELECT hash FROM blobs)
 	AND run_id IN (SELECT id FROM runs WHERE datastore = '')
 ORDER BY run_id, task_id, attempt, what`

@@ -15,6 +15,7 @@
 //	meta.db            the SQLite database (with meta.db-wal and meta.db-shm),
 //	                   which also holds the blobs of up to 32 KiB
 //	lock               locked by processes while they set the store up
+//	reserve            1 MiB kept free for the records of a full disk (below)
 //
 // # Durability
 //
@@ -35,6 +36,13 @@
 // share one transaction, and one flush to disk, per batch.
 //
 // Store.Check verifies all of this, as "dagger fsck" does.
+//
+// A write that fails because the disk is full says so, naming the store
+// (ErrDiskFull). So that a run a full disk stopped can still be recorded
+// as ended, CreateRun keeps the file reserve on the disk, which FinishRun
+// deletes when the disk is full; FinishRun also ends the tasks of the run
+// that no record ended (a commit that failed), failed or cancelled, so
+// that a finished run has no running task.
 //
 // # Concurrency
 //

@@ -83,12 +83,18 @@ type Run struct {
 	// for the store to tell a run that is running from one whose process
 	// died (RunDead).
 	Driver string
+	// SetupLogs is the blob of what the flow's top-level code printed, as
+	// RecordSetup recorded it, or "" for nothing.
+	SetupLogs Hash
 }
 
 // RunFilter selects runs. Zero fields select everything.
 type RunFilter struct {
-	Flow   string
-	Status RunStatus
+	Flow string
+	// FlowPath, if set, keeps the runs of the flow file with this
+	// absolute path.
+	FlowPath string
+	Status   RunStatus
 	// Limit is the maximum number of runs returned; 0 means no limit.
 	Limit int
 }
@@ -161,6 +167,7 @@ func (s *Store) CreateRun(ctx context.Context, r Run) (Run, error) {
 	if err != nil {
 		return Run{}, fmt.Errorf("store: create run of %s: %w", r.Flow, err)
 	}
+	s.keepReserve()
 	r.Created = time.Now().UTC()
 	r.Status, r.Ended, r.Error = RunRunning, time.Time{}, ""
 	r.Driver = thisDriver()
@@ -203,9 +210,10 @@ func (s *Store) FinishRun(ctx context.Context, id string, status RunStatus, errM
 	default:
 		return fmt.Errorf("store: finish run %s: invalid final status %q", id, status)
 	}
-	err := s.write(ctx, true, func(tx *sql.Tx) error {
+	finish := func(tx *sql.Tx) error {
+		now := time.Now().UnixNano()
 		res, err := tx.ExecContext(ctx, "UPDATE runs SET status = ?, ended = ?, error = ? WHERE id = ?",
-			status, time.Now().UnixNano(), errMsg, id)
+			status, now, errMsg, id)
 		if err != nil {
 			return err
 		}
@@ -213,10 +221,47 @@ func (s *Store) FinishRun(ctx context.Context, id string, status RunStatus, errM
 		if err == nil && n == 0 {
 			err = ErrNotFound
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		return endTasks(ctx, tx, id, status, now)
+	}
+	// The records queued before, a task's start say, are written first,
+	// for the run's end to find, and end, the tasks they start. On a full
+	// disk they may not be, and the reserve below is for the run's end.
+	err := s.enqueue(ctx, commitRequest{})
+	if err == nil || errors.Is(err, ErrDiskFull) {
+		err = s.write(ctx, true, finish)
+	}
+	if errors.Is(err, ErrDiskFull) && s.giveUpReserve() {
+		// How the run ended matters more than the small blobs pending
+		// with it, which no record needs yet, and which stay pending.
+		err = diskFull(s.dir, s.writeTx(ctx, true, false, finish))
+	}
 	if err != nil {
 		return fmt.Errorf("store: finish run %s: %w", id, err)
+	}
+	return nil
+}
+
+// endTasks records ended the tasks, and attempts, of run id still recorded
+// running, whose end the run's driver could not record (a full disk, say),
+// so that a finished run has no running task: they end failed, or
+// cancelled in a cancelled run. Their error sends to the run's, which says
+// why.
+func endTasks(ctx context.Context, tx *sql.Tx, id string, status RunStatus, now int64) error {
+	ended := TaskFailed
+	if status == RunCancelled {
+		ended = TaskCancelled
+	}
+	const why = "the run ended before the end of this task could be recorded; the run's error says why"
+	for _, q := range []string{
+		"UPDATE tasks SET status = ?, ended = ?, error = ? WHERE run_id = ? AND status = ?",
+		"UPDATE attempts SET status = ?, ended = ?, error = ? WHERE run_id = ? AND status = ?",
+	} {
+		if _, err := tx.ExecContext(ctx, q, ended, now, why, id, TaskRunning); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -257,7 +302,7 @@ func (s *Store) dirURL() string {
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(s.dir) + "/"}).String()
 }
 
-const runColumns = "id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore, executor, driver"
+const runColumns = "id, flow, flow_path, code_hash, params, status, origin, created, ended, error, datastore, executor, driver, setup_logs"
 
 // maxCandidates is how many matching runs the error for an ambiguous run ID
 // prefix lists.
@@ -305,6 +350,10 @@ func (s *Store) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 		conds = append(conds, "flow = ?")
 		args = append(args, f.Flow)
 	}
+	if f.FlowPath != "" {
+		conds = append(conds, "flow_path = ?")
+		args = append(args, f.FlowPath)
+	}
 	// A dead run is recorded running: which is which is known only once
 	// read.
 	live := f.Status == RunRunning || f.Status == RunDead
@@ -351,7 +400,7 @@ func (s *Store) queryRuns(ctx context.Context, query string, args ...any) ([]Run
 			params         sql.NullString
 			created, ended sql.NullInt64
 		)
-		if err := rows.Scan(&r.ID, &r.Flow, &r.FlowPath, &r.CodeHash, &params, &r.Status, &r.Origin, &created, &ended, &r.Error, &r.Datastore, &r.Executor, &r.Driver); err != nil {
+		if err := rows.Scan(&r.ID, &r.Flow, &r.FlowPath, &r.CodeHash, &params, &r.Status, &r.Origin, &created, &ended, &r.Error, &r.Datastore, &r.Executor, &r.Driver, &r.SetupLogs); err != nil {
 			return nil, err
 		}
 		if err := unmarshalJSON(params, &r.Params); err != nil {

@@ -88,9 +88,11 @@ func results(sc *bufio.Scanner) ([]string, error) {
 	return out, sc.Err()
 }
 
-// TestKillDuringPut kills a process storing large blobs, and committing
-// tasks with small ones from several goroutines, at random moments; then
-// checks the store.
+// TestKillDuringPut kills a process in the middle of storing a large blob,
+// while it commits tasks with small ones from several goroutines; then
+// checks the store. The child announces that it is in the middle of a
+// blob, and stalls there, so that every kill lands mid-write however fast
+// the machine is; the small commits are at random moments.
 func TestKillDuringPut(t *testing.T) {
 	if dir := os.Getenv("STORE_TEST_KILL_DIR"); dir != "" {
 		seed, err := strconv.ParseUint(os.Getenv("STORE_TEST_SEED"), 10, 64)
@@ -104,38 +106,33 @@ func TestKillDuringPut(t *testing.T) {
 		t.Skip("slow: starts and kills processes")
 	}
 	dir := t.TempDir()
-	rng := rand.New(rand.NewPCG(1, 2))
-	const minRounds, maxRounds = 5, 30
-	killedMidWrite := 0
-	round := 0
-	for ; round < maxRounds && (round < minRounds || killedMidWrite == 0); round++ {
+	const rounds = 3
+	for round := range rounds {
 		cmd, out := startChild(t, "TestKillDuringPut", "STORE_TEST_KILL_DIR="+dir, fmt.Sprintf("STORE_TEST_SEED=%d", round))
-		// Let the child store a few blobs, then kill it at a random
-		// moment, most likely in the middle of writing one.
-		for range 1 + rng.IntN(3) {
-			if !out.Scan() {
-				t.Fatalf("child exited early: %v", cmd.Wait())
+		c := &childProcess{cmd, out}
+		for {
+			r, err := c.result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r == stalled {
+				break
 			}
 		}
-		time.Sleep(time.Duration(rng.IntN(50_000)) * time.Microsecond)
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := results(out); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Wait(); err == nil {
+		if err := c.wait(); err == nil {
 			t.Fatal("child exited normally; want killed")
 		}
 		tmp, err := os.ReadDir(filepath.Join(dir, "tmp"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		killedMidWrite = len(tmp) // temporary files are left by kills only
-	}
-	t.Logf("%d rounds, %d killed while writing a blob", round, killedMidWrite)
-	if killedMidWrite == 0 {
-		t.Errorf("no child was killed while writing a blob in %d rounds", round)
+		// Temporary files are left by kills only, at least one a kill.
+		if len(tmp) <= round {
+			t.Fatalf("%d temporary files after %d kills in the middle of a blob", len(tmp), round+1)
+		}
 	}
 
 	s := openStoreAt(t, dir)
@@ -193,14 +190,20 @@ func putForever(t *testing.T, dir string, seed uint64) {
 	// number, so that the child spends its time storing rather than
 	// generating them.
 	buf := randomBytes(seed, 17<<20)
+	stall := 1 + rng.IntN(3) // the blob in whose middle the child stalls
 	for i := 0; ; i++ {
 		n := 1<<20 + rng.IntN(16<<20)
 		data := buf[:n]
 		binary.LittleEndian.PutUint64(data, seed<<32|uint64(i))
 		var h Hash
-		if i%2 == 0 {
+		switch {
+		case i == stall:
+			// Past the first inlineMax bytes, which PutReader reads
+			// before it opens a file.
+			_, _, err = s.Blobs().PutReader(ctx, &stallingReader{data: data, stall: inlineMax + 1 + rng.IntN(n-inlineMax-1)})
+		case i%2 == 0:
 			h, err = s.Blobs().Put(ctx, data)
-		} else {
+		default:
 			h, _, err = s.Blobs().PutReader(ctx, bytes.NewReader(data))
 		}
 		if err != nil {
@@ -212,6 +215,27 @@ func putForever(t *testing.T, dir string, seed uint64) {
 		}
 		fmt.Println(resultPrefix + string(h))
 	}
+}
+
+// stalled is the result a child prints when it stalls in the middle of a
+// blob, waiting to be killed.
+const stalled = "stalled"
+
+// stallingReader reads data up to stall bytes, then prints stalled and
+// blocks for good.
+type stallingReader struct {
+	data  []byte
+	stall int
+}
+
+func (r *stallingReader) Read(p []byte) (int, error) {
+	if r.stall == 0 {
+		fmt.Println(resultPrefix + stalled)
+		select {}
+	}
+	n := copy(p[:min(len(p), r.stall)], r.data)
+	r.data, r.stall = r.data[n:], r.stall-n
+	return n, nil
 }
 
 // commitSmallForever commits tasks of run whose blobs are small, until the

@@ -11,8 +11,9 @@ import (
 // misread; an older one is upgraded by the migrations.
 //
 // Version 2 added the blobs table and tasks.foreach; version 3,
-// runs.datastore; version 4, runs.executor; version 5, runs.driver.
-const schemaVersion = 5
+// runs.datastore; version 4, runs.executor; version 5, runs.driver;
+// version 6, runs.setup_logs.
+const schemaVersion = 6
 
 // schema creates the metadata tables of a new store. Times are Unix
 // nanoseconds in UTC, NULL when unset; lists and maps are JSON text, NULL
@@ -37,7 +38,8 @@ CREATE TABLE runs (
 	error     TEXT NOT NULL,
 	datastore TEXT NOT NULL DEFAULT '',
 	executor  TEXT NOT NULL DEFAULT '',
-	driver    TEXT NOT NULL DEFAULT ''
+	driver    TEXT NOT NULL DEFAULT '',
+	setup_logs TEXT NOT NULL DEFAULT ''
 ) STRICT;
 
 CREATE INDEX runs_by_flow ON runs (flow, id);
@@ -111,6 +113,8 @@ func migration(from int) string {
 		return "ALTER TABLE runs ADD COLUMN executor TEXT NOT NULL DEFAULT '';"
 	case 4:
 		return "ALTER TABLE runs ADD COLUMN driver TEXT NOT NULL DEFAULT '';"
+	case 5:
+		return "ALTER TABLE runs ADD COLUMN setup_logs TEXT NOT NULL DEFAULT '';"
 	}
 	return ""
 }

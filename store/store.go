@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -77,6 +78,29 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	return s, nil
 }
 
+// ErrReadOnly is wrapped by the errors of writes to a store opened with
+// OpenReadOnly.
+var ErrReadOnly = errors.New("store opened read-only")
+
+// ErrOldSchema is wrapped by the error of OpenReadOnly for a store that an
+// older dagger wrote, which only Open, writing, can upgrade.
+var ErrOldSchema = errors.New("store written by an older dagger")
+
+// OpenReadOnly opens the store in dir to read it, creating and changing
+// nothing, not even the lock file Open takes: so a store on a read-only
+// file system, or one that the user may read but not write, can be read.
+// Writes to it fail with an error that wraps ErrReadOnly. A directory
+// without a store is an error that wraps fs.ErrNotExist, and one whose
+// schema is older than this dagger's wraps ErrOldSchema. Other processes
+// may write to the store meanwhile.
+func OpenReadOnly(ctx context.Context, dir string) (*Store, error) {
+	s, err := openReadOnly(ctx, dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	return s, nil
+}
+
 func open(ctx context.Context, dir string) (_ *Store, err error) {
 	// Later calls must not depend on the working directory.
 	dir, err = filepath.Abs(dir)
@@ -89,7 +113,7 @@ func open(ctx context.Context, dir string) (_ *Store, err error) {
 			err = errors.Join(err, s.closeResources())
 		}
 	}()
-	if s.blobs, err = openBlobs(dir); err != nil {
+	if s.blobs, err = openBlobs(dir, true); err != nil {
 		return nil, err
 	}
 	if err := s.setUp(ctx); err != nil {
@@ -105,13 +129,67 @@ func open(ctx context.Context, dir string) (_ *Store, err error) {
 		{s.wdb, &s.insertArtifact, "INSERT INTO artifacts (run_id, task_id, name, hash) VALUES (?, ?, ?, ?)"},
 		{s.wdb, &s.upsertAttempt, upsertAttemptSQL},
 		{s.wdb, &s.putBlob, putBlobSQL},
-		{s.rdb, &s.getBlob, "SELECT data FROM blobs WHERE hash = ?"},
 	} {
 		if *p.stmt, err = p.db.PrepareContext(ctx, p.sql); err != nil {
 			return nil, err
 		}
 	}
-	return s, nil
+	return s, s.prepareReads(ctx)
+}
+
+func openReadOnly(ctx context.Context, dir string) (_ *Store, err error) {
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	db := filepath.Join(dir, "meta.db")
+	// SQLite would report a missing database as one it cannot open,
+	// without saying why.
+	if _, err := os.Stat(db); err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, inlineMax: inlineMax, maxPending: maxPendingBytes}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.closeResources())
+		}
+	}()
+	source := dsn(db, false) + "&mode=ro"
+	if s.rdb, err = openReads(ctx, source); err != nil {
+		// A reader of a database in WAL mode maps its -shm file, which
+		// SQLite cannot create in a folder it cannot write. Without a
+		// -wal file, or with an empty one, the database file holds every
+		// write, and no one writes to it here: it can be read as
+		// immutable, without the -shm file. With one, the last writes
+		// are in it, which only a writer can apply.
+		if info, walErr := os.Stat(db + "-wal"); !errors.Is(walErr, fs.ErrNotExist) && (walErr != nil || info.Size() > 0) {
+			return nil, fmt.Errorf("%w; if the store cannot be written, %s-wal holds its last writes: open it once where it can be written, as dagger fsck --repair does", err, db)
+		}
+		if err := s.rdb.Close(); err != nil {
+			return nil, err
+		}
+		if s.rdb, err = openReads(ctx, source+"&immutable=1"); err != nil {
+			return nil, err
+		}
+	}
+	switch v, err := schemaVersionOf(ctx, s.rdb); {
+	case err != nil:
+		return nil, err
+	case v < schemaVersion:
+		return nil, fmt.Errorf("%w (schema version %d, this one reads %d): a dagger command that writes to it, such as dagger run, upgrades it", ErrOldSchema, v, schemaVersion)
+	case v > schemaVersion:
+		return nil, fmt.Errorf("schema version %d is newer than the supported version %d; upgrade dagger", v, schemaVersion)
+	}
+	if s.blobs, err = openBlobs(dir, false); err != nil {
+		return nil, err
+	}
+	return s, s.prepareReads(ctx)
+}
+
+// prepareReads prepares the statements of rdb.
+func (s *Store) prepareReads(ctx context.Context) (err error) {
+	s.getBlob, err = s.rdb.PrepareContext(ctx, "SELECT data FROM blobs WHERE hash = ?")
+	return err
 }
 
 // setUp opens the database, creating or upgrading its schema.
@@ -147,13 +225,21 @@ func (s *Store) setUp(ctx context.Context) (err error) {
 
 	// The read pool is opened after the schema exists, as its connections
 	// are read-only.
-	if s.rdb, err = sql.Open("sqlite", dsn(db, false)); err != nil {
-		return err
+	s.rdb, err = openReads(ctx, dsn(db, false))
+	return err
+}
+
+// openReads opens the pool of read connections to the database at
+// dataSource.
+func openReads(ctx context.Context, dataSource string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", dataSource)
+	if err != nil {
+		return nil, err
 	}
 	readers := max(4, runtime.GOMAXPROCS(0))
-	s.rdb.SetMaxOpenConns(readers)
-	s.rdb.SetMaxIdleConns(readers)
-	return s.rdb.PingContext(ctx)
+	db.SetMaxOpenConns(readers)
+	db.SetMaxIdleConns(readers)
+	return db, db.PingContext(ctx)
 }
 
 // errNoLocking is returned by tryLock for file systems without file locks.
@@ -265,12 +351,15 @@ func (s *Store) Blobs() Blobs {
 // the only connection of wdb, so that durable writes take them in turn: none
 // can commit while a blob stored before it is being written by another.
 func (s *Store) write(ctx context.Context, durable bool, fn func(*sql.Tx) error) error {
-	return s.writeTx(ctx, durable, durable, fn)
+	return diskFull(s.dir, s.writeTx(ctx, durable, durable, fn))
 }
 
 // writeTx is write, but with the writing of pending blobs chosen by
 // withBlobs.
 func (s *Store) writeTx(ctx context.Context, durable, withBlobs bool, fn func(*sql.Tx) error) error {
+	if s.wdb == nil {
+		return fmt.Errorf("%s: %w", s.dir, ErrReadOnly)
+	}
 	conn, err := s.wdb.Conn(ctx)
 	if err != nil {
 		return err

@@ -1,0 +1,190 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// A task's output is recorded whole, in its logs blob, when the task ends.
+// Until then, a LiveLog keeps what it printed in a file of the store's
+// live folder, for a process that follows the run, such as dagger logs
+// --follow, to show lines as they are printed: live/RUN/TASK@ATTEMPT.
+//
+// The files are a view for followers, not a record: they are not synced,
+// the file of an attempt is removed once the attempt's record is
+// committed, and the folder of a run once the run ends. What a process
+// that died was printing stays there, the only trace of it.
+const liveDir = "live"
+
+// liveFlushDelay is how long a line waits to be written to its file: a
+// task that ends sooner never writes one, and a task that prints many
+// lines writes them in a few writes.
+const liveFlushDelay = 200 * time.Millisecond
+
+// A LiveLog keeps the output of the running tasks of a run where other
+// processes can read it as it comes (see Store.LiveOutput). Its methods
+// may be called concurrently; a nil LiveLog keeps nothing.
+//
+// A LiveLog that fails to write a file stops keeping output: followers
+// then see each task's output when the task ends, as the record has it,
+// and the run goes on.
+type LiveLog struct {
+	dir     string // of the run
+	mu      sync.Mutex
+	pending map[liveKey][]byte // not yet written, by attempt
+	written map[liveKey]bool   // attempts that have a file
+	timer   *time.Timer        // writes pending; nil when nothing is due
+	stopped bool               // by Close, or a failed write
+}
+
+// A liveKey names an attempt at a task.
+type liveKey struct {
+	task    string
+	attempt int
+}
+
+func (k liveKey) file() string { return k.task + "@" + strconv.Itoa(k.attempt) }
+
+// LiveLog returns the LiveLog of run runID. Close it when the run ends.
+func (s *Store) LiveLog(runID string) *LiveLog {
+	return &LiveLog{
+		dir:     filepath.Join(s.dir, liveDir, runID),
+		pending: make(map[liveKey][]byte),
+		written: make(map[liveKey]bool),
+	}
+}
+
+// Add keeps line, printed by attempt at task taskID.
+func (l *LiveLog) Add(taskID string, attempt int, line string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
+	k := liveKey{taskID, attempt}
+	l.pending[k] = append(append(l.pending[k], line...), '\n')
+	if l.timer == nil {
+		l.timer = time.AfterFunc(liveFlushDelay, l.Flush)
+	}
+}
+
+// End forgets the attempt at taskID, whose record, output included, is
+// committed.
+func (l *LiveLog) End(taskID string, attempt int) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := liveKey{taskID, attempt}
+	delete(l.pending, k)
+	if l.written[k] {
+		delete(l.written, k)
+		// A file left behind is only shown again for a task that is
+		// recorded running, which this one no longer is.
+		_ = os.Remove(filepath.Join(l.dir, k.file()))
+	}
+}
+
+// Close stops keeping output and removes the run's files: its tasks'
+// records hold their output.
+func (l *LiveLog) Close() {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.stopped = true
+	if len(l.written) > 0 {
+		// As in End, a file left behind does no harm.
+		_ = os.RemoveAll(l.dir)
+	}
+}
+
+// Flush writes the output kept now, rather than liveFlushDelay after it
+// was added.
+func (l *LiveLog) Flush() {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.timer = nil
+	if l.stopped {
+		return
+	}
+	for k, data := range l.pending {
+		if err := l.append(k, data); err != nil {
+			l.stopped = true
+			return
+		}
+		l.written[k] = true
+		delete(l.pending, k)
+	}
+}
+
+func (l *LiveLog) append(k liveKey, data []byte) error {
+	if len(l.written) == 0 {
+		if err := os.MkdirAll(l.dir, 0o777); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(l.dir, k.file()), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o666)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return errors.Join(err, f.Close())
+}
+
+// LiveOutput returns what attempt at task taskID of run runID printed
+// while it ran, as far as its LiveLog wrote it: whole lines, each ending in
+// a newline, and perhaps a part of the last. It is empty for an attempt
+// that printed nothing yet, or whose record is committed.
+func (s *Store) LiveOutput(runID, taskID string, attempt int) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(s.dir, liveDir, runID, liveKey{taskID, attempt}.file()))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: live output of task %s/%s: %w", runID, taskID, err)
+	}
+	return data, nil
+}
+
+// RecordSetup records logs, the blob of what the top-level code of run id
+// printed.
+func (s *Store) RecordSetup(ctx context.Context, id string, logs Hash) error {
+	if err := checkHash(string(logs)); err != nil {
+		return fmt.Errorf("store: record setup of run %s: %w", id, err)
+	}
+	err := s.write(ctx, true, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE runs SET setup_logs = ? WHERE id = ?", logs, id)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err == nil && n == 0 {
+			err = ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: record setup of run %s: %w", id, err)
+	}
+	return nil
+}

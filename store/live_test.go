@@ -1,0 +1,93 @@
+package store
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestLiveLog checks that the output of a running attempt can be read
+// once written, that an attempt whose record is committed, and a run that
+// ended, leave no file, and that a task's attempts are kept apart.
+func TestLiveLog(t *testing.T) {
+	s := openTestStore(t)
+	l := s.LiveLog("run1")
+	read := func(task string, attempt int) string {
+		t.Helper()
+		data, err := s.LiveOutput("run1", task, attempt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	l.Add("body.1", 1, "one")
+	if got := read("body.1", 1); got != "" {
+		t.Errorf("before the lines are written: %q, want nothing", got)
+	}
+	l.Flush()
+	l.Add("body.1", 1, "two")
+	l.Add("body.1", 2, "again")
+	l.Add("body.10", 1, "ten")
+	l.Flush()
+	for _, tt := range []struct {
+		task    string
+		attempt int
+		want    string
+	}{
+		{"body.1", 1, "one\ntwo\n"},
+		{"body.1", 2, "again\n"},
+		{"body.10", 1, "ten\n"},
+		{"body.2", 1, ""},
+	} {
+		if got := read(tt.task, tt.attempt); got != tt.want {
+			t.Errorf("%s@%d: %q, want %q", tt.task, tt.attempt, got, tt.want)
+		}
+	}
+	l.End("body.1", 1)
+	if got := read("body.1", 1); got != "" {
+		t.Errorf("after End: %q, want nothing", got)
+	}
+	// A task that ends before its lines are written writes none.
+	l.Add("quick", 1, "gone")
+	l.End("quick", 1)
+	l.Flush()
+	if _, err := os.Stat(filepath.Join(s.Dir(), liveDir, "run1", "quick@1")); !os.IsNotExist(err) {
+		t.Errorf("the file of a task that ended at once: %v, want none", err)
+	}
+	l.Close()
+	if _, err := os.Stat(filepath.Join(s.Dir(), liveDir, "run1")); !os.IsNotExist(err) {
+		t.Errorf("the run's folder after Close: %v, want none", err)
+	}
+	l.Add("late", 1, "after close")
+	l.Flush()
+	if got := read("late", 1); got != "" {
+		t.Errorf("after Close: %q, want nothing", got)
+	}
+}
+
+// TestRecordSetup checks that a run's setup output is recorded with it.
+func TestRecordSetup(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	r, err := s.CreateRun(ctx, Run{Flow: "f"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.Blobs().Put(ctx, []byte("set up\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordSetup(ctx, r.ID, h); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Run(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SetupLogs != h {
+		t.Errorf("SetupLogs = %q, want %q", got.SetupLogs, h)
+	}
+	if err := s.RecordSetup(ctx, "nosuchrun", h); err == nil {
+		t.Error("RecordSetup of an unknown run succeeded")
+	}
+}
