@@ -9,8 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/term"
-
 	"github.com/daggerflow/dagger/exec"
 )
 
@@ -42,8 +40,9 @@ type batcher struct {
 	mu    sync.Mutex
 	w     io.Writer
 	buf   []byte
-	timer *time.Timer // writes the batch; nil when none is due
-	flush func()      // writes buf as one batch
+	delay time.Duration // flushDelay, but in tests
+	timer *time.Timer   // writes the batch; nil when none is due
+	flush func()        // writes buf as one batch
 	werr  error
 }
 
@@ -53,13 +52,20 @@ func (b *batcher) due() {
 	case len(b.buf) >= batchSize:
 		b.flush()
 	case b.timer == nil:
-		b.timer = time.AfterFunc(flushDelay, func() {
+		b.timer = time.AfterFunc(b.delay, func() {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			b.timer = nil
 			b.flush()
 		})
 	}
+}
+
+// close writes what is kept, and returns the first error writing.
+func (b *batcher) close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stop()
 }
 
 // stop writes what is kept and cancels the timer.
@@ -99,8 +105,8 @@ func (b *batcher) write(p []byte) {
 // On a terminal, a last line tells how many tasks are running and done,
 // and is rewritten as they do. There, a foreach step prints the ✓ lines
 // of its first foldAfter tasks only: the others that succeed are counted
-// on the progress line, and summed up in one line once the step has no
-// task running, such as
+// on the progress line, and summed up in one line once a task outside any
+// foreach starts, or the run ends, such as
 //
 //	✓ body: 9992 more tasks succeeded (1ms to 30ms each)
 //
@@ -109,7 +115,7 @@ type textPrinter struct {
 	batcher
 	flow    string                // the flow's name
 	live    bool                  // keep the progress line
-	width   int                   // of the terminal; 0 if unknown
+	width   int                   // of the terminal; -1 if unknown
 	running map[string]bool       // tasks started and not finished, by ID
 	steps   map[string]*stepCount // of the steps of foreach tasks, by name
 	order   []string              // the keys of steps, in the order they came
@@ -131,22 +137,12 @@ type stepCount struct {
 	least, most    time.Duration
 }
 
-func newTextPrinter(w io.Writer, flow string, live bool) *textPrinter {
-	p := &textPrinter{flow: flow, live: live, running: make(map[string]bool), steps: make(map[string]*stepCount)}
-	p.w = w
-	p.flush = p.flushBatch
-	if f, ok := w.(interface{ Fd() uintptr }); ok && live {
-		if width, _, err := term.GetSize(int(f.Fd())); err == nil {
-			p.width = width
-		}
-	}
+// newTextPrinter returns a printer of text to w; with width, not 0, the
+// width of the terminal w is, it keeps a progress line.
+func newTextPrinter(w io.Writer, flow string, width int) *textPrinter {
+	p := &textPrinter{flow: flow, live: width != 0, width: width, running: make(map[string]bool), steps: make(map[string]*stepCount)}
+	p.w, p.delay, p.flush = w, flushDelay, p.flushBatch
 	return p
-}
-
-func (p *textPrinter) close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stop()
 }
 
 func (p *textPrinter) event(e exec.Event) {
@@ -158,7 +154,12 @@ func (p *textPrinter) event(e exec.Event) {
 	case exec.SetupOutput:
 		p.printf("[setup] %s", e.Line)
 	case exec.TaskStarted:
-		p.summarize(e.Step)
+		if e.TaskID == e.Step {
+			// Outside any foreach: the foreach steps before it are done,
+			// whereas a task of the next step of an element, or of a
+			// nested foreach, may start while its step runs on.
+			p.summarize()
+		}
 		p.running[e.TaskID] = true
 		if c := p.count(e); c != nil {
 			c.running++
@@ -178,7 +179,7 @@ func (p *textPrinter) event(e exec.Event) {
 		p.done++
 		p.finished(e)
 	case exec.RunFinished:
-		p.summarize("")
+		p.summarize()
 		if e.Status == "succeeded" {
 			p.printf("run %s succeeded in %s: %s", e.RunID, round(e.Duration), plural(p.done, "task"))
 		}
@@ -266,11 +267,11 @@ func (p *textPrinter) fold(c *stepCount, e exec.Event) {
 }
 
 // summarize prints the line that sums up the tasks folded of each step
-// other than step that has no task running.
-func (p *textPrinter) summarize(step string) {
+// that has no task running.
+func (p *textPrinter) summarize() {
 	for _, name := range p.order {
 		c := p.steps[name]
-		if name == step || c.running > 0 {
+		if c.running > 0 {
 			continue
 		}
 		if c.folded > 0 {
@@ -361,7 +362,7 @@ type jsonPrinter struct {
 
 func newJSONPrinter(w io.Writer) *jsonPrinter {
 	p := &jsonPrinter{}
-	p.w = w
+	p.w, p.delay = w, flushDelay
 	p.flush = func() {
 		p.write(p.buf)
 		p.buf = p.buf[:0]
@@ -377,12 +378,6 @@ type batchAppender batcher
 func (b *batchAppender) Write(data []byte) (int, error) {
 	b.buf = append(b.buf, data...)
 	return len(data), nil
-}
-
-func (p *jsonPrinter) close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stop()
 }
 
 func (p *jsonPrinter) event(e exec.Event) {

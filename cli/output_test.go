@@ -51,7 +51,7 @@ func TestPrintersBatch(t *testing.T) {
 	for _, name := range []string{"text", "json"} {
 		t.Run(name, func(t *testing.T) {
 			w := &writeLog{wrote: make(chan struct{}, 1)}
-			var p printer = newTextPrinter(w, "f", false)
+			var p printer = newTextPrinter(w, "f", 0)
 			if name == "json" {
 				p = newJSONPrinter(w)
 			}
@@ -105,7 +105,8 @@ func TestTextPrinterFolds(t *testing.T) {
 		exec.Event{Kind: exec.RunFinished, RunID: "1m89nkx8sze6", Status: "succeeded", Duration: time.Second})
 
 	var b strings.Builder
-	p := newTextPrinter(&b, "f", true)
+	p := newTextPrinter(&b, "f", -1)
+	p.delay = time.Hour // the lines are written by close, in one batch
 	var progress []string
 	for _, e := range events {
 		p.event(e)
@@ -136,12 +137,40 @@ func TestTextPrinterFolds(t *testing.T) {
 // TestProgressWidth checks that the progress line fits the terminal, for
 // a line that wrapped could not be erased.
 func TestProgressWidth(t *testing.T) {
-	p := newTextPrinter(&strings.Builder{}, "f", true)
-	p.width = 20
+	p := newTextPrinter(&strings.Builder{}, "f", 20)
 	for i := range 1000 {
 		p.running[fmt.Sprint(i)] = true
 	}
 	if got, want := p.progress(), "running 1000 tasks…"; got != want {
 		t.Errorf("progress() = %q, want %q", got, want)
+	}
+}
+
+// TestTextPrinterFoldsSteps checks that a foreach of two steps per element
+// sums up each step once, when the join starts, although the tasks of one
+// step start while the other has none running.
+func TestTextPrinterFoldsSteps(t *testing.T) {
+	var b strings.Builder
+	p := newTextPrinter(&b, "f", -1)
+	p.delay = time.Hour
+	for i := range 30 {
+		for _, step := range []string{"a", "b"} {
+			id := fmt.Sprint(step, ".", i)
+			p.event(exec.Event{Kind: exec.TaskStarted, Step: step, TaskID: id})
+			p.event(exec.Event{Kind: exec.TaskFinished, Step: step, TaskID: id, Status: "succeeded", Duration: time.Millisecond})
+		}
+	}
+	p.event(exec.Event{Kind: exec.TaskStarted, Step: "join", TaskID: "join"})
+	if err := p.close(); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"✓ a: 20 more tasks succeeded (1ms each)\n", "✓ b: 20 more tasks succeeded (1ms each)\n"} {
+		if strings.Count(out, want) != 1 {
+			t.Errorf("the output has %q %d times, want once:\n%s", want, strings.Count(out, want), out)
+		}
+	}
+	if n := strings.Count(out, "more task"); n != 2 {
+		t.Errorf("%d summing-up lines, want 2:\n%s", n, out)
 	}
 }

@@ -156,7 +156,7 @@ func runInStore(ctx context.Context, c *urfave.Context, again <-chan struct{}, s
 	if c.Bool("json") {
 		p = newJSONPrinter(c.App.Writer)
 	} else {
-		p = newTextPrinter(c.App.Writer, flow.Name(), isTerminal(c.App.Writer))
+		p = newTextPrinter(c.App.Writer, flow.Name(), terminalWidth(c.App.Writer))
 	}
 	opts.OnEvent = p.event
 	type outcome struct {
@@ -268,10 +268,18 @@ func storeDir(dir string) (string, error) {
 	return store.DefaultDir(cwd), nil
 }
 
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
+// terminalWidth returns the width of the terminal w is, -1 if it is one
+// whose width is unknown, and 0 if w is no terminal.
+func terminalWidth(w io.Writer) int {
 	f, ok := w.(interface{ Fd() uintptr })
-	return ok && term.IsTerminal(int(f.Fd()))
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0
+	}
+	width, _, err := term.GetSize(int(f.Fd()))
+	if err != nil || width <= 0 {
+		return -1
+	}
+	return width
 }
 
 // stopSignals returns the signals that cancel a run: an interrupt

@@ -438,7 +438,12 @@ func TestTextPrinter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var b strings.Builder
-			p := newTextPrinter(&b, "f", tt.live)
+			width := 0
+			if tt.live {
+				width = -1
+			}
+			p := newTextPrinter(&b, "f", width)
+			p.delay = time.Hour // each batch is written by flushNow
 			for _, e := range events {
 				p.event(e)
 				p.flushNow() // as if each event came after the last batch was written
@@ -459,7 +464,7 @@ const clear = "\r\x1b[K"
 // TestTextPrinterSucceeded checks the last line of a run that succeeded.
 func TestTextPrinterSucceeded(t *testing.T) {
 	var b strings.Builder
-	p := newTextPrinter(&b, "f", false)
+	p := newTextPrinter(&b, "f", 0)
 	p.event(exec.Event{Kind: exec.TaskStarted, TaskID: "start"})
 	p.event(exec.Event{Kind: exec.TaskFinished, TaskID: "start", Status: "succeeded", Duration: time.Millisecond})
 	p.event(exec.Event{Kind: exec.RunFinished, RunID: "1m89nkx8sze6", Status: "succeeded", Duration: 1260 * time.Millisecond})

@@ -55,11 +55,11 @@ type faultyBlobs struct {
 	fault func(data []byte) error
 }
 
-func (b faultyBlobs) Put(ctx context.Context, data []byte) (store.Hash, error) {
-	if err := b.fault(data); err != nil {
+func (b faultyBlobs) Put(ctx context.Context, parts ...[]byte) (store.Hash, error) {
+	if err := b.fault(bytes.Join(parts, nil)); err != nil {
 		return "", err
 	}
-	return b.Blobs.Put(ctx, data)
+	return b.Blobs.Put(ctx, parts...)
 }
 
 // faultyRecorder is a Recorder whose records of starting and of ending a
@@ -320,6 +320,7 @@ func TestExecutorTimeouts(t *testing.T) {
 	const flow = "def start(ctx):\n    next_step(finish)\n\nstep(start, timeout = \"10ms\")\n\ndef finish(ctx):\n    pass\n"
 	tests := []struct {
 		name    string
+		flow    string // the flow, if not flow
 		execute func(s *stuck) func(context.Context, *TaskSpec, func(string)) (*TaskResult, error)
 		cancel  bool // cancel the run once start starts
 		want    store.TaskStatus
@@ -346,10 +347,22 @@ func TestExecutorTimeouts(t *testing.T) {
 		cancel:  true,
 		want:    store.TaskCancelled, wantRun: store.RunCancelled,
 		wantErr: "context canceled",
+	}, {
+		// It may still run: another attempt, or the steps after its
+		// catch, would run beside it.
+		name:    "an abandoned task is neither retried nor caught",
+		flow:    strings.Replace(flow, `timeout = "10ms"`, `timeout = "10ms", retries = 2, catch = "error"`, 1),
+		execute: func(s *stuck) func(context.Context, *TaskSpec, func(string)) (*TaskResult, error) { return s.run },
+		want:    store.TaskFailed, wantRun: store.RunFailed,
+		wantErr: "task start: the executor did not stop the task within 20ms",
 	}}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
-			f := loadFlow(t, writeFlow(t, map[string]string{"flow.star": flow}))
+			src := flow
+			if test.flow != "" {
+				src = test.flow
+			}
+			f := loadFlow(t, writeFlow(t, map[string]string{"flow.star": src}))
 			st, err := store.Open(t.Context(), t.TempDir())
 			if err != nil {
 				t.Fatal(err)
@@ -375,8 +388,8 @@ func TestExecutorTimeouts(t *testing.T) {
 				t.Fatalf("run %s, error %v; want it %s with %q", run.Status, err, test.wantRun, test.wantErr)
 			}
 			tasks, err := st.Tasks(t.Context(), run.ID)
-			if err != nil || len(tasks) != 1 || tasks[0].Status != test.want {
-				t.Fatalf("tasks %+v, %v; want start %s", tasks, err, test.want)
+			if err != nil || len(tasks) != 1 || tasks[0].Status != test.want || tasks[0].Attempt != 1 {
+				t.Fatalf("tasks %+v, %v; want start %s after one attempt", tasks, err, test.want)
 			}
 			mu.Lock()
 			defer mu.Unlock()

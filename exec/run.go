@@ -159,8 +159,8 @@ func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (s
 		halt:      make(chan struct{}),
 	}
 	s.emit(Event{Kind: RunStarted})
-	if lr, ok := st.(LiveRecorder); ok {
-		s.live = lr.LiveLog(run.ID)
+	if ll, ok := st.(LiveLogger); ok {
+		s.live = ll.LiveLog(run.ID)
 	}
 	var setup strings.Builder
 	s.runner, err = NewRunner(ctx, flow, opts.Params, opts.Blobs, func(line string) {
@@ -185,20 +185,23 @@ func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (s
 	return s.loop()
 }
 
-// A LiveRecorder is a Recorder that also keeps what a run prints as it
-// prints it: the lines of its running tasks, for other processes to follow
-// (store.LiveLog), and those of the flow's top-level code, with the run.
-// *store.Store is one.
-type LiveRecorder interface {
-	Recorder
+// A LiveLogger is a Recorder that keeps what the running tasks of a run
+// print as they print it, for other processes to follow. *store.Store is
+// one.
+type LiveLogger interface {
 	LiveLog(runID string) *store.LiveLog
+}
+
+// A SetupRecorder is a Recorder that records, with a run, the blob of what
+// the flow's top-level code printed. *store.Store is one.
+type SetupRecorder interface {
 	RecordSetup(ctx context.Context, runID string, logs store.Hash) error
 }
 
 // recordSetup records logs, what the flow's top-level code printed, with
 // the run, if the store keeps it.
 func (s *scheduler) recordSetup(logs string) error {
-	lr, ok := s.st.(LiveRecorder)
+	lr, ok := s.st.(SetupRecorder)
 	if !ok || logs == "" {
 		return nil
 	}
@@ -521,14 +524,16 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 	if _, keeps := s.exec.(TimeoutKeeper); spec.Timeout > 0 && !keeps {
 		d := spec.Timeout
 		// The executor stops the task at its timeout; this is the backstop
-		// for one that does not. An in-process task stuck in a builtin that
-		// ignores cancellation cannot be abandoned, though.
+		// for one that does not.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, d+timeoutGrace, fmt.Errorf("step %s did not stop within %s of its timeout, %s", spec.Step, timeoutGrace, d))
 		defer cancel()
 	}
 	a.res, a.err = s.call(ctx, spec)
 	a.duration = time.Since(a.start)
+	// A task abandoned may still run: another attempt, or the steps after
+	// its catch, would run beside it.
+	abandoned := errors.Is(a.err, errAbandoned)
 	if a.err == nil && a.res == nil {
 		a.err = errors.New("the executor returned no result")
 	}
@@ -554,9 +559,9 @@ func (s *scheduler) execute(a *attempt, opts map[string]any) {
 		switch {
 		case s.ctx.Err() != nil:
 			status = store.TaskCancelled
-		case int64(spec.Attempt) <= retries:
+		case int64(spec.Attempt) <= retries && !abandoned:
 			a.again = true
-		case opts["catch"] != nil:
+		case opts["catch"] != nil && !abandoned:
 			if err := s.catch(ctx, spec, opts["catch"].(string), res); err != nil {
 				a.fault(fmt.Errorf("%s; and %w", res.Error, err))
 				return
@@ -617,8 +622,12 @@ func (s *scheduler) call(ctx context.Context, spec *TaskSpec) (*TaskResult, erro
 	s.emitMu.Lock()
 	abandoned = true
 	s.emitMu.Unlock()
-	return nil, fmt.Errorf("the executor did not stop the task within %s of: %w", timeoutGrace, context.Cause(ctx))
+	return nil, fmt.Errorf("%w within %s of: %w", errAbandoned, timeoutGrace, context.Cause(ctx))
 }
+
+// errAbandoned is wrapped by the error of a task whose executor did not
+// stop it when asked.
+var errAbandoned = errors.New("the executor did not stop the task")
 
 // catch turns a failed result into a successful one that goes on to the
 // step's next steps with the error in the artifact the catch option names.

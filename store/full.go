@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -49,9 +50,25 @@ func (s *Store) keepReserve() {
 	if info, err := os.Stat(p); err == nil && info.Size() == reserveSize {
 		return
 	}
-	if err := os.WriteFile(p, make([]byte, reserveSize), 0o666); err != nil {
+	// Bytes that do not compress, synced, so that a file system that
+	// compresses, or allocates late, takes the room now.
+	data := make([]byte, reserveSize)
+	rand.Read(data)
+	if err := writeSynced(p, data); err != nil {
 		os.Remove(p)
 	}
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 // giveUpReserve frees the room of the reserve, and reports whether there

@@ -37,11 +37,13 @@ const liveFlushDelay = 200 * time.Millisecond
 // then see each task's output when the task ends, as the record has it,
 // and the run goes on.
 type LiveLog struct {
-	dir     string // of the run
+	dir     string        // of the run
+	delay   time.Duration // liveFlushDelay, but in tests
 	mu      sync.Mutex
 	pending map[liveKey][]byte // not yet written, by attempt
 	written map[liveKey]bool   // attempts that have a file
 	timer   *time.Timer        // writes pending; nil when nothing is due
+	made    bool               // the run's folder
 	stopped bool               // by Close, or a failed write
 }
 
@@ -57,6 +59,7 @@ func (k liveKey) file() string { return k.task + "@" + strconv.Itoa(k.attempt) }
 func (s *Store) LiveLog(runID string) *LiveLog {
 	return &LiveLog{
 		dir:     filepath.Join(s.dir, liveDir, runID),
+		delay:   liveFlushDelay,
 		pending: make(map[liveKey][]byte),
 		written: make(map[liveKey]bool),
 	}
@@ -75,7 +78,7 @@ func (l *LiveLog) Add(taskID string, attempt int, line string) {
 	k := liveKey{taskID, attempt}
 	l.pending[k] = append(append(l.pending[k], line...), '\n')
 	if l.timer == nil {
-		l.timer = time.AfterFunc(liveFlushDelay, l.Flush)
+		l.timer = time.AfterFunc(l.delay, l.Flush)
 	}
 }
 
@@ -109,7 +112,7 @@ func (l *LiveLog) Close() {
 		l.timer.Stop()
 	}
 	l.stopped = true
-	if len(l.written) > 0 {
+	if l.made {
 		// As in End, a file left behind does no harm.
 		_ = os.RemoveAll(l.dir)
 	}
@@ -138,10 +141,11 @@ func (l *LiveLog) Flush() {
 }
 
 func (l *LiveLog) append(k liveKey, data []byte) error {
-	if len(l.written) == 0 {
+	if !l.made {
 		if err := os.MkdirAll(l.dir, 0o777); err != nil {
 			return err
 		}
+		l.made = true
 	}
 	f, err := os.OpenFile(filepath.Join(l.dir, k.file()), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o666)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestLiveLog checks that the output of a running attempt can be read
@@ -12,6 +13,7 @@ import (
 func TestLiveLog(t *testing.T) {
 	s := openTestStore(t)
 	l := s.LiveLog("run1")
+	l.delay = time.Hour // lines are written by Flush
 	read := func(task string, attempt int) string {
 		t.Helper()
 		data, err := s.LiveOutput("run1", task, attempt)
@@ -47,6 +49,8 @@ func TestLiveLog(t *testing.T) {
 	if got := read("body.1", 1); got != "" {
 		t.Errorf("after End: %q, want nothing", got)
 	}
+	l.End("body.1", 2)
+	l.End("body.10", 1)
 	// A task that ends before its lines are written writes none.
 	l.Add("quick", 1, "gone")
 	l.End("quick", 1)
@@ -54,6 +58,7 @@ func TestLiveLog(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.Dir(), liveDir, "run1", "quick@1")); !os.IsNotExist(err) {
 		t.Errorf("the file of a task that ended at once: %v, want none", err)
 	}
+	// No file is left; nor is the run's folder once the run ends.
 	l.Close()
 	if _, err := os.Stat(filepath.Join(s.Dir(), liveDir, "run1")); !os.IsNotExist(err) {
 		t.Errorf("the run's folder after Close: %v, want none", err)

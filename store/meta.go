@@ -227,19 +227,17 @@ func (s *Store) FinishRun(ctx context.Context, id string, status RunStatus, errM
 		return endTasks(ctx, tx, id, status, now)
 	}
 	// The records queued before, a task's start say, are written first,
-	// for the run's end to find, and end, the tasks they start. On a full
-	// disk they may not be, and the reserve below is for the run's end.
-	err := s.enqueue(ctx, commitRequest{})
-	if err == nil || errors.Is(err, ErrDiskFull) {
-		err = s.write(ctx, true, finish)
-	}
+	// for the run's end to find, and end, the tasks they start. That they
+	// could not be must not keep the run's end from being recorded.
+	queued := s.enqueue(ctx, commitRequest{})
+	err := s.write(ctx, true, finish)
 	if errors.Is(err, ErrDiskFull) && s.giveUpReserve() {
 		// How the run ended matters more than the small blobs pending
 		// with it, which no record needs yet, and which stay pending.
 		err = diskFull(s.dir, s.writeTx(ctx, true, false, finish))
 	}
 	if err != nil {
-		return fmt.Errorf("store: finish run %s: %w", id, err)
+		return fmt.Errorf("store: finish run %s: %w", id, errors.Join(err, queued))
 	}
 	return nil
 }

@@ -86,9 +86,11 @@ var ErrReadOnly = errors.New("store opened read-only")
 // older dagger wrote, which only Open, writing, can upgrade.
 var ErrOldSchema = errors.New("store written by an older dagger")
 
-// OpenReadOnly opens the store in dir to read it, creating and changing
-// nothing, not even the lock file Open takes: so a store on a read-only
-// file system, or one that the user may read but not write, can be read.
+// OpenReadOnly opens the store in dir to read it, changing nothing, and
+// creating nothing, not even the lock file Open takes, but the meta.db-wal
+// and meta.db-shm files that SQLite shares between the readers and the
+// writer of a store, where it may: so a store on a read-only file system,
+// or one that the user may read but not write, can be read.
 // Writes to it fail with an error that wraps ErrReadOnly. A directory
 // without a store is an error that wraps fs.ErrNotExist, and one whose
 // schema is older than this dagger's wraps ErrOldSchema. Other processes
