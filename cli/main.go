@@ -75,6 +75,7 @@ func newApp(set *builtins.Set, stdin io.Reader, stdout, stderr io.Writer) *urfav
 			runsCommand(),
 			inspectCommand(),
 			logsCommand(),
+			uiCommand(),
 			stepCommand(set),
 			copyRunnerCommand(),
 		},

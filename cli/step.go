@@ -81,7 +81,12 @@ func step(c *urfave.Context, set *builtins.Set) error {
 	}
 	defer result.Close() // again after runTask closes it, to no effect
 
-	useFallbackRoots()
+	// A runner that exec.Process started runs on its driver's machine,
+	// with the roots the driver itself trusts: parsing the fallback's
+	// would cost each task more than the rest of its own work.
+	if !exec.IsTaskRunner() {
+		useFallbackRoots()
+	}
 	// From now on, a signal cancels the task rather than kill the process.
 	ctx, again, stop := notifySignals(c.Context)
 	defer stop()

@@ -36,22 +36,25 @@ func Parse(filename string, src any) (*syntax.File, error) {
 // the names no top-level name may shadow: those of the flow's builtin set
 // and of the Starlark universe. Graph-wide rules are Validate's.
 func Extract(f *syntax.File, isBuiltin func(name string) bool) (*Graph, error) {
+	// The maps are sized for a file of steps, one a statement, so that
+	// one of thousands is not rehashed again and again as it grows.
+	n := len(f.Stmts)
 	x := &extractor{
 		isBuiltin: isBuiltin,
 		g: &Graph{
 			Name:   strings.TrimSuffix(filepath.Base(f.Path), ".star"),
 			File:   f.Path,
 			Params: []*Param{},
-			Steps:  []*Step{},
+			Steps:  make([]*Step, 0, n),
 			Loads:  []*Load{},
-			steps:  make(map[string]*Step),
+			steps:  make(map[string]*Step, n),
 		},
 		fileNames: fileNames{
-			defs:    make(map[string]*syntax.DefStmt),
-			globals: make(map[string]syntax.Position),
+			defs:    make(map[string]*syntax.DefStmt, n),
+			globals: make(map[string]syntax.Position, n),
 		},
 		loads:    make(map[string]*Load),
-		accepted: make(map[*syntax.CallExpr]bool),
+		accepted: make(map[*syntax.CallExpr]bool, n),
 	}
 	if x.g.Name == "" {
 		x.errs.addf(Pos{File: f.Path, Line: 1, Col: 1}, "name the file for the flow, such as hello.star",

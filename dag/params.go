@@ -15,7 +15,20 @@ import (
 
 // ReservedNames are the attributes of ctx that are not artifacts.
 func ReservedNames() []string {
-	return []string{"input", "index", "run_id", "step", "task_id", "attempt"}
+	names := reservedNames()
+	return names[:]
+}
+
+// reservedNames is ReservedNames as an array, which a check can hold
+// without allocating.
+func reservedNames() [6]string {
+	return [...]string{"input", "index", "run_id", "step", "task_id", "attempt"}
+}
+
+// isReserved reports whether name is one of ReservedNames.
+func isReserved(name string) bool {
+	names := reservedNames()
+	return slices.Contains(names[:], name)
 }
 
 // OptionNames are the step options step() accepts.
@@ -52,7 +65,7 @@ func CheckOption(name string, value any) error {
 		switch {
 		case !ok || !IsIdent(s):
 			problem = "must be the name of an artifact, a string such as \"error\""
-		case slices.Contains(ReservedNames(), s):
+		case isReserved(s):
 			problem = fmt.Sprintf("cannot be %q, a reserved attribute of ctx", s)
 		}
 	case "image":

@@ -11,7 +11,10 @@ import "go.starlark.net/syntax"
 // It also returns the uses of names bound by an enclosing function, lambda
 // or comprehension: a local variable called like a step is not the step.
 func builtinRefs(f *syntax.File, isGlobal func(string) bool) (refs, locals map[*syntax.Ident]bool) {
-	s := &scoper{isGlobal: isGlobal, refs: make(map[*syntax.Ident]bool), locals: make(map[*syntax.Ident]bool)}
+	// A step uses, typically, a builtin (next_step) and a local (ctx)
+	// or two: the maps start at that size.
+	n := len(f.Stmts)
+	s := &scoper{isGlobal: isGlobal, refs: make(map[*syntax.Ident]bool, n), locals: make(map[*syntax.Ident]bool, 2*n), bound: make(map[string]int)}
 	for _, stmt := range f.Stmts {
 		s.walk(stmt)
 	}
@@ -20,18 +23,37 @@ func builtinRefs(f *syntax.File, isGlobal func(string) bool) (refs, locals map[*
 
 type scoper struct {
 	isGlobal func(string) bool
-	scopes   []map[string]bool
 	refs     map[*syntax.Ident]bool
 	locals   map[*syntax.Ident]bool
+	// The scopes that enclose the node walked are one stack of the names
+	// they bind, names, each scope starting where a mark says; bound
+	// counts each name's bindings on it. One map for the whole walk, not
+	// one a scope: a flow has a function a step, thousands of them.
+	names []string
+	marks []int
+	bound map[string]int
 }
 
-func (s *scoper) local(name string) bool {
-	for _, sc := range s.scopes {
-		if sc[name] {
-			return true
-		}
+func (s *scoper) local(name string) bool { return s.bound[name] > 0 }
+
+// push opens a scope, to which bind adds names.
+func (s *scoper) push() { s.marks = append(s.marks, len(s.names)) }
+
+// bind adds name to the innermost scope; a name bound twice is counted
+// twice, and unbound twice by pop.
+func (s *scoper) bind(name string) {
+	s.names = append(s.names, name)
+	s.bound[name]++
+}
+
+// pop closes the innermost scope.
+func (s *scoper) pop() {
+	mark := s.marks[len(s.marks)-1]
+	s.marks = s.marks[:len(s.marks)-1]
+	for _, name := range s.names[mark:] {
+		s.bound[name]--
 	}
-	return false
+	s.names = s.names[:mark]
 }
 
 func (s *scoper) walk(n syntax.Node) {
@@ -63,20 +85,19 @@ func (s *scoper) walk(n syntax.Node) {
 			s.function(n.Params, nil, n.Body)
 			return false
 		case *syntax.Comprehension:
-			scope := make(map[string]bool)
+			s.push()
 			for _, c := range n.Clauses {
 				if fc, ok := c.(*syntax.ForClause); ok {
 					for _, id := range boundIdents(fc.Vars) {
-						scope[id.Name] = true
+						s.bind(id.Name)
 					}
 				}
 			}
-			s.scopes = append(s.scopes, scope)
 			s.walk(n.Body)
 			for _, c := range n.Clauses {
 				s.walk(c)
 			}
-			s.scopes = s.scopes[:len(s.scopes)-1]
+			s.pop()
 			return false
 		}
 		return true
@@ -87,62 +108,66 @@ func (s *scoper) walk(n syntax.Node) {
 // parameters and local variables. Default values belong to the enclosing
 // scope.
 func (s *scoper) function(params []syntax.Expr, body []syntax.Stmt, expr syntax.Expr) {
-	scope := make(map[string]bool)
+	var names []string
 	for _, p := range params {
 		switch p := p.(type) {
 		case *syntax.Ident:
-			scope[p.Name] = true
+			names = append(names, p.Name)
 		case *syntax.BinaryExpr: // name = default
 			s.walk(p.Y)
 			if id, ok := p.X.(*syntax.Ident); ok {
-				scope[id.Name] = true
+				names = append(names, id.Name)
 			}
 		case *syntax.UnaryExpr: // *args, **kwargs
 			if id, ok := p.X.(*syntax.Ident); ok {
-				scope[id.Name] = true
+				names = append(names, id.Name)
 			}
 		}
 	}
-	for _, stmt := range body {
-		localsOf(stmt, scope)
+	// The defaults are walked before the scope opens.
+	s.push()
+	for _, name := range names {
+		s.bind(name)
 	}
-	s.scopes = append(s.scopes, scope)
+	for _, stmt := range body {
+		s.localsOf(stmt)
+	}
 	for _, stmt := range body {
 		s.walk(stmt)
 	}
 	if expr != nil {
 		s.walk(expr)
 	}
-	s.scopes = s.scopes[:len(s.scopes)-1]
+	s.pop()
 }
 
-// localsOf adds the names stmt binds in its function to scope: a name
-// bound anywhere in a function is local to all of it.
-func localsOf(stmt syntax.Stmt, scope map[string]bool) {
+// localsOf binds in the innermost scope the names stmt binds in its
+// function: a name bound anywhere in a function is local to all of it.
+func (s *scoper) localsOf(stmt syntax.Stmt) {
 	switch stmt := stmt.(type) {
 	case *syntax.AssignStmt:
 		for _, id := range boundIdents(stmt.LHS) {
-			scope[id.Name] = true
+			s.bind(id.Name)
 		}
 	case *syntax.DefStmt:
-		scope[stmt.Name.Name] = true
+		s.bind(stmt.Name.Name)
 	case *syntax.ForStmt:
 		for _, id := range boundIdents(stmt.Vars) {
-			scope[id.Name] = true
+			s.bind(id.Name)
 		}
-		for _, s := range stmt.Body {
-			localsOf(s, scope)
+		for _, st := range stmt.Body {
+			s.localsOf(st)
 		}
 	case *syntax.WhileStmt:
-		for _, s := range stmt.Body {
-			localsOf(s, scope)
+		for _, st := range stmt.Body {
+			s.localsOf(st)
 		}
 	case *syntax.IfStmt:
-		for _, s := range stmt.True {
-			localsOf(s, scope)
+		for _, st := range stmt.True {
+			s.localsOf(st)
 		}
-		for _, s := range stmt.False {
-			localsOf(s, scope)
+		for _, st := range stmt.False {
+			s.localsOf(st)
 		}
 	}
 }

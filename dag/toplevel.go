@@ -81,7 +81,7 @@ func (n *fileNames) check(f *syntax.File, errs *ErrorList) {
 // bottom (Starlark allows no if or for at top level), so such a use fails
 // every run, as step(train, ...) before def train does.
 func (n *fileNames) order(f *syntax.File, errs *ErrorList) {
-	bound := make(map[string]bool)
+	bound := make(map[string]bool, len(f.Stmts))
 	for _, stmt := range f.Stmts {
 		var binds []*syntax.Ident
 		switch stmt := stmt.(type) {
@@ -178,7 +178,7 @@ type call struct {
 // after it returns.
 func (n *fileNames) recursion(f *syntax.File, errs *ErrorList) {
 	var order []string
-	calls := make(map[string][]call)
+	calls := make(map[string][]call, len(n.defs))
 	for _, stmt := range f.Stmts {
 		def, ok := stmt.(*syntax.DefStmt)
 		if !ok || n.defs[def.Name.Name] != def {
@@ -204,7 +204,7 @@ func (n *fileNames) recursion(f *syntax.File, errs *ErrorList) {
 		grey
 		black
 	)
-	color := make(map[string]int)
+	color := make(map[string]int, len(n.defs))
 	var path []string
 	var visit func(fn string)
 	visit = func(fn string) {
@@ -253,7 +253,7 @@ func (n *fileNames) ctxWrites(f *syntax.File, errs *ErrorList) {
 			root, direct := rootIdent(dot.X)
 			switch {
 			case root == nil || !n.locals[root]:
-			case root.Name == "ctx" && direct && slices.Contains(ReservedNames(), dot.Name.Name):
+			case root.Name == "ctx" && direct && isReserved(dot.Name.Name):
 				start, _ := dot.Span()
 				errs.addf(position(start), "the reserved attributes of ctx are "+andList(ReservedNames()),
 					"ctx.%s is reserved; choose another name for the artifact", dot.Name.Name)

@@ -15,6 +15,7 @@ import (
 // join that closes it (Step.JoinedBy), which the engine needs.
 func Validate(g *Graph) error {
 	v := &validator{g: g}
+	v.link()
 	start, finish := g.Step("start"), g.Step("finish")
 	top := Pos{File: g.File, Line: 1, Col: 1}
 	if start == nil {
@@ -64,21 +65,35 @@ func (v *validator) done() error {
 type validator struct {
 	g    *Graph
 	errs ErrorList
+	next [][]*Step // the successors of each step, by its index
 }
 
 // successors returns the distinct steps s goes to.
-func (v *validator) successors(s *Step) []*Step {
-	if s.Next == nil {
-		return nil
-	}
-	names := s.Next.Names()
-	next := make([]*Step, 0, len(names))
-	for _, n := range names {
-		if t := v.g.Step(n); t != nil {
-			next = append(next, t)
+func (v *validator) successors(s *Step) []*Step { return v.next[s.index] }
+
+// link finds the successors of every step, once: the searches of the
+// graph ask for them again and again.
+func (v *validator) link() {
+	n := 0
+	for _, s := range v.g.Steps {
+		if s.Next != nil {
+			n += len(s.Next.Targets)
 		}
 	}
-	return next
+	all := make([]*Step, 0, n)
+	v.next = make([][]*Step, len(v.g.Steps))
+	for _, s := range v.g.Steps {
+		if s.Next == nil {
+			continue
+		}
+		start := len(all)
+		for _, tg := range s.Next.Targets {
+			if t := v.g.Step(tg.Step); t != nil && !slices.Contains(all[start:], t) {
+				all = append(all, t)
+			}
+		}
+		v.next[s.index] = all[start:len(all):len(all)]
+	}
 }
 
 // cycles reports every cycle, once, at the transition that closes it, and
@@ -96,11 +111,12 @@ func (v *validator) cycles() bool {
 		next []*Step
 	}
 	acyclic := true
+	var path []frame
 	for _, root := range v.g.Steps {
 		if color[root.index] != white {
 			continue
 		}
-		path := []frame{{root, v.successors(root)}}
+		path = append(path[:0], frame{root, v.successors(root)})
 		color[root.index] = grey
 		for len(path) > 0 {
 			top := &path[len(path)-1]

@@ -55,11 +55,11 @@ type faultyBlobs struct {
 	fault func(data []byte) error
 }
 
-func (b faultyBlobs) Put(ctx context.Context, parts ...[]byte) (store.Hash, error) {
-	if err := b.fault(bytes.Join(parts, nil)); err != nil {
+func (b faultyBlobs) Put(ctx context.Context, data []byte) (store.Hash, error) {
+	if err := b.fault(data); err != nil {
 		return "", err
 	}
-	return b.Blobs.Put(ctx, parts...)
+	return b.Blobs.Put(ctx, data)
 }
 
 // faultyRecorder is a Recorder whose records of starting and of ending a

@@ -12,6 +12,7 @@ import (
 	osexec "os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -133,8 +134,9 @@ func IsTaskRunner() bool { return os.Getenv(taskRunnerEnv) == "1" }
 // `dagger step` command runs in a subprocess or a pod: it opens the
 // datastore spec names, and nothing else (not the driver's metadata
 // database), runs the task with the builtins of set, prints the lines the
-// task prints to out as it prints them, and writes the TaskResult as JSON
-// to result, whether the task succeeded or failed. A nil set means
+// task prints to out, in batches, each within 50 ms of its first line, and
+// all before the result, and writes the TaskResult as JSON to result,
+// whether the task succeeded or failed. A nil set means
 // builtins.Standard(). An error means the task could not be run, and no
 // result was written.
 func ServeTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, out, result io.Writer) error {
@@ -333,14 +335,12 @@ func runTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, blobs store
 	// stops: no one will read its result.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	w := bufio.NewWriter(out)
-	res, err := runner.Execute(ctx, spec, func(line string) {
-		w.WriteString(line)
-		w.WriteByte('\n')
-		if err := w.Flush(); err != nil { // lines show as they come
-			cancel(fmt.Errorf("writing the task's output: %w", err))
-		}
-	})
+	o := newTaskOutput(out, outputDelay, func(err error) { cancel(fmt.Errorf("writing the task's output: %w", err)) })
+	res, err := runner.Execute(ctx, spec, o.print)
+	// What the task printed goes out before its result, which the driver
+	// reads after the output, so that its lines come before its ✓. A
+	// write that fails now, its driver gone, changes nothing.
+	o.close()
 	if err != nil {
 		return nil, err
 	}
@@ -350,4 +350,78 @@ func runTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, blobs store
 		return nil, err
 	}
 	return res, nil
+}
+
+// outputDelay is how long a line a task printed may wait in its runner's
+// buffer: lines still show as they come, to the eye, while a task that
+// prints many pays one write for a batch of them rather than one each.
+const outputDelay = 50 * time.Millisecond
+
+// A taskOutput is the output of a task that a runner prints: lines are
+// buffered, and written when the buffer fills, outputDelay after the first
+// line that waits, and when the task ends. The first write that fails is
+// reported to fail, and the lines after it are dropped.
+type taskOutput struct {
+	delay time.Duration // outputDelay, but in tests
+	fail  func(error)
+
+	mu      sync.Mutex
+	w       *bufio.Writer
+	pending *time.Timer // the flush of the lines that wait, if any
+	err     error       // the first error of a write
+}
+
+func newTaskOutput(out io.Writer, delay time.Duration, fail func(error)) *taskOutput {
+	return &taskOutput{delay: delay, fail: fail, w: bufio.NewWriterSize(out, 64<<10)}
+}
+
+// print is the task's print function.
+func (o *taskOutput) print(line string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return
+	}
+	// The writer writes a full buffer itself, and keeps its error.
+	o.w.WriteString(line)
+	if err := o.w.WriteByte('\n'); err != nil {
+		o.failed(err)
+		return
+	}
+	if o.w.Buffered() > 0 && o.pending == nil {
+		o.pending = time.AfterFunc(o.delay, o.flush)
+	}
+}
+
+// flush writes the lines that wait, when the delay has passed.
+func (o *taskOutput) flush() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pending = nil
+	o.flushLocked()
+}
+
+// close writes the lines that wait, at the end of the task.
+func (o *taskOutput) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.pending != nil {
+		o.pending.Stop()
+		o.pending = nil
+	}
+	o.flushLocked()
+}
+
+// flushLocked writes the buffer; the caller holds mu.
+func (o *taskOutput) flushLocked() {
+	if err := o.w.Flush(); err != nil && o.err == nil {
+		o.failed(err)
+	}
+}
+
+// failed records err, the first error of a write, and reports it. The
+// caller holds mu.
+func (o *taskOutput) failed(err error) {
+	o.err = err
+	o.fail(err)
 }

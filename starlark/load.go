@@ -261,6 +261,29 @@ func (l *loader) load() (*Flow, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The flow file is resolved and compiled while its graph is
+	// extracted and checked, on another core: the two only read the
+	// syntax tree, but for the bindings that resolving writes and dag
+	// never reads. Resolving needs the capabilities the steps declare,
+	// which the graph tells: it is done with all of them, and again
+	// should the file use the module of one that no step declares.
+	type compiled struct {
+		prog *sl.Program
+		err  error
+	}
+	done := make(chan compiled, 1)
+	var asked []string // capability modules the resolver looked up
+	go func() {
+		all := l.set.Resolvable(nil, true)
+		prog, err := sl.FileProgram(f, func(name string) bool {
+			if l.set.CapabilityOf(name) != "" {
+				asked = append(asked, name)
+				return l.set.IsPredeclared(name)
+			}
+			return all(name)
+		})
+		done <- compiled{prog, err}
+	}()
 	g, err := dag.Extract(f, l.set.Has)
 	l.errs = append(l.errs, errList(err)...)
 	l.errs = append(l.errs, errList(dag.Validate(g))...)
@@ -268,7 +291,12 @@ func (l *loader) load() (*Flow, error) {
 	l.parsed = make(map[string]*syntax.File)
 	kinds := g.DeclaredKinds()
 	l.resolvable = l.set.Resolvable(kinds, false)
-	l.compile(name, f, l.set.Resolvable(kinds, true), map[string]bool{name: true})
+	isPredeclared := l.set.Resolvable(kinds, true)
+	c := <-done
+	if slices.ContainsFunc(asked, func(name string) bool { return !isPredeclared(name) }) {
+		c.prog, c.err = sl.FileProgram(f, isPredeclared)
+	}
+	l.compiled(name, f, c.prog, c.err, map[string]bool{name: true})
 	if g.Package != nil {
 		l.include(g.Package)
 	}
@@ -282,6 +310,11 @@ func (l *loader) load() (*Flow, error) {
 // find cycles.
 func (l *loader) compile(rel string, f *syntax.File, isPredeclared func(string) bool, active map[string]bool) {
 	prog, err := sl.FileProgram(f, isPredeclared)
+	l.compiled(rel, f, prog, err, active)
+}
+
+// compiled is compile once the file is compiled, into prog or err.
+func (l *loader) compiled(rel string, f *syntax.File, prog *sl.Program, err error, active map[string]bool) {
 	if err != nil {
 		// The graph checks may have explained the same problem already.
 		seen := make(map[dag.Pos]bool)

@@ -1,0 +1,119 @@
+package ui_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	sl "go.starlark.net/starlark"
+
+	"github.com/daggerflow/dagger/builtins"
+	"github.com/daggerflow/dagger/exec"
+	"github.com/daggerflow/dagger/starlark"
+	"github.com/daggerflow/dagger/store"
+	"github.com/daggerflow/dagger/ui"
+)
+
+// newStore returns a new store in a temporary folder.
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// record runs the flow file path (relative to the repository's root, or
+// written from src if src is not "") into st, and returns the run's ID
+// and the events it reported. A failed run is no error here.
+func record(t *testing.T, st *store.Store, path, src string, params map[string]string, set *builtins.Set) (string, []exec.Event) {
+	t.Helper()
+	if src != "" {
+		file := filepath.Join(t.TempDir(), path)
+		if err := os.WriteFile(file, []byte(src), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		path = file
+	} else {
+		path = filepath.Join("..", path)
+	}
+	if set == nil {
+		set = builtins.Standard()
+	}
+	flow, err := starlark.Load(path, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var events []exec.Event
+	r, err := exec.Run(t.Context(), st, flow, exec.Options{Params: params, MaxWorkers: 2, OnEvent: func(ev exec.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, ev)
+	}})
+	if r.ID == "" {
+		t.Fatalf("running %s: %v", path, err)
+	}
+	return r.ID, events
+}
+
+// gated returns the standard builtins and gate(), which blocks the task
+// that calls it until the channel returned gives it a turn.
+func gated() (*builtins.Set, chan struct{}) {
+	ch := make(chan struct{})
+	set := builtins.Standard().Clone()
+	err := set.Add("gate", sl.NewBuiltin("gate", func(thread *sl.Thread, _ *sl.Builtin, _ sl.Tuple, _ []sl.Tuple) (sl.Value, error) {
+		<-ch
+		return sl.None, nil
+	}))
+	if err != nil {
+		panic(err)
+	}
+	return set, ch
+}
+
+// serve serves st as dagger ui does, on loopback.
+func serve(t *testing.T, st *store.Store, opts ui.Options) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(ui.New(st, opts))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// get fetches path from srv and returns the response and its body.
+func get(t *testing.T, srv *httptest.Server, path string) (*http.Response, string) {
+	t.Helper()
+	resp, err := srv.Client().Get(srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+// getJSON fetches path, wants 200, and decodes the JSON reply into v.
+func getJSON(t *testing.T, srv *httptest.Server, path string, v any) {
+	t.Helper()
+	resp, body := get(t, srv, path)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", path, resp.Status, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Fatalf("GET %s: Content-Type %q", path, ct)
+	}
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		t.Fatalf("GET %s: %v in %s", path, err, body)
+	}
+}
