@@ -67,7 +67,7 @@ func serveUI(c *urfave.Context) error {
 		// Requests end with the server, event streams included.
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
-	u := url.URL{Scheme: "http", Host: ln.Addr().String(), Path: "/"}
+	u := url.URL{Scheme: "http", Host: printedHost(ln.Addr()), Path: "/"}
 	if token != "" {
 		u.RawQuery = url.Values{"token": {token}}.Encode()
 	}
@@ -88,4 +88,20 @@ func serveUI(c *urfave.Context) error {
 		srv.Close()
 	}
 	return nil
+}
+
+// printedHost is the host:port of the URL dagger ui prints for a listener
+// on addr: on every address (0.0.0.0 or ::), this machine's name, which
+// others can reach it by, rather than an address no browser visits.
+func printedHost(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if name, err := os.Hostname(); err == nil && name != "" {
+			host = name
+		}
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,7 +17,7 @@ import (
 )
 
 // uiLine is what dagger ui prints once it serves.
-var uiLine = regexp.MustCompile(`^dagger ui: runs of .+ at (http://127\.0\.0\.1:\d+/(\?token=(\w+))?) \(Ctrl-C stops\)$`)
+var uiLine = regexp.MustCompile(`^dagger ui: runs of .+ at (http://[^/ ]+:\d+/(\?token=(\w+))?) \(Ctrl-C stops\)$`)
 
 // startUI runs dagger ui with args until the test ends, and returns the
 // URL it printed and a function that stops it, as Ctrl-C does, and
@@ -85,6 +87,58 @@ func TestUIToken(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("GET %s: %s, want %d", path, resp.Status, want)
 		}
+	}
+}
+
+// TestUIGeneratedToken checks that dagger ui on an address other than
+// loopback, given no token, makes one up, prints it in the URL, and
+// requires it.
+func TestUIGeneratedToken(t *testing.T) {
+	dir := t.TempDir()
+	id := recordRun(t, dir, writeFlow(t, "hello.star", helloFlow))
+	printed, _ := startUI(t, "--store", dir, "--addr", "0.0.0.0:0")
+	u, err := url.Parse(printed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := u.Query().Get("token")
+	if host, _ := os.Hostname(); u.Hostname() != host || len(token) != 32 {
+		t.Fatalf("URL %s, want this machine's name, %s, and a token of 32 hex digits", printed, host)
+	}
+	base := "http://127.0.0.1:" + u.Port() + "/"
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path string, cookies ...*http.Cookie) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest("GET", base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	for _, path := range []string{"", "api/runs", "api/runs/" + id, "api/runs?token=" + token[:31], "assets/app.js"} {
+		if resp, _ := get(path); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET /%s without the token: %s, want 401", path, resp.Status)
+		}
+	}
+	if resp, body := get("api/runs?token=" + token); resp.StatusCode != http.StatusOK || !strings.Contains(body, id) {
+		t.Errorf("GET /api/runs with the token: %s %s", resp.Status, body)
+	}
+	// The page's address, as printed: the token becomes a cookie.
+	resp, _ := get("?token=" + token)
+	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
+		t.Fatalf("GET the printed URL: %s, cookies %v", resp.Status, resp.Cookies())
+	}
+	if resp, body := get("api/runs/"+id, resp.Cookies()...); resp.StatusCode != http.StatusOK || !strings.Contains(body, id) {
+		t.Errorf("GET /api/runs/%s with the cookie: %s %s", id, resp.Status, body)
 	}
 }
 

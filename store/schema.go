@@ -12,8 +12,9 @@ import (
 //
 // Version 2 added the blobs table and tasks.foreach; version 3,
 // runs.datastore; version 4, runs.executor; version 5, runs.driver;
-// version 6, runs.setup_logs.
-const schemaVersion = 6
+// version 6, runs.setup_logs; version 7, the indexes tasks_by_index and
+// tasks_by_duration.
+const schemaVersion = 7
 
 // schema creates the metadata tables of a new store. Times are Unix
 // nanoseconds in UTC, NULL when unset; lists and maps are JSON text, NULL
@@ -89,7 +90,7 @@ CREATE TABLE artifacts (
 -- Finds the tasks that produced a blob, and tells garbage collection which
 -- blobs are still referenced.
 CREATE INDEX artifacts_by_hash ON artifacts (hash);
-` + blobsTable
+` + blobsTable + taskIndexes
 
 // blobsTable holds the small blobs (see inlineMax), keyed by their Hash.
 // It has a rowid, unlike the tables of small records above, because rows of
@@ -99,6 +100,18 @@ CREATE TABLE blobs (
 	hash TEXT PRIMARY KEY,
 	data BLOB NOT NULL
 ) STRICT;
+`
+
+// taskIndexes order the tasks of a step as store.TaskPage asks for them,
+// so that a page of a step of 100 000 tasks is read off an index rather
+// than sorted afresh: tasks_by_index by the first number of their foreach
+// index (deeper numbers, rare, are sorted among the tasks of equal first
+// number), tasks_by_duration longest first, those that have not ended
+// last. Their terms are those of TaskPage's ORDER BY; seq (the rowid)
+// comes last, as in every index.
+const taskIndexes = `
+CREATE INDEX tasks_by_index ON tasks (run_id, step, CAST(substr(idx, 2) AS INTEGER));
+CREATE INDEX tasks_by_duration ON tasks (run_id, step, ended IS NULL, ended - started DESC);
 `
 
 // migration returns the statements that upgrade the schema from version
@@ -115,6 +128,8 @@ func migration(from int) string {
 		return "ALTER TABLE runs ADD COLUMN driver TEXT NOT NULL DEFAULT '';"
 	case 5:
 		return "ALTER TABLE runs ADD COLUMN setup_logs TEXT NOT NULL DEFAULT '';"
+	case 6:
+		return taskIndexes
 	}
 	return ""
 }

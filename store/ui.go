@@ -34,7 +34,8 @@ const (
 // [0,12], compared as numbers for up to four nested foreach levels, then
 // by start. The first number is read by CAST, which stops at the comma or
 // bracket after it, and json_extract, ten times slower over 100 000 rows,
-// reads the others only for the indices that have them.
+// reads the others only for the indices that have them. Its first term is
+// that of the index tasks_by_index.
 const indexOrder = `CAST(substr(idx, 2) AS INTEGER),
 	CASE WHEN instr(idx, ',') THEN json_extract(idx, '$[1]') END,
 	CASE WHEN instr(idx, ',') THEN json_extract(idx, '$[2]') END,
@@ -44,14 +45,17 @@ const indexOrder = `CAST(substr(idx, 2) AS INTEGER),
 // run runID (a full ID) in the given order, after skipping offset of
 // them, and how many tasks the step has. limit 0 means no limit.
 func (s *Store) TaskPage(ctx context.Context, runID, step string, order TaskOrder, offset, limit int) ([]Task, int, error) {
-	var by string
+	// SQLite's planner would rather sort a step's tasks than walk the
+	// index of their order and read each task where it is: told to, it
+	// reads a page at offset 0 at once, rather than after sorting 100 000.
+	var by, index string
 	switch order {
 	case ByIndex, "":
-		by = indexOrder
+		by, index = indexOrder, " INDEXED BY tasks_by_index"
 	case ByStatus:
 		by = "status, " + indexOrder
 	case ByDuration:
-		by = "ended IS NULL, ended - started DESC, seq"
+		by, index = "ended IS NULL, ended - started DESC, seq", " INDEXED BY tasks_by_duration"
 	default:
 		return nil, 0, fmt.Errorf("store: unknown task order %q: want index, status or duration", order)
 	}
@@ -65,7 +69,7 @@ func (s *Store) TaskPage(ctx context.Context, runID, step string, order TaskOrde
 		if err != nil {
 			return err
 		}
-		q := "SELECT " + taskColumns + " FROM tasks WHERE run_id = ? AND step = ? ORDER BY " + by + " LIMIT ? OFFSET ?"
+		q := "SELECT " + taskColumns + " FROM tasks" + index + " WHERE run_id = ? AND step = ? ORDER BY " + by + " LIMIT ? OFFSET ?"
 		if ts, err = scanTasks(ctx, tx, q, runID, step, limit, max(offset, 0)); err != nil {
 			return err
 		}
@@ -278,7 +282,7 @@ type Child struct {
 	Status   TaskStatus
 }
 
-// Children returns, in the order they started, at most limit of the tasks
+// Children returns, by foreach index (see ByIndex), at most limit of the tasks
 // of run runID (a full ID) whose parents include task id, skipping offset
 // of them, and how many there are. steps are the steps id went to (its
 // Next), where its children are: a foreach's may be a whole step of
@@ -299,14 +303,14 @@ func (s *Store) Children(ctx context.Context, runID, id string, steps []string, 
 	for _, st := range steps {
 		args = append(args, st)
 	}
-	where := " FROM tasks WHERE run_id = ? AND instr(parents, ?) > 0 AND step IN (?" + strings.Repeat(", ?", len(steps)-1) + ")"
+	where := " FROM tasks INDEXED BY tasks_by_index WHERE run_id = ? AND instr(parents, ?) > 0 AND step IN (?" + strings.Repeat(", ?", len(steps)-1) + ")"
 	var out []Child
 	var total int
 	err = s.read(ctx, func(tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, "SELECT count(*)"+where, args...).Scan(&total); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, "SELECT id, step, status"+where+" ORDER BY seq LIMIT ? OFFSET ?", append(args, limit, max(offset, 0))...)
+		rows, err := tx.QueryContext(ctx, "SELECT id, step, status"+where+" ORDER BY "+indexOrder+" LIMIT ? OFFSET ?", append(args, limit, max(offset, 0))...)
 		if err != nil {
 			return err
 		}

@@ -310,7 +310,7 @@ type Children struct {
 	// it fanned out to.
 	Total  int     `json:"total"`
 	Offset int     `json:"offset"`
-	Tasks  []Child `json:"tasks"` // in the order they started
+	Tasks  []Child `json:"tasks"` // by foreach index, as a step's tasks by default
 }
 
 // A Child is a task that took another's output.

@@ -408,3 +408,72 @@ def finish(ctx):
 		t.Errorf("released %d, outputs %q, last %+v", released, outputs, evs[len(evs)-1])
 	}
 }
+
+func TestAPIChildren(t *testing.T) {
+	st := newStore(t)
+	id, _ := record(t, st, "examples/foreach.star", "", map[string]string{"count": "5"}, nil)
+	srv := serve(t, st, ui.Options{})
+
+	ids := func(c ui.Children) []string {
+		var out []string
+		for _, t := range c.Tasks {
+			out = append(out, t.ID+":"+string(t.Status))
+		}
+		return out
+	}
+	var c ui.Children
+	getJSON(t, srv, "/api/children/"+id+"/start", &c)
+	if want := []string{"square.0:succeeded", "square.1:succeeded", "square.2:succeeded", "square.3:succeeded", "square.4:succeeded"}; c.Total != 5 || !slices.Equal(ids(c), want) {
+		t.Errorf("children of start: %d %q, want %q", c.Total, ids(c), want)
+	}
+	getJSON(t, srv, "/api/children/"+id+"/start?offset=3&limit=1", &c)
+	if c.Total != 5 || c.Offset != 3 || !slices.Equal(ids(c), []string{"square.3:succeeded"}) {
+		t.Errorf("children of start from 3, 1: %d %q", c.Total, ids(c))
+	}
+	getJSON(t, srv, "/api/children/"+id+"/square.3", &c)
+	if c.Total != 1 || !slices.Equal(ids(c), []string{"add:succeeded"}) {
+		t.Errorf("children of square.3: %d %q, want add", c.Total, ids(c))
+	}
+	getJSON(t, srv, "/api/children/"+id+"/finish", &c)
+	if c.Total != 0 || len(c.Tasks) != 0 {
+		t.Errorf("children of finish: %d %q, want none", c.Total, ids(c))
+	}
+	for path, code := range map[string]int{
+		"/api/children/" + id + "/square.9":          http.StatusNotFound,
+		"/api/children/" + id + "/square.x":          http.StatusBadRequest,
+		"/api/children/" + id + "/start?limit=x":     http.StatusBadRequest,
+		"/api/children/" + id + "/%22%29%20OR%201=1": http.StatusBadRequest,
+	} {
+		if resp, body := get(t, srv, path); resp.StatusCode != code {
+			t.Errorf("GET %s: %s, want %d: %s", path, resp.Status, code, body)
+		}
+	}
+}
+
+// TestEventsOfDeadRun follows a run whose process died: the stream ends
+// with run_finished, status dead, rather than waiting for an end that will
+// never come, and the statistics say the run is dead.
+func TestEventsOfDeadRun(t *testing.T) {
+	st := newStore(t)
+	srv := serve(t, st, ui.Options{Poll: 10 * time.Millisecond})
+	id, release := startGated(t, st, "ui/testdata/stuck.star", nil)
+	release(1)
+	killDriver(t, st, id)
+	done := make(chan []exec.Event, 1)
+	go func() { done <- readEvents(t, srv.URL+"/api/events?output=0&run="+id, nil) }()
+	var evs []exec.Event
+	select {
+	case evs = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the event stream of a dead run did not end")
+	}
+	last := evs[len(evs)-1]
+	if last.Kind != exec.RunFinished || last.Status != "dead" || !strings.Contains(last.Error, "dagger resume "+id) {
+		t.Errorf("last event %+v, want run_finished, dead", last)
+	}
+	var stats ui.RunStats
+	getJSON(t, srv, "/api/stats/"+id, &stats)
+	if stats.Run.Status != "dead" || stats.Steps[1].Name != "work" || stats.Steps[1].Statuses["running"] == 0 {
+		t.Errorf("stats of the dead run: %s, %+v", stats.Run.Status, stats.Steps)
+	}
+}

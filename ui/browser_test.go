@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +25,7 @@ var updateScreenshots = flag.Bool("update-screenshots", false, "write the screen
 
 // chromium is Debian's Chromium, which .ci/run installs; DAGGER_CHROMIUM
 // names another.
-func chromium(t *testing.T) string {
+func chromium(t testing.TB) string {
 	path := os.Getenv("DAGGER_CHROMIUM")
 	if path == "" {
 		path = "/usr/bin/chromium"
@@ -46,7 +48,7 @@ type tab struct {
 }
 
 // newTab starts a headless Chromium for the test.
-func newTab(t *testing.T) *tab {
+func newTab(t testing.TB) *tab {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium(t)), chromedp.NoSandbox, chromedp.WindowSize(1280, 900))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -96,7 +98,7 @@ func newTab(t *testing.T) *tab {
 }
 
 // do runs actions in the tab, for at most 30 seconds.
-func (tb *tab) do(t *testing.T, actions ...chromedp.Action[chromedp.Void]) {
+func (tb *tab) do(t testing.TB, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(tb.ctx, 30*time.Second)
 	defer cancel()
@@ -107,13 +109,13 @@ func (tb *tab) do(t *testing.T, actions ...chromedp.Action[chromedp.Void]) {
 
 // open loads url afresh: a page whose address differs only after the #
 // would otherwise stay, and show the last page until the new one is drawn.
-func (tb *tab) open(t *testing.T, url string) {
+func (tb *tab) open(t testing.TB, url string) {
 	t.Helper()
 	tb.do(t, chromedp.Navigate("about:blank"), chromedp.Navigate(url), chromedp.WaitReady(chromedp.CSS("#main")))
 }
 
 // wait waits until the JavaScript expression is true in the tab.
-func (tb *tab) wait(t *testing.T, expr string) {
+func (tb *tab) wait(t testing.TB, expr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(tb.ctx, 30*time.Second)
 	defer cancel()
@@ -132,8 +134,26 @@ func (tb *tab) wait(t *testing.T, expr string) {
 	}
 }
 
+// waitFast waits until the JavaScript expression is true in the tab,
+// polling at each animation frame, for the benchmarks.
+func (tb *tab) waitFast(t testing.TB, expr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 60*time.Second)
+	defer cancel()
+	poll := chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(50*time.Second))
+	_, err := chromedp.Run(ctx, poll)
+	for tries := 0; err != nil && strings.Contains(err.Error(), "Cannot find context") && tries < 100; tries++ {
+		// The page was still being replaced by the one navigated to.
+		time.Sleep(time.Millisecond)
+		_, err = chromedp.Run(ctx, poll)
+	}
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", expr, err)
+	}
+}
+
 // eval returns the value of the JavaScript expression in the tab.
-func eval[T any](t *testing.T, tb *tab, expr string) T {
+func eval[T any](t testing.TB, tb *tab, expr string) T {
 	t.Helper()
 	v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[T](expr))
 	if err != nil {
@@ -143,7 +163,7 @@ func eval[T any](t *testing.T, tb *tab, expr string) T {
 }
 
 // screenshot writes the page to docs/ui/name.png, with -update-screenshots.
-func (tb *tab) screenshot(t *testing.T, name string) {
+func (tb *tab) screenshot(t testing.TB, name string) {
 	t.Helper()
 	if !*updateScreenshots {
 		return
@@ -243,6 +263,12 @@ func TestBrowserPages(t *testing.T) {
 		if p := eval[string](t, tb, `document.getElementById("parents").textContent`); p != "add" {
 			t.Errorf("parents %q, want add", p)
 		}
+		tb.open(t, srv.URL+"/#/runs/"+foreach+"/task/start")
+		tb.wait(t, `document.querySelectorAll("#children a").length === 5`)
+		kids := eval[[]string](t, tb, `[...document.querySelectorAll("#children a")].map(a => a.textContent + " " + a.getAttribute("href"))`)
+		if len(kids) != 5 || kids[4] != "square.4 #/runs/"+foreach+"/task/square.4" {
+			t.Errorf("children of start: %q", kids)
+		}
 		tb.open(t, srv.URL+"/#/runs/"+retries+"/task/flaky")
 		tb.wait(t, `document.getElementById("logs").textContent.includes("worked on attempt 2")`)
 		tb.wait(t, `document.querySelectorAll("#attempts tbody tr").length === 2`)
@@ -260,32 +286,9 @@ func TestBrowserLive(t *testing.T) {
 	set, gate := gated()
 	st := newStore(t)
 	srv := serve(t, st, ui.Options{Poll: 50 * time.Millisecond})
-	src := `
-"""Squares numbers, each task waiting for the test to let it go."""
-
-count = param("count", default = 40)
-
-def start(ctx):
-    next_step(square, foreach = list(range(count)))
-
-def square(ctx):
-    gate()
-    ctx.square = ctx.input * ctx.input
-    next_step(add)
-
-def add(ctx, inputs):
-    total = 0
-    for i in inputs:
-        total += i.square
-    ctx.total = total
-    next_step(finish)
-
-def finish(ctx):
-    print("total %d" % ctx.total)
-`
 	done := make(chan string, 1)
 	go func() {
-		id, _ := record(t, st, "wide.star", src, nil, set)
+		id, _ := record(t, st, "ui/testdata/wide.star", "", nil, set)
 		done <- id
 	}()
 	release := func(n int) {
@@ -374,4 +377,101 @@ func TestBrowserXSS(t *testing.T) {
 	// Let any script that slipped through run before the dialogs are
 	// counted, when the test ends.
 	tb.do(t, chromedp.Sleep(300*time.Millisecond))
+}
+
+// TestBrowserLiveTask follows a task while it runs: what it prints shows
+// as it prints it, and its end, without a reload.
+func TestBrowserLiveTask(t *testing.T) {
+	tb := newTab(t)
+	st := newStore(t)
+	srv := serve(t, st, ui.Options{Poll: 50 * time.Millisecond})
+	src := `
+def start(ctx):
+    print("<b>first</b> line")
+    gate()
+    print("second line")
+    ctx.n = 2
+    next_step(finish)
+
+def finish(ctx):
+    pass
+`
+	id, release := startGated(t, st, "printer.star", nil, src)
+	tb.open(t, srv.URL+"/#/runs/"+id+"/task/start")
+	tb.wait(t, `document.getElementById("logs").textContent === "<b>first</b> line\n"`)
+	if s := eval[string](t, tb, `document.querySelector("h1 .badge").textContent`); s != "running" {
+		t.Errorf("the task shows %q while it runs, want running", s)
+	}
+	tb.do(t, chromedp.Evaluate[chromedp.Void](`window.sameDocument = true`))
+	release(1)
+	tb.wait(t, `document.getElementById("logs").textContent === "<b>first</b> line\nsecond line\n"`)
+	tb.wait(t, `document.querySelector("h1 .badge").textContent === "succeeded" && document.querySelector('[data-artifact="n"] pre') !== null`)
+	tb.wait(t, `document.getElementById("children").textContent === "finish"`)
+	if !eval[bool](t, tb, `window.sameDocument === true`) {
+		t.Error("the page was reloaded")
+	}
+}
+
+// TestBrowserDeadRun shows a run whose process died: its tasks left
+// running show so, and the pages stop asking the server for news.
+func TestBrowserDeadRun(t *testing.T) {
+	tb := newTab(t)
+	st := newStore(t)
+	var mu sync.Mutex
+	requests := 0
+	h := ui.New(st, ui.Options{Poll: 50 * time.Millisecond})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return requests
+	}
+	id, _ := startGated(t, st, "ui/testdata/stuck.star", nil)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		ts, err := st.TasksByID(t.Context(), id, []string{"work.0", "work.1"})
+		if err == nil && len(ts) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the tasks did not start")
+		}
+	}
+	killDriver(t, st, id)
+
+	quiet := func(what string) {
+		t.Helper()
+		before := count()
+		tb.do(t, chromedp.Sleep(3500*time.Millisecond)) // longer than any period of the pages
+		if n := count() - before; n > 0 {
+			t.Errorf("%s: %d requests in 3.5 s after it was drawn, want none", what, n)
+		}
+	}
+	tb.open(t, srv.URL+"/#/runs/"+id)
+	tb.wait(t, `document.body.dataset.drawn === "run" && document.getElementById("dead-note") !== null`)
+	states := eval[map[string]string](t, tb, nodeStates)
+	if want := map[string]string{"start": "succeeded", "work": "died", "join": "pending", "finish": "pending"}; fmt.Sprint(states) != fmt.Sprint(want) {
+		t.Errorf("states of the steps: %v, want %v", states, want)
+	}
+	if s := eval[string](t, tb, `document.querySelector('#stats tr[data-step="work"]').textContent`); !strings.Contains(s, "running when the run died 2") {
+		t.Errorf("the statistics of work: %q", s)
+	}
+	if s := eval[string](t, tb, `document.querySelector("h1 .badge").textContent`); s != "dead" {
+		t.Errorf("the run shows %q, want dead", s)
+	}
+	quiet("the run page")
+	tb.screenshot(t, "run-dead")
+
+	tb.open(t, srv.URL+"/#/runs/"+id+"/work")
+	tb.wait(t, `document.querySelectorAll('#tasks tr[data-task] .badge[data-status="died"]').length === 2`)
+	quiet("the step page")
+
+	tb.open(t, srv.URL+"/#/runs/"+id+"/task/work.0")
+	tb.wait(t, `document.querySelector("h1 .badge").textContent === "running when the run died" && document.getElementById("logs").textContent.includes("before the gate 0")`)
+	quiet("the task page")
 }

@@ -13,8 +13,9 @@
 //
 // A run may have 100 000 tasks. No request reads them all into memory:
 // statistics stream a few columns of each task once (store.TaskStates),
-// a step's tasks come a page at a time in the order asked for
-// (store.TaskPage), and the event stream asks only for the tasks recorded
+// a step's tasks come a page at a time in the order asked for, read off
+// an index of that order (store.TaskPage), a task's children likewise
+// (store.Children), and the event stream asks only for the tasks recorded
 // since it last looked and those it saw running (store.TasksChanged). A
 // history.Run the server holds is a head (history.LoadHead): the run's
 // record, its code, and a LogReader's access to output, without tasks.
@@ -27,7 +28,9 @@
 // "dagger run --json" would have printed: task_started, task_output (from
 // the output recorded, or while a task runs, from what the run's process
 // keeps for followers), task_retrying, task_finished and run_finished.
-// task_waiting is not recorded, and is never sent.
+// task_waiting is not recorded, and is never sent. A dead run will not
+// go on, so its stream ends too, with a run_finished of status dead, and
+// the page stops following it.
 //
 // # Safety
 //

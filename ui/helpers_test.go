@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	sl "go.starlark.net/starlark"
 
@@ -21,7 +23,7 @@ import (
 )
 
 // newStore returns a new store in a temporary folder.
-func newStore(t *testing.T) *store.Store {
+func newStore(t testing.TB) *store.Store {
 	t.Helper()
 	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "store"))
 	if err != nil {
@@ -34,7 +36,7 @@ func newStore(t *testing.T) *store.Store {
 // record runs the flow file path (relative to the repository's root, or
 // written from src if src is not "") into st, and returns the run's ID
 // and the events it reported. A failed run is no error here.
-func record(t *testing.T, st *store.Store, path, src string, params map[string]string, set *builtins.Set) (string, []exec.Event) {
+func record(t testing.TB, st *store.Store, path, src string, params map[string]string, set *builtins.Set) (string, []exec.Event) {
 	t.Helper()
 	if src != "" {
 		file := filepath.Join(t.TempDir(), path)
@@ -81,7 +83,7 @@ func gated() (*builtins.Set, chan struct{}) {
 }
 
 // serve serves st as dagger ui does, on loopback.
-func serve(t *testing.T, st *store.Store, opts ui.Options) *httptest.Server {
+func serve(t testing.TB, st *store.Store, opts ui.Options) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(ui.New(st, opts))
 	t.Cleanup(srv.Close)
@@ -115,5 +117,77 @@ func getJSON(t *testing.T, srv *httptest.Server, path string, v any) {
 	}
 	if err := json.Unmarshal([]byte(body), v); err != nil {
 		t.Fatalf("GET %s: %v in %s", path, err, body)
+	}
+}
+
+// startGated starts a run of the flow file path (as record reads it, with
+// src), whose tasks call gate(), in the background, and returns its ID once it is recorded, and a function
+// that lets n tasks go on. Once the test ends, every task is let go and
+// the run waited for.
+func startGated(t *testing.T, st *store.Store, path string, params map[string]string, src ...string) (string, func(n int)) {
+	t.Helper()
+	set, gate := gated()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		record(t, st, path, strings.Join(src, ""), params, set)
+	}()
+	stop := make(chan struct{})
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+	})
+	go func() {
+		<-stop
+		for {
+			select {
+			case gate <- struct{}{}:
+			case <-done:
+				return
+			}
+		}
+	}()
+	var id string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if runs, err := st.Runs(t.Context(), store.RunFilter{Flow: strings.TrimSuffix(filepath.Base(path), ".star")}); err == nil && len(runs) == 1 {
+			id = runs[0].ID
+			break
+		}
+	}
+	if id == "" {
+		t.Fatal("the run did not start")
+	}
+	release := func(n int) {
+		for range n {
+			gate <- struct{}{}
+		}
+	}
+	return id, release
+}
+
+// killDriver makes run id of st look as a run whose process died does:
+// recorded running, by a process of this machine that is gone (this
+// process's PID with another start time).
+func killDriver(t *testing.T, st *store.Store, id string) {
+	t.Helper()
+	r, err := st.Run(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(r.Driver)
+	if len(f) != 5 {
+		t.Skipf("the store does not tell which process runs a run here (driver %q)", r.Driver)
+	}
+	f[4] += "0"
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(st.Dir(), "meta.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(t.Context(), "UPDATE runs SET driver = ? WHERE id = ?", strings.Join(f, " "), id); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := st.Run(t.Context(), id); err != nil || r.Status != store.RunDead {
+		t.Fatalf("run %s after its driver was killed: %s, %v; want dead", id, r.Status, err)
 	}
 }

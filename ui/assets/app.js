@@ -63,16 +63,30 @@ function fmtDur(ns) {
   return Math.floor(m / 60) + "h" + (m % 60) + "m";
 }
 function between(a, b) { return a && b ? (new Date(b) - new Date(a)) * 1e6 : null; }
-function badge(status) { return el("span", {class: "badge " + status, "data-status": status}, status); }
-function taskStatus(t) { return t.status === "succeeded" && t.error ? "caught" : t.status; }
+// A task recorded running in a dead run will never end: it shows "died".
+const labels = {died: "running when the run died"};
+function badge(status) { return el("span", {class: "badge " + status, "data-status": status}, labels[status] || status); }
+function taskStatus(t, dead) {
+  if (dead && t.status === "running") return "died";
+  return t.status === "succeeded" && t.error ? "caught" : t.status;
+}
 function fail(err) { replace(main, el("h1", {}, "Error"), el("pre", {class: "error"}, String(err.message || err))); }
+
+// drawn marks the page drawn: body's data-drawn names it, and drawnAt is
+// when, in milliseconds since the navigation began (for the benchmarks).
+function drawn(name) {
+  if (document.body.dataset.drawn) return;
+  window.drawnAt = performance.now();
+  document.body.dataset.drawn = name;
+}
 
 // Routes: #/ runs; #/runs/RUN a run; #/runs/RUN/STEP a step's tasks;
 // #/runs/RUN/task/TASK a task.
 async function route() {
   leave();
   liveNote.textContent = "";
-  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  delete document.body.dataset.drawn;
+  const parts = location.hash.replace(/^#\/?/, "").split("?")[0].split("/").map(decodeURIComponent);
   try {
     if (parts[0] === "runs" && parts.length === 2) await runPage(parts[1]);
     else if (parts[0] === "runs" && parts.length === 3) await stepPage(parts[1], parts[2]);
@@ -118,6 +132,7 @@ async function runsPage() {
       el("thead", {}, el("tr", {}, ["ID", "Flow", "Status", "Started", "Duration", "Origin"].map(h => el("th", {}, h)))),
       body));
   await refresh();
+  drawn("runs");
   every(2000, refresh);
   liveNote.textContent = "live: refreshed every 2s";
 }
@@ -135,12 +150,13 @@ function runRow(r) {
 // ---- A run ----
 
 async function runPage(ref) {
-  const [run, graph, source] = await Promise.all([
-    api("/api/runs/" + enc(ref)),
+  // The statistics hold the run's record: one pass over its tasks.
+  const [first, graph, source] = await Promise.all([
+    api("/api/stats/" + enc(ref)),
     api("/api/graph/" + enc(ref)).catch(() => null),
     api("/api/source/" + enc(ref)).catch(() => null),
   ]);
-  const id = run.id;
+  const run = first.run, id = run.id;
   const facts = el("dl", {class: "facts"});
   const graphBox = el("div", {class: "graph", id: "graph"});
   const statsBody = el("tbody");
@@ -160,8 +176,10 @@ async function runPage(ref) {
   const nodes = graph ? drawGraph(graphBox, graph, id) : new Map();
   if (!graph) append(graphBox, el("p", {class: "muted"}, "The flow's code could not be read."));
 
+  let stats = first;
   const draw = async () => {
-    const [r, stats] = await Promise.all([api("/api/runs/" + enc(id)), api("/api/stats/" + enc(id))]);
+    if (!stats) stats = await api("/api/stats/" + enc(id));
+    const r = stats.run;
     replace(title, "Run ", el("span", {class: "mono"}, r.id), " of ", r.flow, " ", badge(r.status));
     replace(facts,
       el("dt", {}, "flow"), el("dd", {class: "mono"}, r.flow_path || r.flow),
@@ -169,17 +187,23 @@ async function runPage(ref) {
       el("dt", {}, "ended"), el("dd", {}, r.ended ? fmtTime(r.ended) + " (" + fmtDur(between(r.created, r.ended)) + ")" : "-"),
       r.origin ? [el("dt", {}, "resumes"), el("dd", {}, el("a", {href: "#/runs/" + enc(r.origin)}, r.origin))] : [],
       r.datastore ? [el("dt", {}, "datastore"), el("dd", {class: "mono"}, r.datastore)] : []);
-    const running = r.status === "running";
-    replace(statsBody, stats.steps.map(s => statsRow(id, s, running)));
+    const running = r.status === "running", dead = r.status === "dead";
+    replace(statsBody, stats.steps.map(s => statsRow(id, s, running, dead)));
     for (const s of stats.steps) {
       const n = nodes.get(s.name);
-      if (n) n.update(s, running);
+      if (n) n.update(s, running, dead);
     }
-    replace(errorBox, r.error ? [el("h2", {}, "Error"), errorView(r.error, source)] : []);
+    replace(errorBox,
+      dead ? el("p", {class: "dead-note", id: "dead-note"}, "The process that ran this run is gone: it will not go on, and tasks it left running show ",
+        badge("died"), ". ", el("span", {class: "mono"}, "dagger resume " + r.id), " continues it.") : [],
+      r.error ? [el("h2", {}, "Error"), errorView(r.error, source)] : []);
+    stats = null;
     return r.status;
   };
   const status = await draw();
-  if (status === "running" || status === "dead") follow(id, draw);
+  drawn("run");
+  // A dead run will not change: only a running one is followed.
+  if (status === "running") follow(id, draw);
 }
 
 // follow redraws the page as the run's events arrive, at most every
@@ -193,7 +217,7 @@ function follow(id, draw) {
   const es = new EventSource("/api/events?output=0&run=" + enc(id));
   es.onmessage = (m) => {
     const ev = JSON.parse(m.data);
-    if (ev.event === "run_finished") { done = true; es.close(); liveNote.textContent = "run finished"; }
+    if (ev.event === "run_finished") { done = true; es.close(); liveNote.textContent = ev.status === "dead" ? "the run died" : "run finished"; }
     redraw();
   };
   es.onerror = () => { if (!done) liveNote.textContent = "live: reconnecting…"; };
@@ -203,10 +227,10 @@ function follow(id, draw) {
 }
 
 // stepState is the colour of a step: how its tasks stand.
-function stepState(s, running) {
+function stepState(s, running, dead) {
   const st = s.statuses || {};
   if (!s.tasks) return "pending";
-  if (st.running) return "running";
+  if (st.running) return dead ? "died" : "running";
   if (st.failed) return "failed";
   if (st.cancelled) return "cancelled";
   if (running && s.expected > s.tasks) return "running";
@@ -214,11 +238,16 @@ function stepState(s, running) {
   return "succeeded";
 }
 
-function statsRow(run, s, running) {
-  const st = Object.entries(s.statuses).sort().map(([k, v]) => el("span", {}, badge(k), " " + v + " "));
+// statusCounts shows how many tasks have each status.
+function statusCounts(s, dead) {
+  return Object.entries(s.statuses).sort().map(([k, v]) => el("span", {}, badge(dead && k === "running" ? "died" : k), " " + v + " "));
+}
+
+function statsRow(run, s, running, dead) {
+  const st = statusCounts(s, dead);
   if (s.caught) st.push(el("span", {}, badge("caught"), " " + s.caught));
   const d = s.duration_ns || {};
-  return el("tr", {"data-step": s.name, "data-state": stepState(s, running)},
+  return el("tr", {"data-step": s.name, "data-state": stepState(s, running, dead)},
     el("td", {}, el("a", {href: "#/runs/" + enc(run) + "/" + enc(s.name)}, s.name)),
     el("td", {class: "num"}, String(s.tasks)),
     el("td", {}, st),
@@ -357,11 +386,11 @@ function drawGraph(box, graph, run) {
     g.append(title, name, detail);
     g.addEventListener("click", () => { location.hash = "#/runs/" + enc(run) + "/" + enc(s.name); });
     root.appendChild(g);
-    nodes.set(s.name, {update(st, running) {
-      const state = stepState(st, running);
+    nodes.set(s.name, {update(st, running, dead) {
+      const state = stepState(st, running, dead);
       g.setAttribute("class", "node " + state + (s.join ? " join" : ""));
       g.setAttribute("data-state", state);
-      detail.textContent = nodeDetail(st);
+      detail.textContent = nodeDetail(st, dead);
       bar.setAttribute("width", st.expected ? Math.min(1, (st.tasks - (st.statuses.running || 0)) / st.expected) * W : 0);
     }});
   }
@@ -371,9 +400,9 @@ function drawGraph(box, graph, run) {
 
 // nodeDetail says in a few words how the tasks of a step stand: "not
 // run", "1 succeeded", or for a foreach "22/40 · 2 running".
-function nodeDetail(st) {
+function nodeDetail(st, dead) {
   if (!st.tasks) return "not run";
-  const counts = Object.entries(st.statuses).sort();
+  const counts = Object.entries(st.statuses).sort().map(([k, v]) => [dead && k === "running" ? "died" : k, v]);
   if (!st.expected) return counts.map(([k, v]) => v + " " + k).join(", ");
   const ended = st.tasks - (st.statuses.running || 0);
   const others = counts.filter(([k]) => k !== "succeeded").map(([k, v]) => v + " " + k);
@@ -398,24 +427,26 @@ async function stepPage(run, step) {
     el("table", {id: "tasks"},
       el("thead", {}, el("tr", {}, ["Task", "Status", "Attempt", "Started", "Duration", "Artifacts"].map(h => el("th", {}, h)))),
       body));
-  let running = false;
+  let running = false, dead = false;
   const load = async () => {
     const [page, stats] = await Promise.all([
       api(`/api/runs/${enc(run)}/${enc(step)}?` + new URLSearchParams({offset, limit, sort})),
       api("/api/stats/" + enc(run)),
     ]);
     const s = stats.steps.find(x => x.name === step);
+    dead = stats.run.status === "dead";
     if (s) {
       const d = s.duration_ns;
-      replace(head, s.tasks + " tasks: ", Object.entries(s.statuses).sort().map(([k, v]) => [badge(k), " " + v + " "]),
+      replace(head, s.tasks + " tasks: ", statusCounts(s, dead),
         s.retries ? " · " + s.retries + " retries" : "",
         d ? ` · duration min ${fmtDur(d.min)}, median ${fmtDur(d.median)}, p95 ${fmtDur(d.p95)}, max ${fmtDur(d.max)}` : "",
         s.expected ? [" · ", progress(s)] : "");
     }
-    running = s ? (s.statuses.running > 0 || s.expected > s.tasks) : false;
+    // Only a running run's tasks change.
+    running = stats.run.status === "running" && (s ? (s.statuses.running > 0 || s.expected > s.tasks) : true);
     replace(body, page.tasks.map(t => el("tr", {"data-task": t.id},
       el("td", {class: "mono"}, el("a", {href: `#/runs/${enc(run)}/task/${enc(t.id)}`}, t.id)),
-      el("td", {}, badge(taskStatus(t))),
+      el("td", {}, badge(taskStatus(t, dead))),
       el("td", {class: "num"}, String(t.attempt)),
       el("td", {}, fmtTime(t.started)),
       el("td", {class: "num"}, fmtDur(between(t.started, t.ended))),
@@ -430,6 +461,7 @@ async function stepPage(run, step) {
   next.addEventListener("click", () => { offset += limit; load().catch(fail); });
   if (params.get("sort")) { sort = params.get("sort"); sortSel.value = sort; }
   await load();
+  drawn("step");
   every(2000, () => { if (running) load().catch(() => {}); });
 }
 
@@ -452,8 +484,12 @@ async function taskPage(run, id) {
     el("h2", {}, "Artifacts"), artifacts);
   const stepLink = s => el("a", {href: `#/runs/${enc(run)}/${enc(s)}`, class: "mono"}, s);
   const taskLink = p => el("a", {href: `#/runs/${enc(run)}/task/${enc(p)}`, class: "mono"}, p);
+  // dead says the run died, as its event stream tells.
+  let dead = false, last = t;
   const draw = async (t) => {
-    replace(title, "Task ", el("span", {class: "mono"}, t.id), " of run ", el("a", {href: "#/runs/" + enc(run), class: "mono"}, run), " ", badge(taskStatus(t)));
+    last = t;
+    const kids = await api(`/api/children/${enc(run)}/${enc(t.id)}?limit=${maxChildren}`).catch(() => null);
+    replace(title, "Task ", el("span", {class: "mono"}, t.id), " of run ", el("a", {href: "#/runs/" + enc(run), class: "mono"}, run), " ", badge(taskStatus(t, dead)));
     replace(facts,
       el("dt", {}, "step"), el("dd", {}, stepLink(t.step)),
       el("dt", {}, "started"), el("dd", {}, fmtTime(t.started)),
@@ -461,6 +497,7 @@ async function taskPage(run, id) {
       el("dt", {}, "parents"), el("dd", {id: "parents"}, t.parents.length ? listLinks(t.parents, taskLink) : "-"),
       el("dt", {}, "next"), el("dd", {id: "next"}, t.next.length ? listLinks(t.next, stepLink) : "-",
         t.foreach ? " (fanned out to " + t.foreach + " tasks)" : ""),
+      el("dt", {}, "children"), el("dd", {id: "children"}, childLinks(kids, taskLink, stepLink)),
       t.origin ? [el("dt", {}, "reused from"), el("dd", {}, el("a", {href: "#/runs/" + enc(t.origin)}, t.origin))] : []);
     replace(attempts, t.attempts.map(a => el("tr", {},
       el("td", {class: "num"}, String(a.n)), el("td", {}, badge(a.status)),
@@ -470,6 +507,7 @@ async function taskPage(run, id) {
     await drawArtifacts(artifacts, run, t);
   };
   await draw(t);
+  drawn("task");
   // The task's events: its lines as it prints them, then its end.
   let done = false;
   const es = new EventSource(`/api/events?run=${enc(run)}&task=${enc(id)}`);
@@ -478,11 +516,33 @@ async function taskPage(run, id) {
     if (ev.event === "task_output") append(logs, [el("span", {class: "line", "data-attempt": ev.attempt}, ev.line + "\n")]);
     if (ev.event === "task_started" && ev.attempt > 1) append(logs, [el("span", {class: "muted"}, `— attempt ${ev.attempt} —\n`)]);
     if (ev.event === "task_finished" || ev.event === "task_retrying") draw(await api(`/api/tasks/${enc(run)}/${enc(id)}`)).catch(() => {});
-    if (ev.event === "run_finished") { done = true; es.close(); if (!logs.childNodes.length) logs.textContent = "(no output)"; }
+    if (ev.event === "run_finished") {
+      done = true;
+      es.close();
+      if (!logs.childNodes.length) logs.textContent = "(no output)";
+      liveNote.textContent = ev.status === "dead" ? "the run died" : "";
+      if (ev.status === "dead") { dead = true; draw(last).catch(() => {}); }
+    }
   };
   es.onerror = () => { if (!done) liveNote.textContent = "live: reconnecting…"; };
   es.onopen = () => { liveNote.textContent = "live"; };
   onLeave(() => es.close());
+}
+
+// maxChildren is how many children a task's page links to; the others
+// are counted, with a link to their step.
+const maxChildren = 20;
+
+// childLinks links to the children of a task (a page of
+// /api/children), and says how many more there are and where.
+function childLinks(kids, taskLink, stepLink) {
+  if (!kids) return "?";
+  if (!kids.total) return "-";
+  const links = kids.tasks.flatMap((c, i) => i ? [", ", taskLink(c.id)] : [taskLink(c.id)]);
+  if (kids.total <= kids.tasks.length) return links;
+  const steps = [...new Set(kids.tasks.map(c => c.step))];
+  return [links, el("span", {class: "muted", id: "more-children"}, ` … and ${kids.total - kids.tasks.length} more, of ${kids.total}, in step `),
+    listLinks(steps, stepLink)];
 }
 
 function listLinks(names, link) {
