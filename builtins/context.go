@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
 	"go.starlark.net/syntax"
 
 	"github.com/daggerflow/dagger/dag"
@@ -164,20 +165,58 @@ func (c *Context) ReadOnly() *Context {
 	return c
 }
 
-// Touched returns the values of the artifacts the task read or set, which
-// must be saved again since the task may have changed them, and the hashes
-// of the others, which it did not.
+// Touched returns the values of the artifacts that must be saved: those
+// the task set, and those it read that it may have changed, being mutable
+// (a list, say; see Loaded); and the hashes of the others. A value read
+// that cannot change, such as a string or bytes, keeps its hash: saving
+// it again would cost encoding, hashing and writing it anew for nothing,
+// which for a large one is most of the task.
 func (c *Context) Touched() (values map[string]starlark.Value, unchanged map[string]string) {
 	values = make(map[string]starlark.Value)
 	unchanged = make(map[string]string)
 	for name, a := range c.artifacts {
-		if a.value != nil {
-			values[name] = a.value
-		} else {
+		if a.value == nil || a.hash != "" && immutable(a.value) {
 			unchanged[name] = a.hash
+		} else {
+			values[name] = a.value
 		}
 	}
 	return values, unchanged
+}
+
+// Loaded returns the hash of artifact name as the task received it if the
+// task read it but did not set it, and "" otherwise: a value that
+// Touched returns because the task may have changed it is unchanged if its
+// encoding still has this hash, and then need not be stored again.
+func (c *Context) Loaded(name string) string {
+	if a, ok := c.artifacts[name]; ok && a.value != nil {
+		return a.hash
+	}
+	return ""
+}
+
+// immutable reports whether v, a value loaded from an artifact, is
+// immutable, and all it holds: then no task can have changed it.
+func immutable(v starlark.Value) bool {
+	switch v := v.(type) {
+	case starlark.NoneType, starlark.Bool, starlark.Int, starlark.Float, starlark.String, starlark.Bytes, File, *Conflict:
+		return true
+	case starlark.Tuple:
+		for _, x := range v {
+			if !immutable(x) {
+				return false
+			}
+		}
+		return true
+	case *starlarkstruct.Struct:
+		for i := range v.Len() {
+			if _, x := v.AttrAt(i); !immutable(x) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func (c *Context) String() string        { return fmt.Sprintf("<ctx of %s>", c.info.TaskID) }
@@ -327,29 +366,42 @@ func getattr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 // meet there, in branch order for a split and element order for a
 // foreach; inputs.<step> is the branch that ends with that step.
 type Inputs struct {
-	items []*Context
-	steps []string // the last step of each branch
+	n     int
+	item  func(i int) *Context
+	steps []string // the last step of each branch of a split
 	split bool
 }
 
 // NewInputs returns the inputs of a join. For a split, steps names the
 // step that ends each branch.
 func NewInputs(items []*Context, split bool) *Inputs {
-	steps := make([]string, len(items))
-	for i, c := range items {
-		steps[i] = c.info.Step
+	in := NewForeachInputs(len(items), func(i int) *Context { return items[i] })
+	if split {
+		in.split = true
+		in.steps = make([]string, len(items))
+		for i, c := range items {
+			in.steps[i] = c.info.Step
+		}
 	}
-	return &Inputs{items: items, steps: steps, split: split}
+	return in
 }
 
-func (in *Inputs) String() string        { return fmt.Sprintf("<inputs of %d tasks>", len(in.items)) }
+// NewForeachInputs returns the inputs of the join of a foreach of n
+// tasks, whose read-only contexts item makes as the join reaches them: so
+// that the join of a wide foreach holds the inputs it reads rather than
+// all of them. item may make a new context at each call.
+func NewForeachInputs(n int, item func(i int) *Context) *Inputs {
+	return &Inputs{n: n, item: item}
+}
+
+func (in *Inputs) String() string        { return fmt.Sprintf("<inputs of %d tasks>", in.n) }
 func (in *Inputs) Type() string          { return "inputs" }
 func (in *Inputs) Freeze()               {}
-func (in *Inputs) Truth() starlark.Bool  { return len(in.items) > 0 }
+func (in *Inputs) Truth() starlark.Bool  { return in.n > 0 }
 func (in *Inputs) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: inputs") }
-func (in *Inputs) Len() int              { return len(in.items) }
+func (in *Inputs) Len() int              { return in.n }
 func (in *Inputs) Index(i int) starlark.Value {
-	return in.items[i]
+	return in.item(i)
 }
 
 // Iterate iterates over the inputs in order.
@@ -361,7 +413,7 @@ func (in *Inputs) Attr(name string) (starlark.Value, error) {
 		return nil, fmt.Errorf("inputs.%s: the inputs of a foreach are reached by index, inputs[i]", name)
 	}
 	if i := slices.Index(in.steps, name); i >= 0 {
-		return in.items[i], nil
+		return in.item(i), nil
 	}
 	return nil, fmt.Errorf("inputs has no branch ending in step %s; branches: %s", name, strings.Join(in.steps, ", "))
 }
@@ -380,10 +432,10 @@ type inputsIterator struct {
 }
 
 func (it *inputsIterator) Next(p *starlark.Value) bool {
-	if it.i >= len(it.in.items) {
+	if it.i >= it.in.n {
 		return false
 	}
-	*p = it.in.items[it.i]
+	*p = it.in.item(it.i)
 	it.i++
 	return true
 }

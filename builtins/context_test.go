@@ -2,13 +2,17 @@ package builtins
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 	"go.starlark.net/syntax"
+
+	"github.com/daggerflow/dagger/store"
 )
 
 // contextBlobs are the values of the tests' artifacts, by hash.
@@ -103,9 +107,14 @@ func TestContextConflicts(t *testing.T) {
 			if _, err := c.Attr(name); err == nil || err.Error() != test.want {
 				t.Errorf("ctx.%s: got  %v\nwant %s", name, err, test.want)
 			}
-			// Not set, it is saved as the conflict it is.
-			values, _ := c.Touched()
-			if cf, ok := values[name].(*Conflict); !ok || cf.Join != "pick" {
+			// Not set, it is saved as the conflict it is: by the join, or,
+			// after it, as the blob it was read from.
+			values, unchanged := c.Touched()
+			if test.artifacts != nil {
+				if unchanged[name] != test.artifacts[name] {
+					t.Errorf("Touched() unchanged[%s] = %q, want %q", name, unchanged[name], test.artifacts[name])
+				}
+			} else if cf, ok := values[name].(*Conflict); !ok || cf.Join != "pick" {
 				t.Errorf("Touched()[%s] = %v, want the conflict at pick", name, values[name])
 			}
 			if err := c.SetField(name, starlark.None); err != nil {
@@ -163,4 +172,69 @@ ctx.fn = f
 			t.Errorf("Where(%q) = %q, want %q", test.name, got, test.want)
 		}
 	}
+}
+
+// TestTouched checks that a task saves again only the artifacts it set
+// and those it read that it may have changed: a value read that cannot
+// change keeps its hash, however large.
+func TestTouched(t *testing.T) {
+	blobs := map[string]starlark.Value{
+		"bytes":              starlark.Bytes("large"),
+		"string":             starlark.String("s"),
+		"int":                starlark.MakeInt(1),
+		"none":               starlark.None,
+		"tuple":              starlark.Tuple{starlark.MakeInt(1), starlark.Tuple{starlark.String("a")}},
+		"struct":             starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{"a": starlark.MakeInt(1)}),
+		"file":               mustFile(t, store.Hash("sha256:"+strings.Repeat("ab", 32)), "f.txt", 3),
+		"list":               starlark.NewList(nil),
+		"dict":               starlark.NewDict(0),
+		"tuple with a list":  starlark.Tuple{starlark.NewList(nil)},
+		"struct with a dict": starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{"d": starlark.NewDict(0)}),
+	}
+	load := func(h string) (starlark.Value, error) { return blobs[h], nil }
+	for _, tt := range []struct {
+		hash    string
+		mutable bool
+	}{
+		{"bytes", false}, {"string", false}, {"int", false}, {"none", false}, {"tuple", false}, {"struct", false}, {"file", false},
+		{"list", true}, {"dict", true}, {"tuple with a list", true}, {"struct with a dict", true},
+	} {
+		t.Run(tt.hash, func(t *testing.T) {
+			c := NewContext(TaskInfo{TaskID: "t", Index: -1}, map[string]string{"read": tt.hash, "unread": tt.hash}, nil, load)
+			if _, err := c.Attr("read"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.SetField("set", blobs[tt.hash]); err != nil {
+				t.Fatal(err)
+			}
+			values, unchanged := c.Touched()
+			wantUnchanged := map[string]string{"unread": tt.hash}
+			wantSaved := []string{"set"}
+			if tt.mutable {
+				wantSaved = []string{"read", "set"}
+			} else {
+				wantUnchanged["read"] = tt.hash
+			}
+			if diff := cmp.Diff(wantUnchanged, unchanged); diff != "" {
+				t.Errorf("Touched() unchanged (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(wantSaved, slices.Sorted(maps.Keys(values))); diff != "" {
+				t.Errorf("Touched() values (-want +got):\n%s", diff)
+			}
+			for name, want := range map[string]string{"read": tt.hash, "unread": "", "set": ""} {
+				if got := c.Loaded(name); got != want {
+					t.Errorf("Loaded(%q) = %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+func mustFile(t *testing.T, h store.Hash, name string, size int64) File {
+	t.Helper()
+	f, err := NewFile(h, name, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

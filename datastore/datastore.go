@@ -226,14 +226,26 @@ func (d *Datastore) key(digest string) string {
 	return d.prefix + "blobs/sha256/" + digest[:2] + "/" + digest
 }
 
-// Put stores data unless a blob of the same content is present.
-func (d *Datastore) Put(ctx context.Context, data []byte) (store.Hash, error) {
+// Put stores the concatenation of parts unless a blob of the same content
+// is present. It uploads the parts one after the other, copying none.
+func (d *Datastore) Put(ctx context.Context, parts ...[]byte) (store.Hash, error) {
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("datastore %s: put blob: %w", d, err)
 	}
-	sum := sha256.Sum256(data)
-	h := store.HashOf(sum)
-	if err := d.upload(ctx, h, bytes.NewReader(data), int64(len(data))); err != nil {
+	hw := sha256.New()
+	readers := make([]io.Reader, len(parts))
+	var size int64
+	for i, p := range parts {
+		// A chunk at a time, so that a collection need not wait for
+		// the hashing of a large part to end.
+		for rest := p; len(rest) > 0; rest = rest[min(len(rest), ioChunk):] {
+			hw.Write(rest[:min(len(rest), ioChunk)])
+		}
+		readers[i] = bytes.NewReader(p)
+		size += int64(len(p))
+	}
+	h := store.HashOf([sha256.Size]byte(hw.Sum(nil)))
+	if err := d.upload(ctx, h, io.MultiReader(readers...), size); err != nil {
 		return "", err
 	}
 	return h, nil
@@ -400,7 +412,9 @@ type blobReader struct {
 }
 
 func (r *blobReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
+	// A chunk at a time, so that a collection need not wait for the
+	// hashing of a large read to end.
+	n, err := r.r.Read(p[:min(len(p), ioChunk)])
 	r.hash.Write(p[:n])
 	switch {
 	case err == io.EOF:
@@ -411,6 +425,13 @@ func (r *blobReader) Read(p []byte) (int, error) {
 		err = r.d.fail(r.ctx, r.op, r.key, err)
 	}
 	return n, err
+}
+
+// Size returns the size of the blob, as store.Blobs.Open promises of a
+// Store's readers, so that a reader of a large blob allocates exactly what
+// it needs.
+func (r *blobReader) Size() int64 {
+	return r.r.Size()
 }
 
 // WriteTo lets io.Copy move large blobs in big chunks instead of its

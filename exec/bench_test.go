@@ -13,7 +13,7 @@ import (
 // BenchmarkForeach runs a foreach of n tasks, each setting one artifact,
 // and a join that sums them, in process; ns/task is the figure to watch.
 func BenchmarkForeach(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
+	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			path := "../testdata/bench/foreach.star"
 			set := builtins.Standard()

@@ -15,4 +15,11 @@
 // written at all is ended by the run's end (store.FinishRun). An executor
 // that does not return timeoutGrace after its context ends is abandoned,
 // so that the run still ends, and what it reports later is dropped.
+//
+// A wide foreach holds little memory: its tasks are made as they start,
+// no more than maxCommitting at once, and its join keeps of each input
+// only its step, attempt and the digests of its artifacts; the Runner of
+// this process makes the contexts of a join's inputs as the join reads
+// them. Records are written by the store in batches, one transaction per
+// batch, in which the start and the end of a task are one write.
 package exec

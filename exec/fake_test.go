@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -48,18 +49,29 @@ func (f *fakeExecutor) Execute(ctx context.Context, spec *TaskSpec, print func(s
 	return res, nil
 }
 
-// faultyBlobs are blobs whose Put fails, or panics, as fault says, given
-// the content.
+// faultyBlobs are blobs whose Put and PutReader fail, or panic, as fault
+// says, given the content.
 type faultyBlobs struct {
 	store.Blobs
 	fault func(data []byte) error
 }
 
-func (b faultyBlobs) Put(ctx context.Context, data []byte) (store.Hash, error) {
-	if err := b.fault(data); err != nil {
+func (b faultyBlobs) Put(ctx context.Context, parts ...[]byte) (store.Hash, error) {
+	if err := b.fault(bytes.Join(parts, nil)); err != nil {
 		return "", err
 	}
-	return b.Blobs.Put(ctx, data)
+	return b.Blobs.Put(ctx, parts...)
+}
+
+func (b faultyBlobs) PutReader(ctx context.Context, r io.Reader) (store.Hash, int64, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := b.fault(data); err != nil {
+		return "", 0, err
+	}
+	return b.Blobs.PutReader(ctx, bytes.NewReader(data))
 }
 
 // faultyRecorder is a Recorder whose records of starting and of ending a

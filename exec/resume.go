@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -125,10 +126,41 @@ func (s *scheduler) reuse(p *pending, o store.Task) {
 	}()
 }
 
-// writeManifest saves the hashes of a task's foreach elements, which a
-// resumed run reads back to fan out again without running the task.
+// writeManifest saves the hashes of a task's foreach elements, one a
+// line, which a resumed run reads back to fan out again without running
+// the task. They are streamed: those of a million elements take 72 MB.
 func (s *scheduler) writeManifest(ctx context.Context, elements []string) (store.Hash, error) {
-	return s.opts.Blobs.Put(ctx, []byte(strings.Join(elements, "\n")))
+	h, _, err := s.opts.Blobs.PutReader(ctx, &manifestReader{elements: elements})
+	return h, err
+}
+
+// A manifestReader reads elements, one a line, without a final newline.
+type manifestReader struct {
+	elements []string
+	off      int  // in elements[0]
+	newline  bool // before elements[0]
+}
+
+func (r *manifestReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) && len(r.elements) > 0 {
+		if r.newline {
+			p[n] = '\n'
+			n++
+			r.newline = false
+			continue
+		}
+		c := copy(p[n:], r.elements[0][r.off:])
+		n += c
+		r.off += c
+		if r.off == len(r.elements[0]) {
+			r.elements, r.off, r.newline = r.elements[1:], 0, true
+		}
+	}
+	if n == 0 && len(r.elements) == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 func (s *scheduler) readManifest(h store.Hash) ([]string, error) {

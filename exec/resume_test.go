@@ -2,9 +2,11 @@ package exec
 
 import (
 	"context"
+	"io"
 	"os"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -254,4 +256,19 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+func TestManifestReader(t *testing.T) {
+	for _, elements := range [][]string{nil, {"a"}, {"a", "bc", "def"}, {"", "a", ""}, {strings.Repeat("x", 100), "y"}} {
+		want := strings.Join(elements, "\n")
+		for _, r := range []io.Reader{&manifestReader{elements: elements}, iotest.OneByteReader(&manifestReader{elements: elements})} {
+			got, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != want {
+				t.Errorf("manifest of %q is %q, want %q", elements, got, want)
+			}
+		}
+	}
 }

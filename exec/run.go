@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +15,6 @@ import (
 
 	sl "go.starlark.net/starlark"
 
-	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/dag"
 	"github.com/daggerflow/dagger/history"
 	"github.com/daggerflow/dagger/starlark"
@@ -181,7 +179,7 @@ func Run(ctx context.Context, st Recorder, flow *starlark.Flow, opts Options) (s
 	if s.exec == nil {
 		s.exec = s.runner
 	}
-	s.ready = append(s.ready, s.newPending("start", nil, "", nil, nil, nil))
+	s.push(s.newPending("start", nil, "", nil, nil, nil))
 	return s.loop()
 }
 
@@ -245,7 +243,7 @@ type scheduler struct {
 	resume *resumer       // nil unless the run resumes another
 	live   *store.LiveLog // nil unless the store keeps the output of running tasks
 
-	ready      []*pending
+	ready      []readyItem
 	running    int // tasks executing
 	committing int // attempts being recorded
 	waiting    int // retries waiting for their delay
@@ -273,6 +271,9 @@ type pending struct {
 	// failed is the record of the attempt before this one, for a task
 	// that waits to be retried.
 	failed *store.Task
+	// elements are the foreach elements of a task that fanned out with
+	// foreach, for the tasks of its branches and their join.
+	elements *hashList
 }
 
 // A fan is one branch of a split or foreach that a task runs inside.
@@ -282,9 +283,42 @@ type fan struct {
 	branch int      // which one this is
 }
 
-type joinState struct {
-	inputs []Input
-	got    int
+// A readyItem is a task ready to run, or, with fanOut set, the tasks of
+// a foreach yet to start, made one at a time as they start: a wide
+// foreach must not hold a task's spec for every element that waits.
+type readyItem struct {
+	p      *pending
+	fanOut *fanOut
+}
+
+// A fanOut is the fan-out of a foreach whose tasks have not all started.
+type fanOut struct {
+	from      *pending // the task that fanned out
+	step      string   // the step of its branches
+	artifacts map[string]string
+	next      int // the element whose task starts next
+}
+
+// push makes p ready to run, after those ready before.
+func (s *scheduler) push(p *pending) { s.ready = append(s.ready, readyItem{p: p}) }
+
+// pop returns the next task ready to run.
+func (s *scheduler) pop() *pending {
+	head := &s.ready[0]
+	p := head.p
+	if f := head.fanOut; f != nil {
+		i := f.next
+		f.next++
+		from, n := f.from, f.from.elements.len()
+		p = s.newPending(f.step, append(slices.Clip(from.spec.Index), i), from.elements.at(i), f.artifacts,
+			[]string{from.spec.TaskID}, append(slices.Clip(from.fans), fan{task: from, n: n, branch: i}))
+		if f.next < n {
+			return p
+		}
+	}
+	*head = readyItem{}
+	s.ready = s.ready[1:]
+	return p
 }
 
 // An attempt is the outcome of one execution of a pending task, and its
@@ -365,10 +399,7 @@ func (s *scheduler) loop() (store.Run, error) {
 			s.fail("", err)
 		}
 		for len(s.ready) > 0 && s.running < s.opts.MaxWorkers && s.committing < maxCommitting && !s.stopped() {
-			p := s.ready[0]
-			s.ready[0] = nil
-			s.ready = s.ready[1:]
-			s.launch(p)
+			s.launch(s.pop())
 		}
 		if s.running == 0 && s.waiting == 0 && s.committing == 0 && (len(s.ready) == 0 || s.stopped()) {
 			break
@@ -384,7 +415,7 @@ func (s *scheduler) loop() (store.Run, error) {
 			s.waiting--
 			switch {
 			case !s.stopped():
-				s.ready = append(s.ready, p)
+				s.push(p)
 			case s.ctx.Err() != nil && p.failed != nil:
 				t := p.failed
 				if err := s.cancelRetry(t); err != nil {
@@ -833,8 +864,14 @@ func (s *scheduler) advance(p *pending, res *TaskResult) {
 		if n == 0 {
 			// Nothing runs inside; the join starts at once, from the
 			// artifacts of the task that fanned out.
-			s.ready = append(s.ready, s.newPending(step.JoinedBy, index, p.spec.Input, res.Artifacts, []string{p.spec.TaskID}, p.fans))
-			s.ready[len(s.ready)-1].spec.Inputs = []Input{}
+			join := s.newPending(step.JoinedBy, index, p.spec.Input, res.Artifacts, []string{p.spec.TaskID}, p.fans)
+			join.spec.Inputs = []Input{}
+			s.push(join)
+			return
+		}
+		p.elements = newHashList(res.Foreach)
+		if !s.g.Step(res.Next[0]).Join {
+			s.ready = append(s.ready, readyItem{fanOut: &fanOut{from: p, step: res.Next[0], artifacts: res.Artifacts}})
 			return
 		}
 		for i, h := range res.Foreach {
@@ -849,81 +886,29 @@ func (s *scheduler) advance(p *pending, res *TaskResult) {
 // ctx.input, not only the first.
 func (s *scheduler) arrive(step string, from *pending, res *TaskResult, index []int, input string, fans []fan) {
 	if !s.g.Step(step).Join {
-		s.ready = append(s.ready, s.newPending(step, index, input, res.Artifacts, []string{from.spec.TaskID}, fans))
+		s.push(s.newPending(step, index, input, res.Artifacts, []string{from.spec.TaskID}, fans))
 		return
 	}
 	f := fans[len(fans)-1]
 	key := step + "\x00" + f.task.spec.TaskID
 	js := s.joins[key]
 	if js == nil {
-		js = &joinState{inputs: make([]Input, f.n)}
+		js = newJoinState(f, s.g.Step(f.task.spec.Step).Next.Kind == dag.Foreach)
 		s.joins[key] = js
 	}
-	js.inputs[f.branch] = Input{TaskID: from.spec.TaskID, Step: from.spec.Step, Attempt: from.spec.Attempt,
-		Index: from.spec.Index, Input: from.spec.Input, Artifacts: res.Artifacts}
-	js.got++
+	js.add(f.branch, from.spec, res.Artifacts)
 	if js.got < f.n {
 		return
 	}
 	delete(s.joins, key)
-	parents := make([]string, len(js.inputs))
-	for i, in := range js.inputs {
-		parents[i] = in.TaskID
-	}
-	fanStep := s.g.Step(f.task.spec.Step)
-	artifacts, conflicts := merge(js.inputs, fanStep.Next.Kind == dag.Split)
-	p := s.newPending(step, f.task.spec.Index, f.task.spec.Input, artifacts, parents, fans[:len(fans)-1])
-	p.spec.Inputs = js.inputs
+	artifacts, conflicts := js.merge()
+	p := s.newPending(step, f.task.spec.Index, f.task.spec.Input, artifacts, js.parents(), fans[:len(fans)-1])
 	p.spec.Conflicts = conflicts
-	s.ready = append(s.ready, p)
-}
-
-// merge returns the artifacts a join's ctx starts with: those whose value
-// is the same in every input, as saved, which is to say of the same hash.
-// The others are conflicts, described by two inputs that disagree, or one
-// that has the artifact and one that does not.
-//
-// Values equal with == but saved differently, such as 1 and 1.0, or two
-// dicts in different orders, disagree: Starlark tells them apart (by type,
-// by iteration order), so a join that kept one would lose the others;
-// and the scheduler compares hashes without loading any value. The
-// conflict's error, if the join reads the artifact, shows both values.
-func merge(inputs []Input, split bool) (artifacts map[string]string, conflicts map[string]builtins.Conflict) {
-	artifacts = make(map[string]string)
-	names := make(map[string]int) // artifact -> first input that has it
-	for i, in := range inputs {
-		for name := range in.Artifacts {
-			if _, seen := names[name]; !seen {
-				names[name] = i
-			}
-		}
+	if js.foreach && s.exec == Executor(s.runner) {
+		// The runner of this process reads them one at a time.
+		p.spec.joined = js
+	} else {
+		p.spec.Inputs = js.all()
 	}
-	for name, first := range names {
-		h := inputs[first].Artifacts[name]
-		i := slices.IndexFunc(inputs, func(in Input) bool {
-			other, ok := in.Artifacts[name]
-			return !ok || other != h
-		})
-		if i < 0 {
-			artifacts[name] = h
-			continue
-		}
-		if conflicts == nil {
-			conflicts = make(map[string]builtins.Conflict)
-		}
-		conflicts[name] = builtins.Conflict{Inputs: [2]builtins.ConflictInput{
-			label(inputs, first, split, name), label(inputs, i, split, name),
-		}}
-	}
-	return artifacts, conflicts
-}
-
-// label describes input i of a join, and its value of artifact name, for
-// a conflict.
-func label(inputs []Input, i int, split bool, name string) builtins.ConflictInput {
-	in := builtins.ConflictInput{Label: "element " + strconv.Itoa(i), TaskID: inputs[i].TaskID, Hash: inputs[i].Artifacts[name]}
-	if split {
-		in.Label = "branch " + inputs[i].Step
-	}
-	return in
+	s.push(p)
 }

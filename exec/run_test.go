@@ -192,6 +192,62 @@ def finish(ctx):
 			}
 		},
 	}, {
+		name: "a foreach join reads every input, whatever artifacts each set",
+		files: map[string]string{"flow.star": `
+def start(ctx):
+    ctx.common = "same"
+    next_step(work, foreach = ["a", "b", "c", "d", "e"])
+
+def work(ctx):
+    ctx.v = ctx.input + "!"
+    if ctx.index == 2:
+        ctx.extra = 1
+    if ctx.index == 3:
+        ctx.common = "changed"
+    next_step(join)
+
+def join(ctx, inputs):
+    ctx.got = [(i.task_id, i.step, i.index, i.input, i.v, i.common, getattr(i, "extra", None)) for i in inputs]
+    ctx.second = (inputs[1].v, len(inputs))
+    next_step(finish)
+
+def finish(ctx):
+    pass
+`},
+		check: func(t *testing.T, o *outcome) {
+			want := `[("work.0", "work", 0, "a", "a!", "same", None), ("work.1", "work", 1, "b", "b!", "same", None), ` +
+				`("work.2", "work", 2, "c", "c!", "same", 1), ("work.3", "work", 3, "d", "d!", "changed", None), ("work.4", "work", 4, "e", "e!", "same", None)]`
+			if got := o.value(t, "join", "got"); got != want {
+				t.Errorf("got = %s\nwant %s", got, want)
+			}
+			if got := o.value(t, "join", "second"); got != `("b!", 5)` {
+				t.Errorf("second = %s", got)
+			}
+			want2 := []string{"work.0", "work.1", "work.2", "work.3", "work.4"}
+			if diff := cmp.Diff(want2, o.tasks["join"].Parents); diff != "" {
+				t.Errorf("join parents (-want +got):\n%s", diff)
+			}
+		},
+	}, {
+		name: "an artifact only some inputs of a foreach have is a conflict",
+		files: map[string]string{"flow.star": `
+def start(ctx):
+    next_step(work, foreach = [1, 2, 3])
+
+def work(ctx):
+    if ctx.input == 3:
+        ctx.extra = 1
+    next_step(join)
+
+def join(ctx, inputs):
+    print(ctx.extra)
+    next_step(finish)
+
+def finish(ctx):
+    pass
+`},
+		wantErr: "artifact extra differs between the inputs of this join: element 2 (task work.2) has 1, element 0 (task work.0) does not have it; set ctx.extra before reading it",
+	}, {
 		name: "an artifact only some inputs have is a conflict",
 		files: map[string]string{"flow.star": `
 def start(ctx):

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -101,13 +103,7 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 	if step == nil {
 		return nil, fmt.Errorf("task %s: the flow has no step %s", spec.TaskID, spec.Step)
 	}
-	load := func(h string) (sl.Value, error) {
-		data, err := r.blobs.Get(ctx, store.Hash(h))
-		if err != nil {
-			return nil, err
-		}
-		return starlark.Decode(data)
-	}
+	load := func(h string) (sl.Value, error) { return r.load(ctx, store.Hash(h)) }
 	info := builtins.TaskInfo{RunID: spec.RunID, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Index: -1, Input: spec.Input}
 	if spec.Input != "" {
 		if len(spec.Index) == 0 {
@@ -176,6 +172,43 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 	return res, nil
 }
 
+// collectMin is the size of an artifact from which loading it collects
+// garbage first.
+const collectMin = 64 << 20
+
+// load returns the value of the artifact stored as blob h. A large string
+// or bytes is read straight into its own memory (see
+// starlark.DecodeReader), and verified as it is read.
+func (r *Runner) load(ctx context.Context, h store.Hash) (sl.Value, error) {
+	rc, err := r.blobs.Open(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close() // read-only: nothing to lose
+	var v sl.Value
+	if sized, ok := rc.(interface{ Size() int64 }); ok {
+		if sized.Size() >= collectMin {
+			// The memory of a large value that a task dropped, such as the
+			// one that the previous step saved, is then reused for this
+			// one rather than added to it: the collector would free it
+			// only once the heap had grown by as much again. Collecting
+			// costs little next to reading so much, as large values hold
+			// no pointers to follow.
+			runtime.GC()
+		}
+		v, err = starlark.DecodeReader(rc, sized.Size())
+	} else {
+		var data []byte
+		if data, err = io.ReadAll(rc); err == nil {
+			v, err = starlark.DecodeOwned(data)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", h, err)
+	}
+	return v, nil
+}
+
 // call calls the step fn on thread. A builtin that panics, one of an
 // embedder or of dagger, fails the task with the panic and its Go stack,
 // rather than take down every task of the process.
@@ -191,17 +224,25 @@ func call(ctx context.Context, thread *sl.Thread, fn sl.Value, args []sl.Value) 
 
 // inputs builds the inputs value of a join.
 func (r *Runner) inputs(spec *TaskSpec, load builtins.Loader) *builtins.Inputs {
+	if js := spec.joined; js != nil {
+		return builtins.NewForeachInputs(js.len(), func(i int) *builtins.Context { return input(spec, js.input(i), load) })
+	}
 	items := make([]*builtins.Context, len(spec.Inputs))
 	for i, in := range spec.Inputs {
-		info := builtins.TaskInfo{RunID: spec.RunID, Step: in.Step, TaskID: in.TaskID, Attempt: in.Attempt, Index: -1, Input: in.Input}
-		if in.Input != "" && len(in.Index) > 0 {
-			info.Index = in.Index[len(in.Index)-1]
-		} else {
-			info.Input = ""
-		}
-		items[i] = builtins.NewContext(info, in.Artifacts, nil, load).ReadOnly()
+		items[i] = input(spec, in, load)
 	}
 	return builtins.NewInputs(items, r.splitJoins[spec.Step])
+}
+
+// input returns the context of in, an input of the join of spec.
+func input(spec *TaskSpec, in Input, load builtins.Loader) *builtins.Context {
+	info := builtins.TaskInfo{RunID: spec.RunID, Step: in.Step, TaskID: in.TaskID, Attempt: in.Attempt, Index: -1, Input: in.Input}
+	if in.Input != "" && len(in.Index) > 0 {
+		info.Index = in.Index[len(in.Index)-1]
+	} else {
+		info.Input = ""
+	}
+	return builtins.NewContext(info, in.Artifacts, nil, load).ReadOnly()
 }
 
 // finish checks the transition the task took against the graph and saves
@@ -230,7 +271,7 @@ func (r *Runner) finish(ctx context.Context, step *dag.Step, next *builtins.Next
 	values, unchanged := taskCtx.Touched()
 	res.Artifacts = unchanged
 	for _, name := range sortedKeys(values) {
-		h, err := r.save(ctx, &buf, values[name])
+		h, err := r.resave(ctx, &buf, values[name], taskCtx.Loaded(name))
 		if err != nil {
 			// A value can change after it is set, as a list that a
 			// function is appended to: say where to look.
@@ -244,14 +285,25 @@ func (r *Runner) finish(ctx context.Context, step *dag.Step, next *builtins.Next
 	return nil
 }
 
-// save encodes v into *buf, which it reuses, and stores it.
+// save encodes v into *buf, which it reuses, and stores it. The large
+// strings and bytes in v are stored from where they are, not copied.
 func (r *Runner) save(ctx context.Context, buf *[]byte, v sl.Value) (string, error) {
-	data, err := starlark.AppendEncode((*buf)[:0], v)
+	return r.resave(ctx, buf, v, "")
+}
+
+// resave is save for a value that the task loaded from blob loaded, if
+// not "", and may have changed: if its encoding still has that hash, the
+// blob is not stored again.
+func (r *Runner) resave(ctx context.Context, buf *[]byte, v sl.Value, loaded string) (string, error) {
+	parts, data, err := starlark.AppendEncodeParts((*buf)[:0], v)
 	if err != nil {
 		return "", err
 	}
 	*buf = data
-	h, err := r.blobs.Put(ctx, data)
+	if loaded != "" && string(store.HashParts(parts...)) == loaded {
+		return loaded, nil
+	}
+	h, err := r.blobs.Put(ctx, parts...)
 	return string(h), err
 }
 

@@ -41,6 +41,10 @@ type TaskSpec struct {
 	// Resources are the step's options that say where the task runs, for
 	// executors that start a container; the others ignore them.
 	Resources Resources `json:"resources,omitzero"`
+	// joined, if set in place of Inputs, holds the inputs of the join of a
+	// foreach for the Runner of this process, which makes them one at a
+	// time: a million-task foreach must not hold a million Inputs.
+	joined *joinState
 	// Ref, if set, is the blob of Datastore that holds the whole spec, as
 	// JSON, which the runner reads in place of this one: for a spec too
 	// large for where it travels, such as a pod's environment at the join

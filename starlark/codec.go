@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/big"
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	sl "go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
@@ -200,20 +202,60 @@ func Check(v sl.Value) error {
 // extended buffer. Saving many large values through one buffer spares the
 // allocation, and the first touch of fresh memory, for each.
 func AppendEncode(dst []byte, v sl.Value) ([]byte, error) {
-	start := len(dst)
-	e := codecEncoder{buf: append(dst, codecVersion1), start: start, root: v, next: codecCheckpoint}
-	if cf, ok := v.(*builtins.Conflict); ok {
-		return e.encodeConflict(cf), nil
+	e := codecEncoder{buf: append(dst, codecVersion1), start: len(dst), root: v, next: codecCheckpoint}
+	if err := e.encodeRoot(); err != nil {
+		return dst, err
 	}
-	f := e.encode(v, 0)
-	if cost := e.mem + int64(len(e.buf)-start); f == nil && cost > MaxArtifactMemory {
+	return e.buf, nil
+}
+
+// codecPartMin is the size from which AppendEncodeParts leaves a string or
+// bytes out of the buffer, and DecodeOwned makes one share the memory of
+// the encoding: below it, a copy costs less than the memory it saves is
+// worth.
+const codecPartMin = 64 << 10
+
+// AppendEncodeParts is AppendEncode for values that may hold large strings
+// or bytes: it returns the encoding as parts whose concatenation is the
+// encoding, so that saving a large value (with store.Blobs.Put, which
+// takes parts) needs no copy of it. Each string or bytes of 64 KiB or more
+// is a part of its own that shares the memory of the string, and so must
+// not be modified; the other parts are in buf, which is dst extended.
+func AppendEncodeParts(dst []byte, v sl.Value) (parts [][]byte, buf []byte, err error) {
+	e := codecEncoder{buf: append(dst, codecVersion1), start: len(dst), root: v, next: codecCheckpoint, split: true}
+	if err := e.encodeRoot(); err != nil {
+		return nil, dst, err
+	}
+	parts = make([][]byte, 0, 2*len(e.aside)+1)
+	from := e.start
+	for _, a := range e.aside {
+		if a.at > from {
+			parts = append(parts, e.buf[from:a.at])
+		}
+		parts = append(parts, unsafe.Slice(unsafe.StringData(a.s), len(a.s)))
+		from = a.at
+	}
+	if len(e.buf) > from {
+		parts = append(parts, e.buf[from:])
+	}
+	return parts, e.buf, nil
+}
+
+// encodeRoot encodes the value e was made for.
+func (e *codecEncoder) encodeRoot() error {
+	if cf, ok := e.root.(*builtins.Conflict); ok {
+		e.encodeConflict(cf)
+		return nil
+	}
+	f := e.encode(e.root, 0)
+	if f == nil && e.mem+e.size() > MaxArtifactMemory {
 		// One string or bytes, say, that passed the limit by itself.
 		f = &codecFailure{kind: codecTooBig}
 	}
 	if f != nil {
-		return dst[:start], f.err()
+		return f.err()
 	}
-	return e.buf, nil
+	return nil
 }
 
 // A codecEncoder appends the encodings of values to buf.
@@ -221,6 +263,13 @@ type codecEncoder struct {
 	buf   []byte
 	start int      // where the encoding begins in buf
 	root  sl.Value // the value being encoded
+
+	// With split, large strings and bytes are set aside rather than
+	// appended to buf: aside holds them, in order, with where each goes
+	// in buf, and asideLen their total length.
+	split    bool
+	aside    []codecAside
+	asideLen int64
 
 	// mem is the cost of the values encoded so far beyond their
 	// encodings; when it and their encodings pass next, measure checks
@@ -242,9 +291,19 @@ type codecOpen struct {
 	depth     int
 }
 
+type codecAside struct {
+	at int // offset in buf
+	s  string
+}
+
+// size returns the length of the encoding so far.
+func (e *codecEncoder) size() int64 {
+	return int64(len(e.buf)-e.start) + e.asideLen
+}
+
 func (e *codecEncoder) encode(v sl.Value, depth int) *codecFailure {
 	e.mem += codecCostValue
-	if e.mem+int64(len(e.buf)-e.start) > e.next {
+	if e.mem+e.size() > e.next {
 		if f := e.measure(); f != nil {
 			return f
 		}
@@ -396,7 +455,7 @@ func (e *codecEncoder) encodeSet(s *sl.Set, depth int) *codecFailure {
 // that, the cost of what is encoded is exact, and must stay within the
 // limit.
 func (e *codecEncoder) measure() *codecFailure {
-	cost := e.mem + int64(len(e.buf)-e.start)
+	cost := e.mem + e.size()
 	if e.measured {
 		if cost > MaxArtifactMemory {
 			return &codecFailure{kind: codecTooBig}
@@ -454,6 +513,11 @@ func (e *codecEncoder) encodeInt(x sl.Int) {
 
 func (e *codecEncoder) encodeString(tag byte, s string) {
 	e.encodeLen(tag, len(s))
+	if e.split && len(s) >= codecPartMin {
+		e.aside = append(e.aside, codecAside{at: len(e.buf), s: s})
+		e.asideLen += int64(len(s))
+		return
+	}
 	e.buf = append(e.buf, s...)
 }
 
@@ -730,15 +794,124 @@ func Decode(data []byte) (sl.Value, error) {
 	return decodeWithin(data, MaxArtifactMemory)
 }
 
+// DecodeOwned is Decode for data that the caller hands over, as it does a
+// buffer it read the encoding into: the strings and bytes of 64 KiB or
+// more in the value share the memory of data rather than copy it, so
+// data must not be modified afterwards. As with a Starlark slice of a
+// string, one of them keeps all of data in memory while it is held.
+func DecodeOwned(data []byte) (sl.Value, error) {
+	d := codecDecoder{data: data, limit: MaxArtifactMemory, own: true}
+	return d.decodeAll()
+}
+
+// DecodeReader decodes the encoding of size bytes that r holds, as
+// DecodeOwned decodes it in a buffer, and fails if r does not then
+// return io.EOF, or if it returns another error, such as a reader that
+// verifies content returns at the end. The encoding of one string or
+// bytes of 64 KiB or more, the common shape of a large artifact, is read
+// straight into the memory of the value, which it takes exactly, so that
+// memory that a value of the same size freed can hold it.
+func DecodeReader(r io.Reader, size int64) (sl.Value, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("invalid artifact encoding: size %d", size)
+	}
+	head := make([]byte, min(size, codecHeadMax))
+	if err := codecRead(r, head); err != nil {
+		return nil, err
+	}
+	if tag, n, ok := codecLargeString(head, size); ok {
+		payload := make([]byte, n)
+		rest := payload[copy(payload, head[size-n:]):] // after the header
+		if err := codecRead(r, rest); err != nil {
+			return nil, err
+		}
+		if err := codecEOF(r); err != nil {
+			return nil, err
+		}
+		v := unsafe.String(&payload[0], len(payload))
+		if tag == codecTagString {
+			return sl.String(v), nil
+		}
+		return sl.Bytes(v), nil
+	}
+	data := make([]byte, size)
+	if err := codecRead(r, data[copy(data, head):]); err != nil {
+		return nil, err
+	}
+	if err := codecEOF(r); err != nil {
+		return nil, err
+	}
+	return DecodeOwned(data)
+}
+
+// codecHeadMax is the length of the longest header of a string: version,
+// tag and uvarint length.
+const codecHeadMax = 2 + binary.MaxVarintLen64
+
+// codecLargeString returns the tag and length of the string or bytes of
+// codecPartMin bytes or more that head, the beginning of an encoding of
+// size bytes, shows to be the whole value, and reports whether it is one.
+// It reports false for anything that is not canonical, for Decode to
+// reject with a precise error.
+func codecLargeString(head []byte, size int64) (tag byte, n int64, ok bool) {
+	if len(head) < 3 || head[0] != codecVersion1 || head[1] != codecTagString && head[1] != codecTagBytes {
+		return 0, 0, false
+	}
+	u, k := binary.Uvarint(head[2:])
+	if k <= 0 || k > 1 && head[2+k-1] == 0 {
+		return 0, 0, false
+	}
+	if u < codecPartMin || u != uint64(size)-uint64(2+k) || codecCostValue+size > MaxArtifactMemory {
+		return 0, 0, false
+	}
+	return head[1], int64(u), true
+}
+
+// codecRead fills buf from r in one call of its Read method if it can,
+// so that a reader that verifies content can read ahead while it hashes.
+func codecRead(r io.Reader, buf []byte) error {
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("reading the artifact: %w", err)
+	}
+	return nil
+}
+
+// codecEOF checks that r is at its end, which a reader that verifies
+// content reports only once it is done.
+func codecEOF(r io.Reader) error {
+	var b [1]byte
+	for {
+		n, err := r.Read(b[:])
+		switch {
+		case n > 0:
+			return errors.New("reading the artifact: it is longer than its size")
+		case err == io.EOF:
+			return nil
+		case err != nil:
+			return fmt.Errorf("reading the artifact: %w", err)
+		}
+	}
+}
+
 // decodeWithin is Decode with limit for MaxArtifactMemory.
 func decodeWithin(data []byte, limit int64) (sl.Value, error) {
+	d := codecDecoder{data: data, limit: limit}
+	return d.decodeAll()
+}
+
+// decodeAll decodes the whole of d.data.
+func (d *codecDecoder) decodeAll() (sl.Value, error) {
+	data := d.data
 	if len(data) == 0 {
 		return nil, errors.New("invalid artifact encoding: no data")
 	}
 	if data[0] != codecVersion1 {
 		return nil, fmt.Errorf("invalid artifact encoding: unknown version byte 0x%02x", data[0])
 	}
-	d := codecDecoder{data: data, off: 1, limit: limit}
+	d.off = 1
 	v, err := d.decode(0)
 	if err != nil {
 		return nil, err
@@ -766,6 +939,8 @@ type codecDecoder struct {
 	// with the bytes read, it may not pass limit.
 	mem   int64
 	limit int64
+
+	own bool // see DecodeOwned
 }
 
 // rest returns the bytes available to the item being decoded.
@@ -840,14 +1015,14 @@ func (d *codecDecoder) decode(depth int) (sl.Value, error) {
 		if err != nil {
 			return nil, err
 		}
-		return sl.String(b), nil
+		return sl.String(d.string(b)), nil
 
 	case codecTagBytes:
 		b, err := d.bytes()
 		if err != nil {
 			return nil, err
 		}
-		return sl.Bytes(b), nil
+		return sl.Bytes(d.string(b)), nil
 
 	case codecTagFile:
 		rest := d.rest()
@@ -1028,6 +1203,15 @@ func (d *codecDecoder) decodeContainer(tag byte, depth int) (sl.Value, error) {
 		}
 		return starlarkstruct.FromStringDict(starlarkstruct.Default, fields), nil
 	}
+}
+
+// string returns b, a slice of data, as a string: one that shares its
+// memory if d owns data and b is large, else a copy.
+func (d *codecDecoder) string(b []byte) string {
+	if d.own && len(b) >= codecPartMin {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
 }
 
 // uvarint reads a minimal uvarint.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/big"
 	"math/rand/v2"
@@ -14,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	sl "go.starlark.net/starlark"
@@ -1078,5 +1081,188 @@ func TestCodecConflict(t *testing.T) {
 	bad := slices.Concat([]byte{codecVersion1, codecTagConflict, 0, 0, 0, 3}, []byte("abc"), []byte{0, 0, 0})
 	if _, err := Decode(bad); err == nil || !strings.Contains(err.Error(), "offset 1: conflict: ") {
 		t.Errorf("Decode of a conflict with a bad hash: %v", err)
+	}
+}
+
+// TestCodecParts checks that AppendEncodeParts gives the encoding of
+// Encode, leaving out of its buffer exactly the strings and bytes of
+// codecPartMin or more, each a part of its own; and that DecodeOwned
+// decodes it as Decode does, with those strings, and only those, sharing
+// the memory of the encoding.
+func TestCodecParts(t *testing.T) {
+	large := strings.Repeat("x", codecPartMin)
+	samples := append(codecSamples(t), []codecSample{
+		{"large string", sl.String(large)},
+		{"large bytes", sl.Bytes(large + "y")},
+		{"just too small", sl.Bytes(large[1:])},
+		{"large strings in containers", sl.NewList([]sl.Value{
+			sl.MakeInt(1), sl.String(large), sl.String(large), sl.Tuple{sl.Bytes(large)}, sl.String("small"),
+		})},
+		{"large dict key and struct field", sl.Tuple{
+			codecExpr(t, `{"`+large+`": 1}`),
+			starlarkstruct.FromStringDict(starlarkstruct.Default, sl.StringDict{"f": sl.Bytes(large)}),
+		}},
+	}...)
+	for _, s := range samples {
+		t.Run(s.name, func(t *testing.T) {
+			want := codecMustEncode(t, s.v)
+			var nLarge, largeLen int
+			for _, str := range codecStrings(s.v) {
+				if len(str) >= codecPartMin {
+					nLarge++
+					largeLen += len(str)
+				}
+			}
+
+			parts, buf, err := AppendEncodeParts([]byte("dst"), s.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := bytes.Join(parts, nil); !bytes.Equal(got, want) {
+				t.Fatalf("AppendEncodeParts: the parts join to\n% x\nwant\n% x", got, want)
+			}
+			if string(buf[:3]) != "dst" || len(buf) != 3+len(want)-largeLen {
+				t.Errorf("AppendEncodeParts: buf has %d bytes; want dst extended by the %d bytes of the encoding less its %d bytes of large strings", len(buf), len(want), largeLen)
+			}
+			n := 0
+			for _, p := range parts {
+				if !codecWithin(unsafe.SliceData(p), buf) {
+					n++
+				}
+			}
+			if n != nLarge {
+				t.Errorf("AppendEncodeParts: %d parts outside buf, want %d, one for each large string", n, nLarge)
+			}
+
+			got, err := DecodeOwned(slices.Clone(want))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(codecDump(s.v), codecDump(got)); diff != "" {
+				t.Fatalf("DecodeOwned differs (-want +got):\n%s", diff)
+			}
+			data, err := Encode(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err = DecodeOwned(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, str := range codecStrings(got) {
+				if shared := len(str) > 0 && codecWithin(unsafe.StringData(str), data); shared != (len(str) >= codecPartMin) {
+					t.Errorf("DecodeOwned: a string of %d bytes shares the memory of the encoding: %v", len(str), shared)
+				}
+			}
+		})
+	}
+}
+
+// codecWithin reports whether p points into the memory of buf.
+func codecWithin(p *byte, buf []byte) bool {
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	at := uintptr(unsafe.Pointer(p))
+	return base <= at && at < base+uintptr(len(buf))
+}
+
+// codecStrings returns the strings and bytes that v holds, dict keys and
+// struct field values included.
+func codecStrings(v sl.Value) []string {
+	var strs []string
+	var walk func(v sl.Value)
+	walk = func(v sl.Value) {
+		switch v := v.(type) {
+		case sl.String:
+			strs = append(strs, string(v))
+		case sl.Bytes:
+			strs = append(strs, string(v))
+		case *sl.List:
+			for x := range v.Elements() {
+				walk(x)
+			}
+		case sl.Tuple:
+			for _, x := range v {
+				walk(x)
+			}
+		case *sl.Dict:
+			for k, x := range v.Entries() {
+				walk(k)
+				walk(x)
+			}
+		case *sl.Set:
+			for x := range v.Elements() {
+				walk(x)
+			}
+		case *starlarkstruct.Struct:
+			for _, x := range v.Entries() {
+				walk(x)
+			}
+		}
+	}
+	walk(v)
+	return strs
+}
+
+// TestCodecDecodeReader checks that DecodeReader decodes what Decode
+// does, reading a large string or bytes into memory of exactly its size,
+// and that it fails on a reader that does not hold size bytes or fails.
+func TestCodecDecodeReader(t *testing.T) {
+	large := strings.Repeat("x", 1<<20)
+	samples := append(codecSamples(t), []codecSample{
+		{"large string", sl.String(large)},
+		{"large bytes", sl.Bytes(large)},
+		{"large string in a list", sl.NewList([]sl.Value{sl.String(large)})},
+	}...)
+	for _, s := range samples {
+		t.Run(s.name, func(t *testing.T) {
+			data := codecMustEncode(t, s.v)
+			got, err := DecodeReader(iotest.HalfReader(bytes.NewReader(data)), int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(codecDump(s.v), codecDump(got)); diff != "" {
+				t.Fatalf("DecodeReader differs (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	t.Run("memory", func(t *testing.T) {
+		data := codecMustEncode(t, sl.Bytes(large))
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		v, err := DecodeReader(bytes.NewReader(data), int64(len(data)))
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > uint64(len(large))+4096 {
+			t.Errorf("DecodeReader of %d bytes allocated %d bytes; want no more than the value", len(large), n)
+		}
+		runtime.KeepAlive(v)
+	})
+
+	failing := errors.New("content does not match")
+	large2 := codecMustEncode(t, sl.String(large))
+	small := codecMustEncode(t, sl.String("small"))
+	for _, tt := range []struct {
+		name string
+		r    io.Reader
+		size int
+		want string
+	}{
+		{"large, shorter than its size", bytes.NewReader(large2[:len(large2)-1]), len(large2), "unexpected EOF"},
+		{"large, longer than its size", bytes.NewReader(append(slices.Clone(large2), 0)), len(large2), "longer than its size"},
+		{"large, failing at the end", io.MultiReader(bytes.NewReader(large2), iotest.ErrReader(failing)), len(large2), failing.Error()},
+		{"small, shorter than its size", bytes.NewReader(small[:3]), len(small), "unexpected EOF"},
+		{"small, failing at the end", io.MultiReader(bytes.NewReader(small), iotest.ErrReader(failing)), len(small), failing.Error()},
+		{"large, with a header not minimal", bytes.NewReader(append([]byte{codecVersion1, codecTagBytes, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00}, large...)), 12 + len(large), "varint"},
+		{"large, with bytes after the string", bytes.NewReader(append(slices.Clone(large2), 0x01)), len(large2) + 1, "data continues after the value"},
+		{"negative size", bytes.NewReader(nil), -1, "size -1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if v, err := DecodeReader(tt.r, int64(tt.size)); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("DecodeReader = %v, %v; want an error containing %q", v, err, tt.want)
+			}
+		})
 	}
 }

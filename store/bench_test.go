@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkPutGet measures blob throughput. Every Put stores new content.
@@ -95,6 +96,32 @@ func BenchmarkCommitTasks(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkTaskLifecycle measures the wall time per task of what the
+// scheduler records of a foreach's tasks, from 4096 goroutines, as many
+// as it commits at once: the queued start, one small artifact, and the
+// commit; the writer's share of the per-task cost of a run.
+func BenchmarkTaskLifecycle(b *testing.B) {
+	s := openTestStore(b)
+	run := createRun(b, s)
+	b.ResetTimer()
+	concurrently(b, 4096, func(i int) error {
+		id := "work." + strconv.Itoa(i)
+		started := time.Now()
+		if err := s.QueueStartTask(b.Context(), Task{RunID: run, ID: id, Step: "work", Parents: []string{"start"}, Index: []int{i}, Attempt: 1, Started: started}); err != nil {
+			return err
+		}
+		h, err := s.Blobs().Put(b.Context(), []byte("output of task "+id))
+		if err != nil {
+			return err
+		}
+		t := Task{RunID: run, ID: id, Step: "work", Parents: []string{"start"}, Index: []int{i}, Status: TaskSucceeded, Attempt: 1,
+			Started: started, Ended: time.Now(), Next: []string{"join"}, Artifacts: map[string]Hash{"v": h}}
+		a := Attempt{RunID: run, TaskID: id, N: 1, Status: TaskSucceeded, Started: started, Ended: t.Ended}
+		return s.CommitTask(b.Context(), t, a)
+	})
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/task")
 }
 
 // BenchmarkStartTask measures the wall time per task of recording task

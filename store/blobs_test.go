@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -489,5 +490,162 @@ func TestPutRepairsCorruptBlob(t *testing.T) {
 	}
 	if got, err := s.Blobs().Get(t.Context(), h); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("Get after the repair: %v", err)
+	}
+}
+
+// TestPutParts checks that Put stores the concatenation of its parts,
+// small and large, as it stores them joined.
+func TestPutParts(t *testing.T) {
+	large := randomBytes(7, 3*ioChunk+5)
+	for _, tt := range []struct {
+		name  string
+		parts [][]byte
+	}{
+		{"none", nil},
+		{"empty parts", [][]byte{{}, {}}},
+		{"small", [][]byte{[]byte("ab"), {}, []byte("c")}},
+		{"across inlineMax", [][]byte{large[:inlineMax], large[inlineMax : inlineMax+7]}},
+		{"one large", [][]byte{large}},
+		{"large between small", [][]byte{[]byte("head"), large, []byte("tail"), large[:100]}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := openTestStore(t).Blobs()
+			want := bytes.Join(tt.parts, nil)
+			h, err := b.Put(t.Context(), tt.parts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h != sumOf(want) || HashParts(tt.parts...) != h {
+				t.Errorf("Put = %s, HashParts = %s; want %s", h, HashParts(tt.parts...), sumOf(want))
+			}
+			got, err := b.Get(t.Context(), h)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("Get = %d bytes, %v; want the %d bytes put", len(got), err, len(want))
+			}
+		})
+	}
+}
+
+// TestGetTrust checks which reads of a large blob file trust it without
+// hashing it: only those of a process that wrote or verified it, while
+// the file has not been written to, replaced or renamed over since. So
+// that this shows, the file is damaged in ways that the hash would catch.
+func TestGetTrust(t *testing.T) {
+	data := randomBytes(8, 2*trustMin)
+	// flip damages the blob file at p in place, keeping its size and, if
+	// keepTime, its modification time, as damage under the file system
+	// would.
+	flip := func(t *testing.T, p string, keepTime bool) {
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		corrupted := append([]byte(nil), data...)
+		corrupted[len(corrupted)/2] ^= 1
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, corrupted, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if keepTime {
+			if err := os.Chtimes(p, time.Time{}, info.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		// damage damages the file at p, which s2, the store of another
+		// process on the same directory, may read first.
+		damage func(t *testing.T, s2 *Store, h Hash, p string)
+		// Whether the process that wrote the blob, and the other, trust
+		// the file.
+		trusted, trusted2 bool
+	}{
+		{"written to at once", func(t *testing.T, _ *Store, _ Hash, p string) { flip(t, p, false) }, false, false},
+		{"damaged under the file system", func(t *testing.T, _ *Store, _ Hash, p string) { flip(t, p, true) }, true, false},
+		{"replaced", func(t *testing.T, _ *Store, _ Hash, p string) {
+			corrupted := append([]byte(nil), data...)
+			corrupted[0] ^= 1
+			if err := os.Rename(p, p+".old"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, corrupted, 0o444); err != nil {
+				t.Fatal(err)
+			}
+		}, false, false},
+		{"read by another process first", func(t *testing.T, s2 *Store, h Hash, p string) {
+			if _, err := s2.Blobs().Get(t.Context(), h); err != nil {
+				t.Fatal(err)
+			}
+			flip(t, p, true)
+		}, true, true},
+		{"rewritten, read by another process, damaged in the same tick", func(t *testing.T, s2 *Store, h Hash, p string) {
+			// As a version of dagger that did not date files back wrote it.
+			if err := os.Chmod(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s2.Blobs().Get(t.Context(), h); err != nil {
+				t.Fatal(err)
+			}
+			flip(t, p, true)
+		}, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, s2 := openStoreAt(t, dir), openStoreAt(t, dir)
+			h, err := s.Blobs().Put(t.Context(), data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.damage(t, s2, h, s.blobs.path(h))
+
+			for i, s := range []*Store{s, s2} {
+				who, trusted := "the writer", tt.trusted
+				if i == 1 {
+					who, trusted = "another process", tt.trusted2
+				}
+				for _, read := range []struct {
+					op  string
+					get func() error
+				}{
+					{"Get", func() error {
+						_, err := s.Blobs().Get(t.Context(), h)
+						return err
+					}},
+					{"Open", func() error {
+						rc, err := s.Blobs().Open(t.Context(), h)
+						if err != nil {
+							return err
+						}
+						defer rc.Close()
+						if size := rc.(interface{ Size() int64 }).Size(); size != int64(len(data)) {
+							t.Errorf("Open: Size() = %d, want %d", size, len(data))
+						}
+						// In one read, which hashes a chunk while it reads
+						// the next, and reports the end on the next.
+						if _, err := io.ReadFull(rc, make([]byte, len(data))); err != nil {
+							return err
+						}
+						if n, err := rc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+							return fmt.Errorf("read at the end: %d, %w", n, err)
+						}
+						return nil
+					}},
+				} {
+					err := read.get()
+					if trusted && err != nil {
+						t.Errorf("%s by %s: %v; want the file trusted", read.op, who, err)
+					}
+					if !trusted && !errors.Is(err, ErrCorrupt) {
+						t.Errorf("%s by %s: %v; want it to hash the file and find it corrupt", read.op, who, err)
+					}
+				}
+			}
+		})
 	}
 }

@@ -149,8 +149,8 @@ func (s *Store) writeBatch(batch []*commitRequest) {
 	}
 	err := s.write(ctx, durable, func(tx *sql.Tx) error {
 		w := s.taskWriter(ctx, tx)
-		for _, req := range live {
-			if err := w.record(req.rec); err != nil {
+		for _, rec := range coalesce(live) {
+			if err := w.record(rec); err != nil {
 				return err
 			}
 		}
@@ -170,6 +170,37 @@ func (s *Store) writeBatch(batch []*commitRequest) {
 			return s.taskWriter(ctx, tx).record(req.rec)
 		})
 	}
+}
+
+// coalesce returns the records of batch to write in one transaction, in
+// order, but with the start of an attempt and its end, when both are in
+// the batch, written once: the end, in the place of the start. The
+// transaction ends in the same state, the task keeping its place in start
+// order, and a task that starts and ends between two batches, as most
+// in-process tasks do, costs one write of each row instead of two.
+func coalesce(batch []*commitRequest) []*taskRecord {
+	type key struct{ run, task string }
+	recs := make([]*taskRecord, 0, len(batch))
+	starts := make(map[key]int) // task -> place in recs of its start, while it is the task's last record
+	for _, req := range batch {
+		rec := req.rec
+		if rec == nil {
+			continue
+		}
+		k := key{rec.task.RunID, rec.task.ID}
+		i, started := starts[k]
+		delete(starts, k)
+		switch {
+		case started && rec.attempt.N == recs[i].attempt.N && rec.task.Status != TaskRunning:
+			recs[i] = rec
+		case rec.task.Status == TaskRunning:
+			starts[k] = len(recs)
+			recs = append(recs, rec)
+		default:
+			recs = append(recs, rec)
+		}
+	}
+	return recs
 }
 
 func isConstraintViolation(err error) bool {

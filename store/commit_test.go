@@ -275,3 +275,110 @@ func TestQueueStartTask(t *testing.T) {
 		t.Error("the commit of a task of an unknown run succeeded")
 	}
 }
+
+func TestCoalesce(t *testing.T) {
+	start := func(id string, n int) *commitRequest {
+		return &commitRequest{rec: &taskRecord{task: Task{RunID: "r", ID: id, Status: TaskRunning, Attempt: n}, attempt: Attempt{N: n, Status: TaskRunning}}}
+	}
+	end := func(id string, n int) *commitRequest {
+		return &commitRequest{durable: true, rec: &taskRecord{task: Task{RunID: "r", ID: id, Status: TaskFailed, Attempt: n}, attempt: Attempt{N: n, Status: TaskFailed}}}
+	}
+	reused := &commitRequest{durable: true, rec: &taskRecord{task: Task{RunID: "r", ID: "a", Status: TaskReused, Attempt: 1}}}
+	flush := &commitRequest{durable: true}
+	tests := []struct {
+		name  string
+		batch []*commitRequest
+		want  []int // indices in batch of the records written, in order
+	}{
+		{"an end takes the place of its start", []*commitRequest{start("a", 1), start("b", 1), end("b", 1), end("a", 1)}, []int{3, 2}},
+		{"an end without its start", []*commitRequest{end("a", 1), start("b", 1)}, []int{0, 1}},
+		{"a start without its end", []*commitRequest{start("a", 1), flush}, []int{0}},
+		{"the end of another attempt", []*commitRequest{start("a", 2), end("a", 1)}, []int{0, 1}},
+		{"a record of no attempt", []*commitRequest{start("a", 1), reused}, []int{0, 1}},
+		{"a retry in the same batch", []*commitRequest{start("a", 1), end("a", 1), start("a", 2), end("a", 2)}, []int{1, 3}},
+		{"an end after the start of the next attempt", []*commitRequest{start("a", 1), start("a", 2), end("a", 1)}, []int{0, 1, 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var want []*taskRecord
+			for _, i := range tt.want {
+				want = append(want, tt.batch[i].rec)
+			}
+			got := coalesce(tt.batch)
+			if len(got) != len(want) {
+				t.Fatalf("coalesce gave %d records, want %d", len(got), len(want))
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Errorf("record %d is %+v, want %+v", i, *got[i], *want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestCommitCoalesced checks that the starts and ends of tasks written in
+// one batch leave the records that writing them one by one does, tasks in
+// the order they started.
+func TestCommitCoalesced(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	run := createRun(t, s)
+	// Hold the writer back, so that every record below is in one batch.
+	c := &s.commits
+	c.mu.Lock()
+	c.writing = true
+	c.mu.Unlock()
+	var reqs []*commitRequest
+	queue := func(rec *taskRecord, durable bool) {
+		req, err := s.queue(ctx, commitRequest{rec: rec, durable: durable})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, req)
+	}
+	starts := make(map[string]Task)
+	for i, id := range []string{"a", "b", "c"} {
+		task := Task{RunID: run, ID: id, Step: "s", Status: TaskRunning, Attempt: 1, Started: at(i)}
+		starts[id] = task
+		queue(&taskRecord{task: task, attempt: Attempt{RunID: run, TaskID: id, N: 1, Status: TaskRunning, Started: at(i)}}, false)
+	}
+	h, err := s.Blobs().Put(ctx, []byte("b's output"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []Task
+	wantAttempts := make(map[string][]Attempt)
+	for i, id := range []string{"b", "a"} {
+		task := starts[id]
+		task.Status, task.Ended, task.Artifacts = TaskSucceeded, at(10+i), map[string]Hash{"out": h}
+		a := Attempt{RunID: run, TaskID: id, N: 1, Status: TaskSucceeded, Started: task.Started, Ended: task.Ended}
+		queue(&taskRecord{task: task, attempt: a}, true)
+		want = append(want, task)
+		wantAttempts[id] = []Attempt{a}
+	}
+	c.writers.Go(s.writeBatches)
+	for _, req := range reqs {
+		if err := <-req.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want = []Task{want[1], want[0], starts["c"]} // in start order
+	wantAttempts["c"] = []Attempt{{RunID: run, TaskID: "c", N: 1, Status: TaskRunning, Started: at(2)}}
+	got, err := s.Tasks(ctx, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tasks (-want +got):\n%s", diff)
+	}
+	for id, want := range wantAttempts {
+		got, err := s.Attempts(ctx, run, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("attempts of %s (-want +got):\n%s", id, diff)
+		}
+	}
+}

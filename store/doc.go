@@ -37,6 +37,15 @@
 //
 // Store.Check verifies all of this, as "dagger fsck" does.
 //
+// Get and Open check that a blob hashes to its name as they read it,
+// except a blob file of 1 MiB or more that the process wrote itself, or
+// already checked, and that is the same file, of the same size and
+// modification time, since: hashing is then what a large read would spend
+// most of its time on, for nothing. A writer dates a blob file a second
+// back, so that any later write to it changes its time, even within a tick
+// of the coarse clock by which file systems date writes. Damage below the
+// file system is then noticed by other processes, and by Store.Check.
+//
 // A write that fails because the disk is full says so, naming the store
 // (ErrDiskFull). So that a run a full disk stopped can still be recorded
 // as ended, CreateRun keeps the file reserve on the disk, which FinishRun

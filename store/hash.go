@@ -59,3 +59,20 @@ func HashOf(sum [sha256.Size]byte) Hash {
 func (h Hash) Digest() string {
 	return string(h[len(hashPrefix):])
 }
+
+// HashParts returns the Hash of the concatenation of parts, which is what
+// Blobs.Put names it. It hashes a chunk at a time: a single call over a
+// large blob cannot be preempted, so a garbage collection that began
+// meanwhile would keep every other goroutine waiting for it to end.
+func HashParts(parts ...[]byte) Hash {
+	hw := sha256.New()
+	for _, p := range parts {
+		for len(p) > 0 {
+			n := min(len(p), ioChunk)
+			hw.Write(p[:n])
+			p = p[n:]
+		}
+	}
+	var sum [sha256.Size]byte
+	return HashOf([sha256.Size]byte(hw.Sum(sum[:0])))
+}

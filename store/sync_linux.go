@@ -55,3 +55,17 @@ func (s *syncer) sync([]string) error {
 func (s *syncer) close() error {
 	return s.dir.Close()
 }
+
+// startFlush starts flushing n bytes of f from off to stable storage, and
+// returns at once, so that a later flush of the whole file system waits
+// only for what was written since. Its failure is not reported: the flush
+// that makes the blob durable reports any error of the device.
+func startFlush(f *os.File, off, n int64) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
+	})
+}
