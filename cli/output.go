@@ -33,9 +33,9 @@ const flushDelay = 100 * time.Millisecond
 // written anyway, to bound the memory output waits in.
 const batchSize = 64 << 10
 
-// A batcher keeps output and writes it in batches. Its methods are called
-// with mu held, by the printer's event or by the timer that writes a batch
-// once flushDelay has passed.
+// A batcher keeps output and writes it in batches. Its methods but close
+// are called with mu held, by the printer's event or by the timer that
+// writes a batch once flushDelay has passed.
 type batcher struct {
 	mu    sync.Mutex
 	w     io.Writer
