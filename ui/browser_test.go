@@ -184,6 +184,10 @@ func (tb *tab) screenshot(t testing.TB, name string) {
 // nodeStates is the expression of the state of each step of the graph.
 const nodeStates = `Object.fromEntries([...document.querySelectorAll("#graph g.node")].map(g => [g.dataset.step, g.dataset.state]))`
 
+// allSucceeded is true once the graph is drawn and every step in it
+// succeeded: not while a page that replaced another has no graph yet.
+const allSucceeded = `(states => states.length > 0 && states.every(s => s === "succeeded"))(Object.values(` + nodeStates + `))`
+
 func TestBrowserPages(t *testing.T) {
 	tb := newTab(t)
 	st := newStore(t)
@@ -224,7 +228,7 @@ func TestBrowserPages(t *testing.T) {
 		tb.screenshot(t, "run-failed")
 
 		tb.open(t, srv.URL+"/#/runs/"+branches)
-		tb.wait(t, `Object.values(`+nodeStates+`).every(s => s === "succeeded")`)
+		tb.wait(t, allSucceeded)
 		kinds := eval[[]string](t, tb, `[...document.querySelectorAll("#graph path.edge")].map(e => e.dataset.from + ">" + e.dataset.to + ":" + e.dataset.kind)`)
 		if !strings.Contains(strings.Join(kinds, " "), ":split") {
 			t.Errorf("edges of branches: %q, want a split", kinds)
@@ -329,7 +333,7 @@ func TestBrowserLive(t *testing.T) {
 	tb.screenshot(t, "run-live")
 	finish()
 	finish = nil
-	tb.wait(t, `document.querySelector("h1 .badge").textContent === "succeeded" && Object.values(`+nodeStates+`).every(s => s === "succeeded")`)
+	tb.wait(t, `document.querySelector("h1 .badge").textContent === "succeeded" && `+allSucceeded)
 	if !eval[bool](t, tb, `window.sameDocument === true`) {
 		t.Error("the page was reloaded")
 	}
