@@ -648,54 +648,78 @@ func queryTasks(ctx context.Context, tx *sql.Tx, runID, taskID string) ([]Task, 
 		args = append(args, taskID)
 	}
 
-	rows, err := tx.QueryContext(ctx, taskQuery, args...)
+	ts, err := scanTasks(ctx, tx, taskQuery, args...)
+	if err != nil || len(ts) == 0 {
+		return nil, err
+	}
+	byID := make(map[string]int, len(ts))
+	for i, t := range ts {
+		byID[t.ID] = i
+	}
+	return ts, scanArtifacts(ctx, tx, ts, byID, artifactQuery, args)
+}
+
+// scanTasks returns the tasks that query, which selects taskColumns,
+// returns, without their artifacts.
+func scanTasks(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]Task, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var ts []Task
-	byID := make(map[string]int)
 	for rows.Next() {
-		var (
-			t                    Task
-			parents, index, next sql.NullString
-			foreach              sql.NullString
-			started, ended       sql.NullInt64
-		)
-		if err := rows.Scan(&t.RunID, &t.ID, &t.Step, &parents, &index, &t.Status, &t.Attempt,
-			&started, &ended, &next, &t.ForeachLen, &foreach, &t.Logs, &t.Error, &t.Origin); err != nil {
+		t, err := scanTask(rows)
+		if err != nil {
 			return nil, err
 		}
-		t.Foreach = Hash(foreach.String)
-		if err := errors.Join(unmarshalJSON(parents, &t.Parents), unmarshalJSON(index, &t.Index), unmarshalJSON(next, &t.Next)); err != nil {
-			return nil, fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
-		}
-		t.Started, t.Ended = fromNullTime(started), fromNullTime(ended)
-		byID[t.ID] = len(ts)
 		ts = append(ts, t)
 	}
-	if err := rows.Err(); err != nil || len(ts) == 0 {
-		return nil, err
-	}
+	return ts, rows.Err()
+}
 
-	rows, err = tx.QueryContext(ctx, artifactQuery, args...)
+// scanTask reads a row of taskColumns, after the columns of dest, if any.
+func scanTask(rows *sql.Rows, dest ...any) (Task, error) {
+	var (
+		t                    Task
+		parents, index, next sql.NullString
+		foreach              sql.NullString
+		started, ended       sql.NullInt64
+	)
+	dest = append(dest, &t.RunID, &t.ID, &t.Step, &parents, &index, &t.Status, &t.Attempt,
+		&started, &ended, &next, &t.ForeachLen, &foreach, &t.Logs, &t.Error, &t.Origin)
+	if err := rows.Scan(dest...); err != nil {
+		return Task{}, err
+	}
+	t.Foreach = Hash(foreach.String)
+	if err := errors.Join(unmarshalJSON(parents, &t.Parents), unmarshalJSON(index, &t.Index), unmarshalJSON(next, &t.Next)); err != nil {
+		return Task{}, fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
+	}
+	t.Started, t.Ended = fromNullTime(started), fromNullTime(ended)
+	return t, nil
+}
+
+// scanArtifacts adds the artifacts that query returns to ts, whose
+// indices by task ID are in at.
+func scanArtifacts(ctx context.Context, tx *sql.Tx, ts []Task, at map[string]int, query string, args []any) error {
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var taskID, name string
 		var h Hash
 		if err := rows.Scan(&taskID, &name, &h); err != nil {
-			return nil, err
+			return err
 		}
-		t := &ts[byID[taskID]]
+		t := &ts[at[taskID]]
 		if t.Artifacts == nil {
 			t.Artifacts = make(map[string]Hash)
 		}
 		t.Artifacts[name] = h
 	}
-	return ts, rows.Err()
+	return rows.Err()
 }
 
 // Attempts returns the attempts at task taskID of run runID (a full ID),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -189,46 +188,6 @@ func (s *Store) TaskStates(ctx context.Context, runID string, fn func(TaskState)
 	return nil
 }
 
-// scanTasks returns the tasks that query, which selects taskColumns,
-// returns, without their artifacts.
-func scanTasks(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]Task, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ts []Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	return ts, rows.Err()
-}
-
-// scanTask reads a row of taskColumns, after the columns of dest, if any.
-func scanTask(rows *sql.Rows, dest ...any) (Task, error) {
-	var (
-		t                    Task
-		parents, index, next sql.NullString
-		foreach              sql.NullString
-		started, ended       sql.NullInt64
-	)
-	dest = append(dest, &t.RunID, &t.ID, &t.Step, &parents, &index, &t.Status, &t.Attempt,
-		&started, &ended, &next, &t.ForeachLen, &foreach, &t.Logs, &t.Error, &t.Origin)
-	if err := rows.Scan(dest...); err != nil {
-		return Task{}, err
-	}
-	t.Foreach = Hash(foreach.String)
-	if err := errors.Join(unmarshalJSON(parents, &t.Parents), unmarshalJSON(index, &t.Index), unmarshalJSON(next, &t.Next)); err != nil {
-		return Task{}, fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
-	}
-	t.Started, t.Ended = fromNullTime(started), fromNullTime(ended)
-	return t, nil
-}
-
 // addArtifacts reads the artifacts of ts, tasks of run runID.
 func addArtifacts(ctx context.Context, tx *sql.Tx, runID string, ts []Task) error {
 	if len(ts) == 0 {
@@ -251,29 +210,6 @@ func addArtifacts(ctx context.Context, tx *sql.Tx, runID string, ts []Task) erro
 		}
 	}
 	return nil
-}
-
-// scanArtifacts adds the artifacts that query returns to ts, whose
-// indices by task ID are in at.
-func scanArtifacts(ctx context.Context, tx *sql.Tx, ts []Task, at map[string]int, query string, args []any) error {
-	rows, err := tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var taskID, name string
-		var h Hash
-		if err := rows.Scan(&taskID, &name, &h); err != nil {
-			return err
-		}
-		t := &ts[at[taskID]]
-		if t.Artifacts == nil {
-			t.Artifacts = make(map[string]Hash)
-		}
-		t.Artifacts[name] = h
-	}
-	return rows.Err()
 }
 
 // A Child is a task that took another's output, as Children lists it.
