@@ -14,17 +14,14 @@ import (
 	"strings"
 	"sync"
 
-	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file://
-	_ "gocloud.dev/blob/s3blob"   // s3://
-
+	"github.com/daggerflow/dagger/datastore/internal/bucket"
 	"github.com/daggerflow/dagger/store"
 )
 
 const (
 	// spoolMin is the size from which PutReader spools a blob to a
 	// temporary file rather than holding it in memory. Below it, the
-	// blob costs less memory than the drivers' own upload buffers (the
+	// blob costs less memory than the clients' own upload buffers (the
 	// S3 transfer manager's are 5 parts of 8 MiB).
 	spoolMin = 4 << 20
 
@@ -32,8 +29,7 @@ const (
 	// this package makes itself.
 	ioChunk = 1 << 20
 
-	// contentType is the type of every blob: it is set explicitly so that
-	// the drivers do not sniff the content to guess one.
+	// contentType is the type of every blob.
 	contentType = "application/octet-stream"
 )
 
@@ -42,7 +38,7 @@ const (
 //
 // A Datastore is safe for concurrent use.
 type Datastore struct {
-	bucket *blob.Bucket
+	bucket bucket.Bucket
 	prefix string // "" or ending with "/": the keys of blobs start with it
 	url    string // the URL as given, which Open refuses if it holds credentials
 	name   string // the URL without secret-looking values, for messages
@@ -73,45 +69,39 @@ func Open(ctx context.Context, rawURL string) (*Datastore, error) {
 		return nil, err
 	}
 	d := &Datastore{url: rawURL, name: redact(u)}
-	open := *u
-	q := u.Query()
 	if u.Scheme == "file" {
 		d.dir = fileDir(u)
 		d.pending = make(map[string]bool)
-		// Blobs need no metadata: without this, fileblob writes a
-		// sidecar file per blob. And fileblob's temporary files are
-		// made next to their final place rather than in $TMPDIR, which
-		// may be another file system, where renaming fails.
-		if !q.Has("metadata") {
-			q.Set("metadata", "skip")
-		}
-		if !q.Has("no_tmp_dir") {
-			q.Set("no_tmp_dir", "true")
-		}
 		if info, err := os.Stat(d.dir); err != nil || !info.IsDir() {
 			return nil, fmt.Errorf("datastore %s: %s is not a directory", d, d.dir)
 		}
-	} else {
-		if u.Scheme == "s3" && !q.Has("response_checksum_validation") {
+		d.bucket = dirBucket{d.dir}
+		return d, nil
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" {
+		d.prefix = p + "/"
+	}
+	open := *u
+	open.Path, open.RawPath = "", ""
+	if u.Scheme == "s3" {
+		if !u.Query().Has("response_checksum_validation") {
 			// Every read is verified by its SHA-256, which makes the
 			// SDK's own checksum redundant; and the SDK logs a warning
 			// for each response that carries none, as MinIO's and
 			// Ceph's do not.
+			q := u.Query()
 			q.Set("response_checksum_validation", "when_required")
+			open.RawQuery = q.Encode()
 		}
-		if p := strings.Trim(u.Path, "/"); p != "" {
-			d.prefix = p + "/"
-		}
-		open.Path, open.RawPath = "", ""
+		d.bucket, err = openS3(ctx, &open)
+	} else {
+		d.bucket, err = bucket.Lookup(u.Scheme)(ctx, &open)
 	}
-	open.RawQuery = q.Encode()
-	b, err := blob.DefaultURLMux().OpenBucketURL(ctx, &open)
 	if err != nil {
-		// The driver's error may quote the URL it was given.
+		// The client's error may quote the URL it was given.
 		msg := strings.ReplaceAll(err.Error(), open.String(), d.name)
 		return nil, fmt.Errorf("datastore %s: %s", d, scrub(msg))
 	}
-	d.bucket = b
 	return d, nil
 }
 
@@ -152,8 +142,8 @@ func checkURL(u *url.URL) error {
 	default:
 		return fmt.Errorf("unknown scheme %q: want s3, gs, azblob or file", u.Scheme)
 	}
-	if !blob.DefaultURLMux().ValidBucketScheme(u.Scheme) {
-		// The Google and Azure drivers triple the start-up time of every
+	if (u.Scheme == "gs" || u.Scheme == "azblob") && bucket.Lookup(u.Scheme) == nil {
+		// The Google and Azure clients triple the start-up time of every
 		// dagger command, so they are linked in only on request.
 		pkg := map[string]string{"gs": "gcs", "azblob": "azure"}[u.Scheme]
 		return fmt.Errorf("%s:// datastores are not linked into this program: build dagger with -tags %s, or import github.com/daggerflow/dagger/datastore/%s", u.Scheme, pkg, pkg)
@@ -174,6 +164,9 @@ func checkURL(u *url.URL) error {
 		if u.Opaque != "" || u.Host != "" && u.Host != "localhost" || !filepath.IsAbs(fileDir(u)) {
 			return errors.New("file URLs name an absolute directory, as file:///DIR, with three slashes")
 		}
+		if u.RawQuery != "" {
+			return errors.New("file URLs take no parameters")
+		}
 		return nil
 	}
 	if u.Opaque != "" {
@@ -190,8 +183,8 @@ func checkURL(u *url.URL) error {
 	return nil
 }
 
-// fileDir returns the directory named by the file URL u, as fileblob
-// reads it: file:///c:/dir is c:\dir on Windows.
+// fileDir returns the directory named by the file URL u: file:///c:/dir
+// is c:\dir on Windows.
 func fileDir(u *url.URL) string {
 	p := u.Path
 	if os.PathSeparator != '/' {
@@ -259,16 +252,15 @@ func (d *Datastore) Put(ctx context.Context, parts ...[]byte) (store.Hash, error
 // damaged, as objects are written whole.
 func (d *Datastore) upload(ctx context.Context, h store.Hash, r io.Reader, size int64) error {
 	key := d.key(h.Digest())
-	attrs, err := d.bucket.Attributes(ctx, key)
+	present, err := d.bucket.Size(ctx, key)
 	switch {
-	case err == nil && attrs.Size == size:
+	case err == nil && present == size:
 		d.addPending(key)
 		return nil
-	case err != nil && !isNotFound(err):
+	case err != nil && d.bucket.Code(err) != bucket.NotFound:
 		return d.fail(ctx, "put blob "+string(h), key, err)
 	}
-	err = d.bucket.Upload(ctx, key, r, &blob.WriterOptions{ContentType: contentType})
-	if err != nil {
+	if err := d.bucket.Upload(ctx, key, r, size); err != nil {
 		return d.fail(ctx, "put blob "+string(h), key, err)
 	}
 	d.addPending(key)
@@ -385,7 +377,7 @@ func (d *Datastore) Open(ctx context.Context, h store.Hash) (io.ReadCloser, erro
 }
 
 // open starts reading blob h for operation op.
-func (d *Datastore) open(ctx context.Context, op string, h store.Hash) (*blob.Reader, string, error) {
+func (d *Datastore) open(ctx context.Context, op string, h store.Hash) (bucket.Reader, string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, "", fmt.Errorf("datastore %s: %s: %w", d, op, err)
 	}
@@ -393,7 +385,7 @@ func (d *Datastore) open(ctx context.Context, op string, h store.Hash) (*blob.Re
 		return nil, "", fmt.Errorf("datastore %s: %s: %w", d, op, err)
 	}
 	key := d.key(h.Digest())
-	r, err := d.bucket.NewReader(ctx, key, nil)
+	r, err := d.bucket.NewReader(ctx, key)
 	if err != nil {
 		return nil, "", d.fail(ctx, op, key, err)
 	}
@@ -404,7 +396,7 @@ func (d *Datastore) open(ctx context.Context, op string, h store.Hash) (*blob.Re
 type blobReader struct {
 	ctx  context.Context
 	d    *Datastore
-	r    *blob.Reader
+	r    bucket.Reader
 	op   string
 	key  string
 	want store.Hash
@@ -501,7 +493,7 @@ func (d *Datastore) Sync(ctx context.Context) error {
 			d.syncErr = err
 			return fmt.Errorf("datastore %s: sync: %w", d, err)
 		}
-		// The directories that fileblob may have created on the way.
+		// The directories that Put may have created on the way.
 		for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
 			dirs[dir] = true
 			if dir == d.dir || dir == filepath.Dir(dir) {

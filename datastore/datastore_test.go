@@ -431,6 +431,9 @@ func TestOpenErrors(t *testing.T) {
 		{"file:dir", "absolute directory"},
 		{"s3://bucket/a//b", "invalid prefix"},
 		{"file:///no/such/dir", "/no/such/dir is not a directory"},
+		{"file:///tmp?metadata=skip", "file URLs take no parameters"},
+		{"s3://bucket/p?use_path_style=maybe", `invalid value for use_path_style: "maybe": want true or false`},
+		{"s3://bucket/p?ssetype=rot13", `invalid value for ssetype: "rot13"`},
 		{"s3://bucket/%zz", "invalid URL"},
 	}
 	for _, tt := range tests {
@@ -450,16 +453,14 @@ func TestOpenErrors(t *testing.T) {
 
 func TestString(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "k"), []byte("signing key"), 0o666); err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		url, want string
 	}{
 		{"s3://bucket/p?endpoint=http://127.0.0.1:9000&use_path_style=true&region=eu-west-1",
 			"s3://bucket/p?endpoint=http://127.0.0.1:9000&use_path_style=true&region=eu-west-1"},
 		{"s3://bucket/p?kmskeyid=1234&ssetype=aws:kms", "s3://bucket/p?kmskeyid=REDACTED&ssetype=aws:kms"},
-		{"file://" + dir + "?base_url=/b&secret_key_path=" + dir + "/k", "file://" + dir + "?base_url=/b&secret_key_path=REDACTED"},
+		{"s3://bucket/p?endpoint=http://127.0.0.1:9000&role=arn:aws:iam::123:role/r", "s3://bucket/p?endpoint=http://127.0.0.1:9000&role=arn:aws:iam::123:role/r"},
+		{"file://" + dir, "file://" + dir},
 	}
 	t.Setenv("AWS_REGION", "us-east-1")
 	for _, tt := range tests {

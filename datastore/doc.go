@@ -12,13 +12,18 @@
 //	azblob://CONTAINER/PREFIX?PARAMS Azure Blob Storage
 //	file:///ABSOLUTE/DIR?PARAMS      a directory, such as a shared mount
 //
-// Open goes through gocloud.dev/blob and its s3blob, gcsblob, azureblob
-// and fileblob drivers, so PARAMS are theirs (gocloud.dev v0.47), except
-// prefix and key: the path of the URL is the prefix. The drivers reject
-// parameters they do not know. Credentials are never part of the URL: a
-// URL with user information is refused.
+// S3 is reached through the AWS SDK, and directories directly. Google
+// Cloud Storage and Azure Blob Storage go through gocloud.dev/blob's
+// gcsblob and azureblob drivers, in packages datastore/gcs and
+// datastore/azure, which a program imports to link them in; their
+// parameters are those drivers' (gocloud.dev v0.47). The path of a URL
+// is the prefix of the datastore. Unknown parameters are refused.
+// Credentials are never part of the URL: a URL with user information is
+// refused.
 //
-// For s3, the parameters are region, profile (a shared config profile),
+// For s3, the parameters are those that gocloud.dev's s3blob took, which
+// dagger used before, so that URLs keep their meaning: region, profile (a
+// shared config profile),
 // endpoint (a URL), use_path_style=true (or its older name
 // s3ForcePathStyle), disable_https, hostname_immutable, anonymous=true,
 // role (an IAM role ARN to assume through STS), dualstack, fips,
@@ -48,7 +53,8 @@
 //	s3://BUCKET/PREFIX?endpoint=http://minio.example:9000&use_path_style=true
 //
 // Two departures from the SDK's defaults: AWS_MAX_ATTEMPTS and
-// AWS_RETRY_MODE are not honoured, as s3blob installs its own retryer
+// AWS_RETRY_MODE are not honoured, as gocloud.dev/aws, which reads the
+// parameters, installs its own retryer
 // (standard mode, 3 attempts with exponential back-off, so an unreachable
 // endpoint is reported after a few seconds); and
 // response_checksum_validation defaults to when_required, because every
@@ -64,11 +70,10 @@
 // AD (AZURE_CLIENT_ID and so on). See the drivers' documentation for their
 // few parameters.
 //
-// For file, the directory must exist. Blobs are written to a temporary
-// file beside their final place and renamed (fileblob's no_tmp_dir=true,
-// set unless given, so that $TMPDIR on another file system does not make
-// renames fail), without fileblob's metadata sidecar files
-// (metadata=skip, likewise).
+// For file, the directory must exist, and the URL has no parameters.
+// Blobs are written to a temporary file beside their final place and
+// renamed, so that readers see them whole (beside it rather than in
+// $TMPDIR, which may be another file system, where renaming fails).
 //
 // # Layout and hashing
 //
@@ -104,7 +109,7 @@
 // PutReader reads up to 4 MiB into memory and, if the content ends there,
 // stores it as Put does. A larger blob is copied to a temporary file in
 // os.TempDir ($TMPDIR) while being hashed, then checked for and uploaded
-// from that file, which the drivers send in parts (S3: multipart uploads
+// from that file, which the clients send in parts (S3: multipart uploads
 // of 8 MiB parts, 5 at a time, larger parts for blobs over 80 GiB, as the
 // size is known), and removed. The content's address is only
 // known at the end, and spooling it locally is what lets PutReader skip
@@ -130,7 +135,7 @@
 // Errors name the datastore by its String form, which is its URL with the
 // values of secret-looking parameters replaced, and never quote the
 // credentials: the values of secret-looking environment variables are
-// removed from drivers' messages, and the drivers' errors themselves,
+// removed from the clients' messages, and the clients' errors themselves,
 // which hold requests and responses, are not wrapped.
 //
 // An absent blob is an error wrapping fs.ErrNotExist. An error wrapping
@@ -143,7 +148,7 @@
 // that S3 answers 403, hence ErrUnavailable, for an absent object when
 // the credentials may not list the bucket (s3:ListBucket): grant it.
 //
-// Open checks the URL and sets up the driver without contacting the
+// Open checks the URL and sets up the client without contacting the
 // service, so a task that does not touch its datastore does not pay a
 // round trip; the first operation reports an unreachable service.
 package datastore

@@ -10,8 +10,7 @@ import (
 	"os"
 	"strings"
 
-	"gocloud.dev/gcerrors"
-
+	"github.com/daggerflow/dagger/datastore/internal/bucket"
 	"github.com/daggerflow/dagger/store"
 )
 
@@ -36,7 +35,7 @@ func (errNoBlob) Is(target error) bool { return target == fs.ErrNotExist }
 //
 // The error keeps err's message, without secrets, but wraps only what
 // callers act on (ErrUnavailable, fs.ErrNotExist or the context's error),
-// not err itself: drivers' errors hold requests and responses that may
+// not err itself: clients' errors hold requests and responses that may
 // quote credentials in ways no scrubbing of messages foresees.
 func (d *Datastore) fail(ctx context.Context, op, key string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
@@ -45,7 +44,7 @@ func (d *Datastore) fail(ctx context.Context, op, key string, err error) error {
 	if hint := d.unavailable(err); hint != "" {
 		return fmt.Errorf("datastore %s: %s: %w: %s; %s", d, op, ErrUnavailable, scrub(err.Error()), hint)
 	}
-	if isNotFound(err) {
+	if d.bucket.Code(err) == bucket.NotFound {
 		return fmt.Errorf("datastore %s: %s: %w (object %s)", d, op, errNoBlob{}, key)
 	}
 	return fmt.Errorf("datastore %s: %s: %s", d, op, scrub(err.Error()))
@@ -57,24 +56,20 @@ func (d *Datastore) corrupt(op, key string, got store.Hash) error {
 	return fmt.Errorf("datastore %s: %s: %w: object %s has content hash %s", d, op, store.ErrCorrupt, key, got)
 }
 
-func isNotFound(err error) bool {
-	return gcerrors.Code(err) == gcerrors.NotFound
-}
-
 // unavailable returns what to check if err means that the datastore is
 // unavailable, or "" if it does not.
 func (d *Datastore) unavailable(err error) string {
-	code := gcerrors.Code(err)
+	code := d.bucket.Code(err)
 	switch status := httpStatus(err); {
 	case isNetwork(err):
 		return "check that the endpoint is reachable from here (address, DNS, proxy, firewall) and that the service is up"
 	case isNoBucket(err):
 		return "check that the bucket exists"
-	case status == 401, status == 403, code == gcerrors.PermissionDenied, isNoCredentials(err):
+	case status == 401, status == 403, code == bucket.PermissionDenied, isNoCredentials(err):
 		return "check the credentials in the environment (" + credentialVars(d.name) + ") and that they grant reading, writing and, for s3, listing (s3:ListBucket, without which S3 answers 403 for absent objects) the bucket"
 	case errors.Is(err, fs.ErrPermission):
 		return "check the permissions of " + d.dir
-	case status == 408, status == 429, status >= 500, code == gcerrors.ResourceExhausted, code == gcerrors.Internal, code == gcerrors.DeadlineExceeded:
+	case status == 408, status == 429, status >= 500, code == bucket.Unavailable:
 		return "check the health and load of the service, which failed or throttled the request"
 	}
 	return ""
@@ -93,8 +88,8 @@ func isNetwork(err error) bool {
 
 // httpStatus returns the HTTP status code of the response that err
 // reports, or 0. Only the AWS SDK's errors say it by a method; the Google
-// and Azure drivers' errors are classified by their gcerrors code, so
-// that this package need not link their clients in (see package gcs).
+// and Azure clients' errors are classified by their bucket's Code, so
+// that this package need not link those clients in (see package gcs).
 func httpStatus(err error) int {
 	var aws interface{ HTTPStatusCode() int } // aws-sdk-go-v2 and smithy-go
 	if errors.As(err, &aws) {
@@ -104,7 +99,7 @@ func httpStatus(err error) int {
 }
 
 // isNoBucket reports whether err says that the bucket does not exist,
-// which drivers report as the absence of the object. The Google and Azure
+// which clients report as the absence of the object. The Google and Azure
 // clients say so in their messages.
 func isNoBucket(err error) bool {
 	var aws interface{ ErrorCode() string } // smithy-go's APIError
@@ -140,7 +135,7 @@ func credentialVars(name string) string {
 }
 
 // scrub returns s with the values of environment variables whose names look
-// secret replaced, in case a driver's message quotes one.
+// secret replaced, in case a client's message quotes one.
 func scrub(s string) string {
 	for _, kv := range os.Environ() {
 		name, value, _ := strings.Cut(kv, "=")

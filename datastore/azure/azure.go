@@ -9,4 +9,12 @@
 // credential chain (environment, workload identity, managed identity).
 package azure
 
-import _ "gocloud.dev/blob/azureblob" // registers azblob://
+import (
+	_ "gocloud.dev/blob/azureblob" // the driver of azblob:// URLs
+
+	"github.com/daggerflow/dagger/datastore/internal/cloud"
+)
+
+func init() {
+	cloud.Register("azblob")
+}

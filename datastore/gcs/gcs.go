@@ -9,4 +9,12 @@
 // the machine or pod (workload identity).
 package gcs
 
-import _ "gocloud.dev/blob/gcsblob" // registers gs://
+import (
+	_ "gocloud.dev/blob/gcsblob" // the driver of gs:// URLs
+
+	"github.com/daggerflow/dagger/datastore/internal/cloud"
+)
+
+func init() {
+	cloud.Register("gs")
+}

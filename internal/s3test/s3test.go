@@ -193,7 +193,7 @@ func (s *Server) close() error {
 }
 
 // URL returns the URL of a datastore under prefix in the server's bucket,
-// in the form gocloud.dev/blob's s3blob opens. The region and credentials
+// in the form datastore.Open takes. The region and credentials
 // come from the environment (see Env).
 func (s *Server) URL(prefix string) string {
 	return fmt.Sprintf("s3://%s/%s?endpoint=%s&use_path_style=true", s.Bucket, prefix, s.Endpoint)
