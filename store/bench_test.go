@@ -221,3 +221,27 @@ func BenchmarkBlobSize(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGetSmall measures reading a small blob that the database
+// holds, as a foreach task reads its element, with a context that can be
+// cancelled, as a task's is.
+func BenchmarkGetSmall(b *testing.B) {
+	s := openTestStore(b)
+	bs := s.Blobs()
+	hashes := make([]Hash, 1000)
+	for i := range hashes {
+		h, err := bs.Put(b.Context(), []byte(strconv.Itoa(i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		hashes[i] = h
+	}
+	if err := bs.Sync(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		if _, err := bs.Get(b.Context(), hashes[i%len(hashes)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -188,7 +188,7 @@ func (b storeBlobs) getInline(ctx context.Context, h Hash) (data []byte, corrupt
 	if err := checkHash(string(h)); err != nil {
 		return nil, nil, err
 	}
-	where := "the pending copy"
+	where := "the copy in memory"
 	if d, ok := b.s.inline.get(h); ok {
 		// A copy, which the caller may modify.
 		data = append(make([]byte, 0, len(d)), d...)

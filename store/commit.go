@@ -29,6 +29,11 @@ type committer struct {
 type taskRecord struct {
 	task    Task
 	attempt Attempt
+	// first says that the record is the task's first: the start of its
+	// first attempt, or its end merged with that start by coalesce. Only
+	// the end of an attempt records artifacts, so a task whose first
+	// record is written has none of an earlier attempt to drop.
+	first bool
 }
 
 // commitRequest asks for rec to be written or, if rec is nil, for a durable
@@ -192,7 +197,7 @@ func coalesce(batch []*commitRequest) []*taskRecord {
 		delete(starts, k)
 		switch {
 		case started && rec.attempt.N == recs[i].attempt.N && rec.task.Status != TaskRunning:
-			recs[i] = rec
+			recs[i] = &taskRecord{task: rec.task, attempt: rec.attempt, first: recs[i].first}
 		case rec.task.Status == TaskRunning:
 			starts[k] = len(recs)
 			recs = append(recs, rec)
@@ -213,7 +218,7 @@ func (w *taskWriter) record(rec *taskRecord) error {
 	if rec == nil {
 		return nil
 	}
-	if err := w.task(rec.task); err != nil {
+	if err := w.task(rec.task, !rec.first); err != nil {
 		return err
 	}
 	if rec.attempt.N == 0 {

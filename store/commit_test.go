@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestCommitTaskConcurrent(t *testing.T) {
@@ -278,7 +279,8 @@ func TestQueueStartTask(t *testing.T) {
 
 func TestCoalesce(t *testing.T) {
 	start := func(id string, n int) *commitRequest {
-		return &commitRequest{rec: &taskRecord{task: Task{RunID: "r", ID: id, Status: TaskRunning, Attempt: n}, attempt: Attempt{N: n, Status: TaskRunning}}}
+		// As StartTask makes them.
+		return &commitRequest{rec: &taskRecord{task: Task{RunID: "r", ID: id, Status: TaskRunning, Attempt: n}, attempt: Attempt{N: n, Status: TaskRunning}, first: n == 1}}
 	}
 	end := func(id string, n int) *commitRequest {
 		return &commitRequest{durable: true, rec: &taskRecord{task: Task{RunID: "r", ID: id, Status: TaskFailed, Attempt: n}, attempt: Attempt{N: n, Status: TaskFailed}}}
@@ -288,30 +290,31 @@ func TestCoalesce(t *testing.T) {
 	tests := []struct {
 		name  string
 		batch []*commitRequest
-		want  []int // indices in batch of the records written, in order
+		want  []int  // indices in batch of the records written, in order
+		first []bool // whether each is the first record of its task
 	}{
-		{"an end takes the place of its start", []*commitRequest{start("a", 1), start("b", 1), end("b", 1), end("a", 1)}, []int{3, 2}},
-		{"an end without its start", []*commitRequest{end("a", 1), start("b", 1)}, []int{0, 1}},
-		{"a start without its end", []*commitRequest{start("a", 1), flush}, []int{0}},
-		{"the end of another attempt", []*commitRequest{start("a", 2), end("a", 1)}, []int{0, 1}},
-		{"a record of no attempt", []*commitRequest{start("a", 1), reused}, []int{0, 1}},
-		{"a retry in the same batch", []*commitRequest{start("a", 1), end("a", 1), start("a", 2), end("a", 2)}, []int{1, 3}},
-		{"an end after the start of the next attempt", []*commitRequest{start("a", 1), start("a", 2), end("a", 1)}, []int{0, 1, 2}},
+		{"an end takes the place of its start", []*commitRequest{start("a", 1), start("b", 1), end("b", 1), end("a", 1)}, []int{3, 2}, []bool{true, true}},
+		{"an end without its start", []*commitRequest{end("a", 1), start("b", 1)}, []int{0, 1}, []bool{false, true}},
+		{"a start without its end", []*commitRequest{start("a", 1), flush}, []int{0}, []bool{true}},
+		{"the end of another attempt", []*commitRequest{start("a", 2), end("a", 1)}, []int{0, 1}, []bool{false, false}},
+		{"a record of no attempt", []*commitRequest{start("a", 1), reused}, []int{0, 1}, []bool{true, false}},
+		{"a retry in the same batch", []*commitRequest{start("a", 1), end("a", 1), start("a", 2), end("a", 2)}, []int{1, 3}, []bool{true, false}},
+		{"an end after the start of the next attempt", []*commitRequest{start("a", 1), start("a", 2), end("a", 1)}, []int{0, 1, 2}, []bool{true, false, false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var want []*taskRecord
-			for _, i := range tt.want {
-				want = append(want, tt.batch[i].rec)
+			var want []taskRecord
+			for j, i := range tt.want {
+				rec := *tt.batch[i].rec
+				rec.first = tt.first[j]
+				want = append(want, rec)
 			}
-			got := coalesce(tt.batch)
-			if len(got) != len(want) {
-				t.Fatalf("coalesce gave %d records, want %d", len(got), len(want))
+			var got []taskRecord
+			for _, rec := range coalesce(tt.batch) {
+				got = append(got, *rec)
 			}
-			for i := range got {
-				if got[i] != want[i] {
-					t.Errorf("record %d is %+v, want %+v", i, *got[i], *want[i])
-				}
+			if diff := cmp.Diff(want, got, cmp.AllowUnexported(taskRecord{})); diff != "" {
+				t.Errorf("coalesce (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -379,6 +382,61 @@ func TestCommitCoalesced(t *testing.T) {
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("attempts of %s (-want +got):\n%s", id, diff)
+		}
+	}
+}
+
+// TestArtifactsReplaced checks that a task's artifacts are those of its
+// latest attempt, whether its start and end were written in one batch or
+// apart, and whatever the attempt.
+func TestArtifactsReplaced(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	run := createRun(t, s)
+	h := func(name string) Hash {
+		h, err := s.Blobs().Put(ctx, []byte(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	steps := []struct {
+		what      string
+		do        func(id string) error
+		artifacts map[string]Hash
+	}{
+		{"start 1, queued", func(id string) error {
+			return s.QueueStartTask(ctx, Task{RunID: run, ID: id, Step: "s", Attempt: 1, Started: at(1)})
+		}, nil},
+		{"end 1, likely in the batch of its start", func(id string) error {
+			t := Task{RunID: run, ID: id, Step: "s", Status: TaskFailed, Attempt: 1, Started: at(1), Ended: at(2), Artifacts: map[string]Hash{"x": h("x"), "y": h("y")}}
+			return s.CommitTask(ctx, t, Attempt{RunID: run, TaskID: id, N: 1, Status: TaskFailed, Started: at(1), Ended: at(2)})
+		}, map[string]Hash{"x": h("x"), "y": h("y")}},
+		{"start 2", func(id string) error {
+			return s.StartTask(ctx, Task{RunID: run, ID: id, Step: "s", Attempt: 2, Started: at(3)})
+		}, nil},
+		{"end 2", func(id string) error {
+			t := Task{RunID: run, ID: id, Step: "s", Status: TaskSucceeded, Attempt: 2, Started: at(3), Ended: at(4), Artifacts: map[string]Hash{"y": h("y2")}}
+			return s.CommitTask(ctx, t, Attempt{RunID: run, TaskID: id, N: 2, Status: TaskSucceeded, Started: at(3), Ended: at(4)})
+		}, map[string]Hash{"y": h("y2")}},
+		{"end 2 again, without a start", func(id string) error {
+			t := Task{RunID: run, ID: id, Step: "s", Status: TaskSucceeded, Attempt: 2, Started: at(3), Ended: at(5), Artifacts: map[string]Hash{"z": h("z")}}
+			return s.CommitTask(ctx, t, Attempt{RunID: run, TaskID: id, N: 2, Status: TaskSucceeded, Started: at(3), Ended: at(5)})
+		}, map[string]Hash{"z": h("z")}},
+	}
+	for _, st := range steps {
+		if err := st.do("t"); err != nil {
+			t.Fatalf("%s: %v", st.what, err)
+		}
+		if strings.HasSuffix(st.what, "queued") {
+			continue // not written yet
+		}
+		got, err := s.Task(ctx, run, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(st.artifacts, got.Artifacts, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("after %s, artifacts (-want +got):\n%s", st.what, diff)
 		}
 	}
 }

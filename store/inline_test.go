@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -302,6 +303,9 @@ func corruptInline(t testing.TB, s *Store, h Hash, data []byte) {
 func TestGetCorruptInline(t *testing.T) {
 	s := openTestStore(t)
 	b := s.Blobs()
+	// Read as another process would: the writer keeps what it wrote lately
+	// in memory, where damage to the database does not reach it.
+	r := openStoreAt(t, s.dir).Blobs()
 	ctx := t.Context()
 	data := []byte("inline content")
 	h, err := b.Put(ctx, data)
@@ -313,11 +317,11 @@ func TestGetCorruptInline(t *testing.T) {
 	}
 	corruptInline(t, s, h, []byte("inline c0ntent"))
 
-	_, err = b.Get(ctx, h)
+	_, err = r.Get(ctx, h)
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), string(h)) {
 		t.Errorf("Get of corrupt blob: %v; want error wrapping ErrCorrupt and naming %s", err, h)
 	}
-	rc, err := b.Open(ctx, h)
+	rc, err := r.Open(ctx, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +335,7 @@ func TestGetCorruptInline(t *testing.T) {
 	if _, err := s.blobs.Put(ctx, data); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := b.Get(ctx, h); err != nil || !bytes.Equal(got, data) {
+	if got, err := r.Get(ctx, h); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("Get of blob corrupt inline and good in a file: %q, %v", got, err)
 	}
 	if err := os.Remove(s.blobs.path(h)); err != nil {
@@ -345,7 +349,7 @@ func TestGetCorruptInline(t *testing.T) {
 	if err := b.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := b.Get(ctx, h); err != nil || !bytes.Equal(got, data) {
+	if got, err := r.Get(ctx, h); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("Get after repairing Put: %q, %v", got, err)
 	}
 }
@@ -452,8 +456,34 @@ func TestUpgradeFromVersion1(t *testing.T) {
 		t.Errorf("Foreach after upgrade = %q, %v; want %q", got.Foreach, err, want.Foreach)
 	}
 	checkClean(t, s)
+	// The upgrade made the tables and indexes of a new store.
+	if diff := cmp.Diff(schemaObjects(t, openTestStore(t)), schemaObjects(t, s)); diff != "" {
+		t.Errorf("tables and indexes after upgrade (-new store +upgraded):\n%s", diff)
+	}
 	// Opening again finds the schema up to date.
 	openStoreAt(t, dir)
+}
+
+// schemaObjects lists the tables and indexes of the database of s.
+func schemaObjects(t *testing.T, s *Store) []string {
+	t.Helper()
+	rows, err := s.rdb.QueryContext(t.Context(), "SELECT type || ' ' || name FROM sqlite_schema ORDER BY name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var objects []string
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			t.Fatal(err)
+		}
+		objects = append(objects, o)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return objects
 }
 
 // TestConcurrentFirstOpen has several processes open new stores at the
@@ -514,5 +544,37 @@ func TestConcurrentFirstOpen(t *testing.T) {
 		if err := p.wait(); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestWrittenKeptBounded checks that the blobs a write committed stay
+// readable from memory, the latest first, within maxWrittenBytes.
+func TestWrittenKeptBounded(t *testing.T) {
+	var p pendingBlobs
+	const n, size = 40, 1 << 20 // 40 MiB in all
+	hashes := make([]Hash, n)
+	for i := range hashes {
+		data := bytes.Repeat([]byte{byte(i)}, size)
+		hashes[i] = HashOf(sha256.Sum256(data))
+		if !p.add(hashes[i], data, maxPendingBytes) {
+			t.Fatalf("blob %d not added", i)
+		}
+		p.done(p.take(), true)
+		if p.writtenSize > maxWrittenBytes {
+			t.Fatalf("after %d blobs, %d bytes kept, over %d", i+1, p.writtenSize, maxWrittenBytes)
+		}
+	}
+	kept := maxWrittenBytes / (size + writtenOverhead)
+	for i, h := range hashes {
+		data, ok := p.get(h)
+		if want := i >= n-kept; ok != want {
+			t.Errorf("blob %d kept = %v, want %v: the latest %d only", i, ok, want, kept)
+		}
+		if ok && (len(data) != size || data[0] != byte(i)) {
+			t.Errorf("blob %d: wrong content", i)
+		}
+	}
+	if len(p.blobs) != 0 || p.size != 0 {
+		t.Errorf("%d blobs, %d bytes still pending", len(p.blobs), p.size)
 	}
 }

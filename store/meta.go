@@ -475,7 +475,7 @@ func (s *Store) startTask(ctx context.Context, t Task, wait bool) error {
 	a := Attempt{RunID: t.RunID, TaskID: t.ID, N: t.Attempt, Status: TaskRunning, Started: t.Started}
 	err := checkTask(t, false)
 	if err == nil {
-		req := commitRequest{rec: &taskRecord{task: t, attempt: a}}
+		req := commitRequest{rec: &taskRecord{task: t, attempt: a, first: t.Attempt == 1}}
 		if wait {
 			err = s.enqueue(ctx, req)
 		} else {
@@ -527,7 +527,7 @@ func (s *Store) recordFinished(ctx context.Context, ts []Task, as []Attempt) err
 	return s.write(ctx, true, func(tx *sql.Tx) error {
 		w := s.taskWriter(ctx, tx)
 		for _, t := range ts {
-			if err := w.task(t); err != nil {
+			if err := w.task(t, true); err != nil {
 				return err
 			}
 		}
@@ -559,8 +559,9 @@ func (s *Store) taskWriter(ctx context.Context, tx *sql.Tx) *taskWriter {
 	}
 }
 
-// task writes t, replacing its artifacts.
-func (w *taskWriter) task(t Task) error {
+// task writes t and its artifacts, replacing those recorded before if
+// dropArtifacts is set.
+func (w *taskWriter) task(t Task, dropArtifacts bool) error {
 	parents, err := marshalJSON(t.Parents, len(t.Parents))
 	if err != nil {
 		return err
@@ -577,8 +578,10 @@ func (w *taskWriter) task(t Task) error {
 		nullTime(t.Started), nullTime(t.Ended), next, t.ForeachLen, nullHash(t.Foreach), t.Logs, t.Error, t.Origin); err != nil {
 		return fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
 	}
-	if _, err := w.deleteArtifacts.ExecContext(w.ctx, t.RunID, t.ID); err != nil {
-		return fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
+	if dropArtifacts {
+		if _, err := w.deleteArtifacts.ExecContext(w.ctx, t.RunID, t.ID); err != nil {
+			return fmt.Errorf("task %s/%s: %w", t.RunID, t.ID, err)
+		}
 	}
 	for name, h := range t.Artifacts {
 		if _, err := w.insertArtifact.ExecContext(w.ctx, t.RunID, t.ID, name, h); err != nil {
