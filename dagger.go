@@ -150,7 +150,8 @@ type Options struct {
 	// a time, in the order things happened. A task that has something to
 	// report waits while OnEvent runs, so a slow OnEvent slows the run
 	// down but never reorders or loses events. OnEvent must not call into
-	// the run.
+	// the run. The lines a task prints come in batches, within 50 ms of
+	// their printing (see exec.Options.OnEvent).
 	OnEvent func(Event)
 }
 

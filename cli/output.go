@@ -122,6 +122,7 @@ type textPrinter struct {
 	done    int                   // tasks finished, whatever their status
 	shown   bool                  // the progress line is on the screen
 	redraw  bool                  // the progress line changed since shown
+	out     []byte                // the last batch written, whose memory the next reuses
 }
 
 // foldAfter is how many ✓ lines a foreach step prints on a terminal.
@@ -300,7 +301,7 @@ func (p *textPrinter) flushBatch() {
 	if len(p.buf) == 0 && !p.redraw {
 		return
 	}
-	var out []byte
+	out := p.out[:0]
 	if p.shown {
 		out = append(out, "\r\x1b[K"...) // to the start of the line, and erase it
 		p.shown = false
@@ -313,6 +314,7 @@ func (p *textPrinter) flushBatch() {
 	}
 	p.redraw = false
 	p.write(out)
+	p.out = out
 }
 
 // progress returns the progress line, without its newline, so that the

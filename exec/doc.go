@@ -16,6 +16,13 @@
 // that does not return timeoutGrace after its context ends is abandoned,
 // so that the run still ends, and what it reports later is dropped.
 //
+// What a task prints is passed on in batches, by count and by time, each
+// in one call to the live log and in one run of OnEvent calls (see
+// lineBatch): a line reported alone cost a lock, a reading of the clock
+// and a lookup, more than the task spent printing it. A batch is reported
+// before any other event of its task, so that a task's lines still come
+// before its end.
+//
 // A wide foreach holds little memory: its tasks are made as they start,
 // no more than maxCommitting at once, and its join keeps of each input
 // only its step, attempt and the digests of its artifacts; the Runner of

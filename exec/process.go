@@ -353,8 +353,9 @@ func runTask(ctx context.Context, spec *TaskSpec, set *builtins.Set, blobs store
 }
 
 // outputDelay is how long a line a task printed may wait in its runner's
-// buffer: lines still show as they come, to the eye, while a task that
-// prints many pays one write for a batch of them rather than one each.
+// buffer, and in the batch its driver reports it in (see lineBatch): lines
+// still show as they come, to the eye, while a task that prints many pays
+// one write, or one report, for a batch of them rather than one each.
 const outputDelay = 50 * time.Millisecond
 
 // A taskOutput is the output of a task that a runner prints: lines are

@@ -35,10 +35,14 @@ type Options struct {
 	MaxSteps uint64
 	// OnEvent, if set, is called with every event of the run, one call
 	// at a time, in the order things happened. Whatever reports an event,
-	// the scheduler or a task printing a line, waits while OnEvent runs:
-	// a slow OnEvent slows the run down, and never reorders or drops
-	// events. A consumer that must not slow the run copies events into a
-	// queue of its own.
+	// the scheduler or a task whose printed lines are due, waits while
+	// OnEvent runs: a slow OnEvent slows the run down, and never reorders
+	// or drops events. A consumer that must not slow the run copies events
+	// into a queue of its own.
+	//
+	// The lines a task prints come in batches, a TaskOutput event each,
+	// within 50 ms of their printing and before the task's next event;
+	// the events of a batch share their Time, when it was reported.
 	OnEvent func(Event)
 	// Resume, if set, makes the run a resumption of an earlier one; with
 	// Params nil, it runs with the param values of that run.
@@ -255,6 +259,10 @@ type scheduler struct {
 	halt       chan struct{} // closed on the first failure
 	finished   bool          // finish succeeded
 
+	// lineBufs holds the slices of lines of the batches of attempts that
+	// ended, for others (see lineBatch).
+	lineBufs sync.Pool // of *[]string
+
 	emitMu sync.Mutex
 	// eventErr is the panic of OnEvent, which then gets no more events;
 	// guarded by emitMu, and announced by eventFailed for the loop to
@@ -360,7 +368,12 @@ func (s *scheduler) emit(e Event) { s.emitUnless(nil, e) }
 
 // emitUnless emits e unless *stop, which emitMu guards, is set: a task
 // the scheduler gave up on reports nothing more.
-func (s *scheduler) emitUnless(stop *bool, e Event) {
+func (s *scheduler) emitUnless(stop *bool, e Event) { s.emitLines(stop, e, e.Line) }
+
+// emitLines emits a copy of e for each line, with that Line, unless
+// *stop, as emitUnless. The lines of a batch share one lock and one
+// reading of the clock.
+func (s *scheduler) emitLines(stop *bool, e Event, lines ...string) {
 	if s.opts.OnEvent == nil {
 		return
 	}
@@ -379,7 +392,10 @@ func (s *scheduler) emitUnless(stop *bool, e Event) {
 			s.eventFailed.Store(true)
 		}
 	}()
-	s.opts.OnEvent(e)
+	for _, line := range lines {
+		e.Line = line
+		s.opts.OnEvent(e)
+	}
 }
 
 // eventFailure returns the panic of OnEvent, if it panicked.
@@ -622,20 +638,19 @@ func (s *scheduler) call(ctx context.Context, spec *TaskSpec) (*TaskResult, erro
 		err error
 	}
 	done := make(chan outcome, 1) // an abandoned executor must not block
-	abandoned := false            // guarded by emitMu
+	out := s.newLineBatch(spec)
 	ctx = context.WithValue(ctx, waitingKey{}, func(why string) {
-		s.emitUnless(&abandoned, Event{Kind: TaskWaiting, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Line: why})
+		out.emit(Event{Kind: TaskWaiting, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Line: why})
 	})
 	go func() {
 		defer func() {
 			if v := recover(); v != nil {
+				out.close()
 				done <- outcome{err: fmt.Errorf("the executor panicked: %v\n%s", v, debug.Stack())}
 			}
 		}()
-		res, err := s.exec.Execute(ctx, spec, func(line string) {
-			s.live.Add(spec.TaskID, spec.Attempt, line)
-			s.emitUnless(&abandoned, Event{Kind: TaskOutput, Step: spec.Step, TaskID: spec.TaskID, Attempt: spec.Attempt, Line: line})
-		})
+		res, err := s.exec.Execute(ctx, spec, out.print)
+		out.close()
 		done <- outcome{res, err}
 	}()
 	select {
@@ -650,9 +665,7 @@ func (s *scheduler) call(ctx context.Context, spec *TaskSpec) (*TaskResult, erro
 		return o.res, o.err
 	case <-grace.C:
 	}
-	s.emitMu.Lock()
-	abandoned = true
-	s.emitMu.Unlock()
+	out.abandon()
 	return nil, fmt.Errorf("%w within %s of: %w", errAbandoned, timeoutGrace, context.Cause(ctx))
 }
 

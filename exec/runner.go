@@ -35,6 +35,10 @@ type Runner struct {
 	// splitJoins are the joins that close a split, whose inputs are also
 	// named by step.
 	splitJoins map[string]bool
+	// logBufs holds buffers that tasks printed into, their output saved,
+	// for other tasks to print into: each would otherwise grow one anew,
+	// and make as much garbage again as it printed.
+	logBufs sync.Pool // of *[]byte
 }
 
 // NewRunner runs the top-level code of flow, with the param values given
@@ -122,7 +126,7 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 
 	var (
 		mu   sync.Mutex // programs the task runs print from goroutines of their own
-		logs strings.Builder
+		logs = r.logBuffer()
 	)
 	task := &builtins.Task{Step: spec.Step, Allow: step.Capabilities(), Getenv: os.LookupEnv, Blobs: r.blobs}
 	task.Prepare = r.prepare
@@ -130,8 +134,9 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 		line = task.Redact(line)
 		mu.Lock()
 		defer mu.Unlock()
-		logs.WriteString(line)
-		logs.WriteByte('\n')
+		if logs != nil {
+			*logs = append(append(*logs, line...), '\n')
+		}
 		print(line)
 	}
 	defer task.Close()
@@ -150,19 +155,18 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if logs.Len() > 0 {
-		// What a cancelled task printed is kept too.
-		h, perr := r.blobs.Put(context.WithoutCancel(ctx), []byte(logs.String()))
-		if perr != nil {
-			if err != nil {
-				// The task's own failure is the news; losing its output is
-				// the second.
-				return nil, fmt.Errorf("task %s: %s; and saving its output: %w", spec.TaskID, task.Redact(err.Error()), perr)
-			}
-			return nil, fmt.Errorf("task %s: saving its output: %w", spec.TaskID, perr)
+	// What a cancelled task printed is kept too.
+	h, perr := r.saveLogs(context.WithoutCancel(ctx), logs)
+	logs = nil // what a program the task started prints late is not kept
+	if perr != nil {
+		if err != nil {
+			// The task's own failure is the news; losing its output is
+			// the second.
+			return nil, fmt.Errorf("task %s: %s; and saving its output: %w", spec.TaskID, task.Redact(err.Error()), perr)
 		}
-		res.Logs = string(h)
+		return nil, fmt.Errorf("task %s: saving its output: %w", spec.TaskID, perr)
 	}
+	res.Logs = string(h)
 	if err != nil {
 		// An error may quote a value the task read as a secret.
 		res.Error = task.Redact(err.Error())
@@ -170,6 +174,34 @@ func (r *Runner) Execute(ctx context.Context, spec *TaskSpec, print func(line st
 	}
 	res.OK = true
 	return res, nil
+}
+
+// maxLogBuffer is the largest buffer of output that a Runner keeps for
+// the next task, so that one task that printed much leaves no large buffer
+// for the many that print little.
+const maxLogBuffer = 1 << 20
+
+// logBuffer returns an empty buffer for a task to print into.
+func (r *Runner) logBuffer() *[]byte {
+	if buf, ok := r.logBufs.Get().(*[]byte); ok {
+		return buf
+	}
+	return new([]byte)
+}
+
+// saveLogs saves what a task printed into logs, if anything, and keeps
+// the buffer for another task.
+func (r *Runner) saveLogs(ctx context.Context, logs *[]byte) (store.Hash, error) {
+	defer func() {
+		if cap(*logs) <= maxLogBuffer {
+			*logs = (*logs)[:0]
+			r.logBufs.Put(logs)
+		}
+	}()
+	if len(*logs) == 0 {
+		return "", nil
+	}
+	return r.blobs.Put(ctx, *logs)
 }
 
 // collectMin is the size of an artifact from which loading it collects

@@ -26,25 +26,51 @@ const liveDir = "live"
 
 // liveFlushDelay is how long a line waits to be written to its file: a
 // task that ends sooner never writes one, and a task that prints many
-// lines writes them in a few writes.
-const liveFlushDelay = 200 * time.Millisecond
+// lines writes them in a few writes. The scheduler adds a task's lines in
+// batches, each within 50 ms of its first line: a line is written within
+// 200 ms of its printing.
+const liveFlushDelay = 150 * time.Millisecond
 
 // A LiveLog keeps the output of the running tasks of a run where other
-// processes can read it as it comes (see Store.LiveOutput). Its methods
-// may be called concurrently; a nil LiveLog keeps nothing.
+// processes can read it as it comes (see Store.LiveOutput). Its methods,
+// and those of its LiveAttempts, may be called concurrently; a nil LiveLog
+// keeps nothing.
 //
 // A LiveLog that fails to write a file stops keeping output: followers
 // then see each task's output when the task ends, as the record has it,
 // and the run goes on.
 type LiveLog struct {
-	dir     string        // of the run
-	delay   time.Duration // liveFlushDelay, but in tests
-	mu      sync.Mutex
-	pending map[liveKey][]byte // not yet written, by attempt
-	written map[liveKey]bool   // attempts that have a file
-	timer   *time.Timer        // writes pending; nil when nothing is due
-	made    bool               // the run's folder
-	stopped bool               // by Close, or a failed write
+	dir      string        // of the run
+	delay    time.Duration // liveFlushDelay, but in tests
+	mu       sync.Mutex
+	attempts map[liveKey]*LiveAttempt // handed out and not ended
+	due      []*LiveAttempt           // attempts with lines pending
+	free     [][]byte                 // buffers no attempt holds, for reuse
+	timer    *time.Timer              // writes pending; nil when nothing is due
+	made     bool                     // the run's folder
+	stopped  bool                     // by Close, or a failed write
+}
+
+// A LiveLog keeps the buffers of pending lines that attempts are done
+// with, written or ended, for others to reuse: a buffer grown anew for
+// each attempt, most of them ended before their lines are due, made
+// as much garbage again as the tasks printed. maxFree and maxFreeSize
+// bound the memory they keep.
+const (
+	maxFree     = 64
+	maxFreeSize = 64 << 10
+)
+
+// A LiveAttempt is the output of one attempt at a task in a LiveLog. A
+// task that prints holds one, so that adding its lines looks nothing up;
+// a nil LiveAttempt keeps nothing.
+type LiveAttempt struct {
+	l   *LiveLog
+	key liveKey
+	// Guarded by l.mu.
+	pending []byte // not yet written; not empty when the attempt is due
+	written bool   // the attempt has a file
+	ended   bool   // by End: the attempt keeps nothing more
 }
 
 // A liveKey names an attempt at a task.
@@ -58,25 +84,53 @@ func (k liveKey) file() string { return k.task + "@" + strconv.Itoa(k.attempt) }
 // LiveLog returns the LiveLog of run runID. Close it when the run ends.
 func (s *Store) LiveLog(runID string) *LiveLog {
 	return &LiveLog{
-		dir:     filepath.Join(s.dir, liveDir, runID),
-		delay:   liveFlushDelay,
-		pending: make(map[liveKey][]byte),
-		written: make(map[liveKey]bool),
+		dir:      filepath.Join(s.dir, liveDir, runID),
+		delay:    liveFlushDelay,
+		attempts: make(map[liveKey]*LiveAttempt),
 	}
+}
+
+// Attempt returns the output of attempt at task taskID, until End.
+func (l *LiveLog) Attempt(taskID string, attempt int) *LiveAttempt {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := liveKey{taskID, attempt}
+	a := l.attempts[k]
+	if a == nil {
+		a = &LiveAttempt{l: l, key: k}
+		l.attempts[k] = a
+	}
+	return a
 }
 
 // Add keeps line, printed by attempt at task taskID.
 func (l *LiveLog) Add(taskID string, attempt int, line string) {
-	if l == nil {
+	l.Attempt(taskID, attempt).Add(line)
+}
+
+// Add keeps lines, printed by the attempt in this order.
+func (a *LiveAttempt) Add(lines ...string) {
+	if a == nil || len(lines) == 0 {
 		return
 	}
+	l := a.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.stopped {
+	if l.stopped || a.ended {
 		return
 	}
-	k := liveKey{taskID, attempt}
-	l.pending[k] = append(append(l.pending[k], line...), '\n')
+	if len(a.pending) == 0 {
+		l.due = append(l.due, a)
+		if n := len(l.free); a.pending == nil && n > 0 {
+			a.pending, l.free = l.free[n-1], l.free[:n-1]
+		}
+	}
+	for _, line := range lines {
+		a.pending = append(append(a.pending, line...), '\n')
+	}
 	if l.timer == nil {
 		l.timer = time.AfterFunc(l.delay, l.Flush)
 	}
@@ -91,9 +145,14 @@ func (l *LiveLog) End(taskID string, attempt int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := liveKey{taskID, attempt}
-	delete(l.pending, k)
-	if l.written[k] {
-		delete(l.written, k)
+	a := l.attempts[k]
+	if a == nil {
+		return
+	}
+	delete(l.attempts, k)
+	a.ended = true
+	l.release(a)
+	if a.written {
 		// A file left behind is only shown again for a task that is
 		// recorded running, which this one no longer is.
 		_ = os.Remove(filepath.Join(l.dir, k.file()))
@@ -130,14 +189,28 @@ func (l *LiveLog) Flush() {
 	if l.stopped {
 		return
 	}
-	for k, data := range l.pending {
-		if err := l.append(k, data); err != nil {
-			l.stopped = true
-			return
+	for i, a := range l.due {
+		// An attempt that ended since it was due has nothing pending.
+		if len(a.pending) > 0 {
+			if err := l.append(a.key, a.pending); err != nil {
+				l.stopped = true
+				return
+			}
+			a.written = true
+			l.release(a)
 		}
-		l.written[k] = true
-		delete(l.pending, k)
+		l.due[i] = nil
 	}
+	l.due = l.due[:0]
+}
+
+// release takes the buffer of pending lines of a, written or dropped,
+// for reuse.
+func (l *LiveLog) release(a *LiveAttempt) {
+	if c := cap(a.pending); c > 0 && c <= maxFreeSize && len(l.free) < maxFree {
+		l.free = append(l.free, a.pending[:0])
+	}
+	a.pending = nil
 }
 
 func (l *LiveLog) append(k liveKey, data []byte) error {

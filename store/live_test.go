@@ -70,6 +70,49 @@ func TestLiveLog(t *testing.T) {
 	}
 }
 
+// TestLiveAttempt checks the lines added through an attempt's handle:
+// kept in order, apart from those of the attempts whose buffers it reuses,
+// and dropped once the attempt ended.
+func TestLiveAttempt(t *testing.T) {
+	s := openTestStore(t)
+	l := s.LiveLog("run1")
+	defer l.Close()
+	l.delay = time.Hour // lines are written by Flush
+	read := func(task string) string {
+		t.Helper()
+		data, err := s.LiveOutput("run1", task, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	a := l.Attempt("a", 1)
+	a.Add("one", "two")
+	a.Add()
+	a.Add("three")
+	l.Flush() // a's buffer is free: b reuses it
+	b := l.Attempt("b", 1)
+	b.Add("bee")
+	l.End("b", 1) // b's is free again, with its line dropped
+	b.Add("after its end")
+	c := l.Attempt("c", 1)
+	c.Add("sea")
+	if l.Attempt("a", 1) != a {
+		t.Error("Attempt gave a second handle for the same attempt")
+	}
+	a.Add("four")
+	l.Flush()
+	for _, tt := range []struct{ task, want string }{
+		{"a", "one\ntwo\nthree\nfour\n"},
+		{"b", ""},
+		{"c", "sea\n"},
+	} {
+		if got := read(tt.task); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.task, got, tt.want)
+		}
+	}
+}
+
 // TestRecordSetup checks that a run's setup output is recorded with it.
 func TestRecordSetup(t *testing.T) {
 	s := openTestStore(t)
