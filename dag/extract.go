@@ -2,6 +2,7 @@ package dag
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.starlark.net/syntax"
@@ -49,27 +50,37 @@ func Extract(f *syntax.File, isBuiltin func(name string) bool) (*Graph, error) {
 			Loads:  []*Load{},
 			steps:  make(map[string]*Step, n),
 		},
-		fileNames: fileNames{
-			defs:    make(map[string]*syntax.DefStmt, n),
-			globals: make(map[string]syntax.Position, n),
-		},
-		loads:    make(map[string]*Load),
-		accepted: make(map[*syntax.CallExpr]bool, n),
+		fileNames: newFileNames(n),
+		loads:     make(map[string]*Load),
+		accepted:  make(map[*syntax.CallExpr]bool),
 	}
 	if x.g.Name == "" {
 		x.errs.addf(Pos{File: f.Path, Line: 1, Col: 1}, "name the file for the flow, such as hello.star",
 			"the flow file %s has no name: a flow is named for its file, without .star", filepath.Base(f.Path))
 	}
 	x.declarations(f)
-	x.resolve(f)
-	for _, s := range x.g.Steps {
-		x.transition(s, x.defs[s.Name])
+	// Then every check of a statement is made at once, as fileNames
+	// explains. The steps and the functions defined again are met in
+	// the order declarations found them.
+	steps, duplicates := x.g.Steps, x.duplicates
+	for i, stmt := range f.Stmts {
+		x.resolve(stmt)
+		x.accepted = reset(x.accepted)
+		if def, ok := stmt.(*syntax.DefStmt); ok {
+			switch {
+			case len(duplicates) > 0 && duplicates[0] == def:
+				x.ignoreNextSteps(def)
+				duplicates = duplicates[1:]
+			case len(steps) > 0 && steps[0].Name == def.Name.Name:
+				x.transition(steps[0], def)
+				steps = steps[1:]
+			}
+		}
+		x.calls(stmt)
+		x.check(i, stmt, &x.errs)
 	}
-	for _, d := range x.duplicates {
-		x.ignoreNextSteps(d)
-	}
-	x.calls(f)
-	x.check(f, &x.errs)
+	x.catches()
+	x.recursion(&x.errs)
 	return x.g, x.errs.Err()
 }
 
@@ -79,10 +90,15 @@ type extractor struct {
 	isBuiltin func(string) bool
 	errs      ErrorList
 	loads     map[string]*Load          // names bound by load
-	accepted  map[*syntax.CallExpr]bool // next_step calls where they belong
+	accepted  map[*syntax.CallExpr]bool // next_step calls of the statement that are where they belong
 	// duplicates are functions defined again, whose bodies are ignored.
 	duplicates []*syntax.DefStmt
 	params     map[string]*Param
+	// Slices that calls and transition fill for each statement, kept for
+	// the next: allocated again for each, they were most of what those
+	// allocated.
+	stack    []syntax.Node
+	endCalls []*syntax.CallExpr
 }
 
 func (x *extractor) errorf(p syntax.Position, hint, format string, args ...any) {
@@ -96,7 +112,7 @@ func (x *extractor) builtinCall(e syntax.Expr) (string, *syntax.CallExpr) {
 		return "", nil
 	}
 	id, ok := call.Fn.(*syntax.Ident)
-	if !ok || !x.refs[id] {
+	if !ok || !x.ref(id) {
 		return "", nil
 	}
 	return id.Name, call
@@ -107,26 +123,24 @@ func (x *extractor) declarations(f *syntax.File) {
 	for i, stmt := range f.Stmts {
 		switch stmt := stmt.(type) {
 		case *syntax.DefStmt:
-			x.bind(stmt.Name)
-			if _, dup := x.defs[stmt.Name.Name]; dup {
+			if x.bind(i, stmt.Name, stmt, true) {
 				x.duplicates = append(x.duplicates, stmt)
 				continue
 			}
-			x.defs[stmt.Name.Name] = stmt
 			if !strings.HasPrefix(stmt.Name.Name, "_") {
 				x.step(stmt)
 			}
 		case *syntax.LoadStmt:
 			l := &Load{Module: stmt.ModuleName(), Pos: position(stmt.Load)}
 			for _, id := range stmt.To { // the names bound here; From are the module's
-				x.bind(id)
+				x.bind(i, id, nil, true)
 				l.Names = append(l.Names, id.Name)
 				x.loads[id.Name] = l
 			}
 			x.g.Loads = append(x.g.Loads, l)
 		case *syntax.AssignStmt:
 			for _, id := range boundIdents(stmt.LHS) {
-				x.bind(id)
+				x.bind(i, id, nil, stmt.Op == syntax.EQ)
 			}
 		case *syntax.ExprStmt:
 			if lit, ok := stmt.X.(*syntax.Literal); ok && i == 0 && lit.Token == syntax.STRING {
@@ -149,19 +163,19 @@ func (x *extractor) ignoreNextSteps(def *syntax.DefStmt) {
 	})
 }
 
-// bind records a top-level name, rejecting builtins' names and steps
-// defined twice.
-func (x *extractor) bind(id *syntax.Ident) {
+// bind records a top-level name as fileNames.bind does, rejecting
+// builtins' names and names of functions defined before, which it does
+// not bind again and reports true for.
+func (x *extractor) bind(i int, id *syntax.Ident, def *syntax.DefStmt, set bool) (defined bool) {
 	if x.isBuiltin(id.Name) {
 		x.errorf(id.NamePos, "rename it", "%s shadows the builtin %s", id.Name, id.Name)
 	}
-	if d, ok := x.defs[id.Name]; ok {
-		x.errorf(id.NamePos, "", "%s is already defined as a function at line %d", id.Name, d.Name.NamePos.Line)
-		return
+	if g := x.globals[id.Name]; g.def != nil {
+		x.errorf(id.NamePos, "", "%s is already defined as a function at line %d", id.Name, g.def.Name.NamePos.Line)
+		return true
 	}
-	if _, ok := x.globals[id.Name]; !ok {
-		x.globals[id.Name] = id.NamePos
-	}
+	x.fileNames.bind(i, id, def, set)
+	return false
 }
 
 func boundIdents(lhs syntax.Expr) []*syntax.Ident {
@@ -213,7 +227,7 @@ func docString(lit *syntax.Literal) string {
 
 // step records a step definition and checks its signature.
 func (x *extractor) step(def *syntax.DefStmt) {
-	s := &Step{Name: def.Name.Name, Pos: position(def.Name.NamePos), Params: []string{}, Options: []*Option{}, index: len(x.g.Steps)}
+	s := &Step{Name: def.Name.Name, Pos: position(def.Name.NamePos), Params: make([]string, 0, len(def.Params)), Options: []*Option{}, index: len(x.g.Steps)}
 	if len(def.Body) > 0 {
 		if es, ok := def.Body[0].(*syntax.ExprStmt); ok {
 			if lit, ok := es.X.(*syntax.Literal); ok && lit.Token == syntax.STRING {
@@ -254,8 +268,9 @@ func (x *extractor) transition(s *Step, def *syntax.DefStmt) {
 			"step %s never calls next_step", s.Name)
 		return
 	}
-	var ends []*syntax.CallExpr
+	ends := x.endCalls[:0]
 	x.ends(s, def.Body, &ends)
+	x.endCalls = ends
 	x.returns(s, def.Body)
 	if len(ends) == 0 {
 		return
@@ -286,7 +301,11 @@ func (x *extractor) transition(s *Step, def *syntax.DefStmt) {
 				t.Kind = Split
 			}
 		}
-		t.Targets = append(t.Targets, targets...)
+		if t.Targets == nil {
+			t.Targets = targets // the one call's, most often: not copied
+		} else {
+			t.Targets = append(t.Targets, targets...)
+		}
 	}
 	if ok {
 		s.Next = t
@@ -295,10 +314,16 @@ func (x *extractor) transition(s *Step, def *syntax.DefStmt) {
 
 // callsNextStep reports whether next_step is called anywhere in body.
 func (x *extractor) callsNextStep(body []syntax.Stmt) bool {
+	// Most steps end with the call: the body need not be searched.
+	if es, ok := body[len(body)-1].(*syntax.ExprStmt); ok {
+		if name, _ := x.builtinCall(es.X); name == "next_step" {
+			return true
+		}
+	}
 	found := false
 	for _, stmt := range body {
 		syntax.Walk(stmt, func(n syntax.Node) bool {
-			if id, ok := n.(*syntax.Ident); ok && id.Name == "next_step" && x.refs[id] {
+			if id, ok := n.(*syntax.Ident); ok && id.Name == "next_step" && x.ref(id) {
 				found = true
 			}
 			return !found
@@ -348,18 +373,16 @@ func (x *extractor) ends(s *Step, stmts []syntax.Stmt, calls *[]*syntax.CallExpr
 // returns reports every return statement of a step's own body: a step ends
 // by calling next_step.
 func (x *extractor) returns(s *Step, body []syntax.Stmt) {
-	for _, stmt := range body {
-		syntax.Walk(stmt, func(n syntax.Node) bool {
-			switch n := n.(type) {
-			case *syntax.DefStmt, *syntax.LambdaExpr:
-				return false
-			case *syntax.ReturnStmt:
-				x.errorf(n.Return, "end the path with next_step(...) instead",
-					"step %s returns without calling next_step", s.Name)
-			}
-			return true
-		})
-	}
+	eachStmt(body, func(stmt syntax.Stmt) bool {
+		switch stmt := stmt.(type) {
+		case *syntax.DefStmt:
+			return false
+		case *syntax.ReturnStmt:
+			x.errorf(stmt.Return, "end the path with next_step(...) instead",
+				"step %s returns without calling next_step", s.Name)
+		}
+		return true
+	})
 }
 
 // nextStepArgs reads the targets and the foreach argument of a next_step
@@ -368,7 +391,7 @@ func (x *extractor) nextStepArgs(call *syntax.CallExpr) (targets []Target, forea
 	ok = true
 	var foreachPos syntax.Position
 	callPos := position(callStart(call))
-	seen := make(map[string]bool)
+	targets = make([]Target, 0, len(call.Args))
 	for _, arg := range call.Args {
 		switch arg := arg.(type) {
 		case *syntax.Ident:
@@ -376,12 +399,11 @@ func (x *extractor) nextStepArgs(call *syntax.CallExpr) (targets []Target, forea
 				ok = false
 				continue
 			}
-			if seen[arg.Name] {
+			if slices.ContainsFunc(targets, func(t Target) bool { return t.Step == arg.Name }) {
 				x.errorf(arg.NamePos, "", "step %s is named twice in this next_step", arg.Name)
 				ok = false
 				continue
 			}
-			seen[arg.Name] = true
 			targets = append(targets, Target{Step: arg.Name, Pos: position(arg.NamePos), Call: callPos})
 		case *syntax.BinaryExpr:
 			if kw, isKw := arg.X.(*syntax.Ident); isKw && arg.Op == syntax.EQ {
@@ -442,9 +464,10 @@ func (x *extractor) target(id *syntax.Ident) bool {
 	if _, ok := x.g.steps[id.Name]; ok {
 		return true
 	}
-	if d, ok := x.defs[id.Name]; ok {
+	g, isGlobal := x.globals[id.Name]
+	if g.def != nil {
 		x.errorf(id.NamePos, "a step's name does not start with _",
-			"%s is a helper function (line %d), not a step", id.Name, d.Name.NamePos.Line)
+			"%s is a helper function (line %d), not a step", id.Name, g.def.Name.NamePos.Line)
 		return false
 	}
 	if l, ok := x.loads[id.Name]; ok {
@@ -452,8 +475,8 @@ func (x *extractor) target(id *syntax.Ident) bool {
 			"%s is loaded from %q, not a step", id.Name, l.Module)
 		return false
 	}
-	if p, ok := x.globals[id.Name]; ok {
-		x.errorf(id.NamePos, "", "%s is a variable (line %d), not a step", id.Name, p.Line)
+	if isGlobal {
+		x.errorf(id.NamePos, "", "%s is a variable (line %d), not a step", id.Name, g.at.Line)
 		return false
 	}
 	hint := ""
@@ -474,12 +497,13 @@ func (x *extractor) stepNames() []string {
 	return names
 }
 
-// calls checks every use of next_step, param, step and package against
-// where it stands, and reads the params, step options and package
-// declaration.
-func (x *extractor) calls(f *syntax.File) {
-	var stack []syntax.Node
-	syntax.Walk(f, func(n syntax.Node) bool {
+// calls checks every use of next_step, param, step and package in stmt, a
+// top-level statement, against where it stands, and reads the params,
+// step options and package declaration.
+func (x *extractor) calls(stmt syntax.Stmt) {
+	stack := x.stack[:0] // from stmt to the node walked
+	defer func() { x.stack = stack }()
+	syntax.Walk(stmt, func(n syntax.Node) bool {
 		if n == nil {
 			stack = stack[:len(stack)-1]
 			return true
@@ -512,7 +536,7 @@ func (x *extractor) calls(f *syntax.File) {
 			// Extraction sees only direct calls of these: an alias
 			// would hide what it declares.
 			if n.Name == "next_step" || n.Name == "param" || n.Name == "step" || n.Name == "package" {
-				if call, ok := stack[len(stack)-2].(*syntax.CallExpr); x.refs[n] && (!ok || call.Fn != n) {
+				if call, ok := stack[len(stack)-2].(*syntax.CallExpr); (!ok || call.Fn != n) && x.ref(n) {
 					x.errorf(n.NamePos, "", "%s must be called, not used as a value", n.Name)
 				}
 			}
@@ -545,7 +569,7 @@ func (x *extractor) misplaced(call *syntax.CallExpr, stack []syntax.Node) {
 		case *syntax.DefStmt:
 			name := n.Name.Name
 			switch {
-			case i != 1: // not a top-level function
+			case i != 0: // not a top-level function
 				x.errorf(callStart(call), hint, "next_step is called inside the nested function %s", name)
 			case strings.HasPrefix(name, "_"):
 				x.errorf(callStart(call), hint, "next_step is called in the helper %s; only steps call it", name)

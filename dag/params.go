@@ -458,7 +458,7 @@ func (x *extractor) paramType(p *Param, defExpr, typeExpr syntax.Expr) {
 	if typeExpr != nil {
 		id, isIdent := typeExpr.(*syntax.Ident)
 		t, known := "", false
-		if isIdent && x.refs[id] {
+		if isIdent && x.ref(id) {
 			t, known = paramTypes[id.Name]
 		}
 		if !known {
@@ -553,10 +553,6 @@ func (x *extractor) options(call *syntax.CallExpr) {
 			x.errorf(start, "", "option %s of step %s is already set at line %d", kw, s.Name, prev.Line)
 			continue
 		}
-		if kw == "catch" && s.Next != nil && (s.Next.Kind == Foreach || s.Next.Kind == Switch) {
-			x.errorf(start, "catch a failure in the step before, or in the step after",
-				"step %s cannot catch its failure: a %s needs the step to finish to know where to go", s.Name, s.Next.Kind)
-		}
 		o := &Option{Name: kw, Pos: position(start)}
 		if v, ok := x.literal(val); ok {
 			o.Value, o.Literal = v, true
@@ -572,6 +568,22 @@ func (x *extractor) options(call *syntax.CallExpr) {
 		s.Options = append(s.Options, o)
 		if kw == "allow" {
 			s.Allow = allowed(o)
+		}
+	}
+}
+
+// catches reports the steps that catch their failure and cannot: those
+// whose transition needs the step to finish. It is the check of step()'s
+// catch option made once every step's transition is known, which a
+// step() call before the step's def, an error too, does not see.
+func (x *extractor) catches() {
+	for _, s := range x.g.Steps {
+		if s.Next == nil || s.Next.Kind != Foreach && s.Next.Kind != Switch {
+			continue
+		}
+		if o := s.Option("catch"); o != nil {
+			x.errs.addf(o.Pos, "catch a failure in the step before, or in the step after",
+				"step %s cannot catch its failure: a %s needs the step to finish to know where to go", s.Name, s.Next.Kind)
 		}
 	}
 }
@@ -607,7 +619,7 @@ func (x *extractor) literal(e syntax.Expr) (any, bool) {
 			return v, true
 		}
 	case *syntax.Ident:
-		if !x.refs[e] {
+		if !x.ref(e) {
 			return nil, false // a variable called True
 		}
 		switch e.Name {

@@ -2,29 +2,17 @@ package dag
 
 import "go.starlark.net/syntax"
 
-// builtinRefs returns the identifiers of f that refer to a predeclared or
-// universal name: uses of a name that no enclosing function, lambda or
-// comprehension binds and that is not a global of the file. Extract needs
-// it to tell a call of the builtin step from a call of a local variable
-// called step. It leaves f as it is: the file is resolved once, where it is
-// compiled.
-// It also returns the uses of names bound by an enclosing function, lambda
-// or comprehension: a local variable called like a step is not the step.
-func builtinRefs(f *syntax.File, isGlobal func(string) bool) (refs, locals map[*syntax.Ident]bool) {
-	// A step uses, typically, a builtin (next_step) and a local (ctx)
-	// or two: the maps start at that size.
-	n := len(f.Stmts)
-	s := &scoper{isGlobal: isGlobal, refs: make(map[*syntax.Ident]bool, n), locals: make(map[*syntax.Ident]bool, 2*n), bound: make(map[string]int)}
-	for _, stmt := range f.Stmts {
-		s.walk(stmt)
-	}
-	return s.refs, s.locals
-}
-
+// A scoper finds what the identifiers of a top-level statement refer to:
+// the uses of names that an enclosing function, lambda or comprehension
+// binds, locals, and the other uses of names, free, which refer to the
+// file's globals or to predeclared and universal names. Extract needs
+// them to tell a call of the builtin step from a call of a local variable
+// called step, and a local variable called like a step from the step. It
+// leaves the statement as it is: go.starlark.net's resolver, which Load
+// runs at the same time, writes the bindings of its identifiers.
 type scoper struct {
-	isGlobal func(string) bool
-	refs     map[*syntax.Ident]bool
-	locals   map[*syntax.Ident]bool
+	locals map[*syntax.Ident]bool
+	free   map[*syntax.Ident]bool
 	// The scopes that enclose the node walked are one stack of the names
 	// they bind, names, each scope starting where a mark says; bound
 	// counts each name's bindings on it. One map for the whole walk, not
@@ -32,6 +20,28 @@ type scoper struct {
 	names []string
 	marks []int
 	bound map[string]int
+}
+
+func newScoper() scoper {
+	return scoper{locals: make(map[*syntax.Ident]bool), free: make(map[*syntax.Ident]bool), bound: make(map[string]int)}
+}
+
+// resolve finds what the identifiers of stmt, a top-level statement,
+// refer to, in place of those of the statement before.
+func (s *scoper) resolve(stmt syntax.Stmt) {
+	s.locals, s.free = reset(s.locals), reset(s.free)
+	s.walk(stmt)
+}
+
+// reset empties m, a map of what one statement holds, for the next. A
+// map that grew for a long function is made again rather than cleared:
+// clearing a map costs the most it held, at every statement after.
+func reset[K comparable, V any](m map[K]V) map[K]V {
+	if len(m) > 64 {
+		return make(map[K]V)
+	}
+	clear(m)
+	return m
 }
 
 func (s *scoper) local(name string) bool { return s.bound[name] > 0 }
@@ -60,11 +70,10 @@ func (s *scoper) walk(n syntax.Node) {
 	syntax.Walk(n, func(n syntax.Node) bool {
 		switch n := n.(type) {
 		case *syntax.Ident:
-			switch {
-			case s.local(n.Name):
+			if s.local(n.Name) {
 				s.locals[n] = true
-			case !s.isGlobal(n.Name):
-				s.refs[n] = true
+			} else {
+				s.free[n] = true
 			}
 		case *syntax.DotExpr:
 			s.walk(n.X) // n.Name is an attribute, not a variable

@@ -10,109 +10,167 @@ import (
 
 // fileNames is what the checks of a file's code know of its names, for a
 // flow file or a module alike.
+//
+// A file is checked a top-level statement at a time: what the
+// identifiers of a statement refer to is found, then every check of the
+// statement made, while its nodes and the maps that say so are in the
+// processor's cache. With maps of every identifier of the file, read by
+// each check in a walk of the whole file of its own, nearly every lookup
+// missed the cache, and checking a flow of thousands of steps took twice
+// as long.
 type fileNames struct {
-	defs    map[string]*syntax.DefStmt // top-level functions, by their first definition
-	globals map[string]syntax.Position // every top-level name, where it is first bound
-	refs    map[*syntax.Ident]bool     // identifiers that refer to builtins
-	locals  map[*syntax.Ident]bool     // identifiers that refer to local variables
+	// globals are the top-level names, all in one map: each check of a
+	// name that is not a local is one lookup.
+	globals map[string]global
+	// What the identifiers of the statement being checked refer to.
+	locals map[*syntax.Ident]bool // identifiers that refer to local variables
+	free   map[*syntax.Ident]bool // the other uses of names: builtins and globals
+	scope  scoper
+	// What recursion gathers from the statements checked so far.
+	callers []string          // functions that call others, in source order
+	calls   map[string][]call // by calling function
 }
 
-// resolve finds the identifiers of f that refer to builtins and to local
-// variables, once defs and globals are known.
-func (n *fileNames) resolve(f *syntax.File) {
-	n.refs, n.locals = builtinRefs(f, func(name string) bool {
-		_, ok := n.globals[name]
-		return ok
-	})
+// A global is a top-level name of a file.
+type global struct {
+	at  syntax.Position // where it is first bound
+	def *syntax.DefStmt // its first definition as a function, if any
+	// set is the first top-level statement, by index, that binds it by
+	// def, load or =, which order takes for its definition; -1 if none.
+	set int
 }
 
-// global reports whether id, a use of a name, refers to a top-level name
-// of the file.
-func (n *fileNames) global(id *syntax.Ident) bool {
-	_, ok := n.globals[id.Name]
-	return ok && !n.refs[id] && !n.locals[id]
+func newFileNames(n int) fileNames {
+	return fileNames{globals: make(map[string]global, n), scope: newScoper(), calls: make(map[string][]call)}
+}
+
+// bind records that the statement of index i binds id: by def if def is
+// not nil, and as order counts a definition if set.
+func (n *fileNames) bind(i int, id *syntax.Ident, def *syntax.DefStmt, set bool) {
+	g, ok := n.globals[id.Name]
+	if !ok {
+		g = global{at: id.NamePos, set: -1}
+	}
+	if g.def == nil {
+		g.def = def
+	}
+	if set && g.set < 0 {
+		g.set = i
+	}
+	n.globals[id.Name] = g
+}
+
+// resolve finds what the identifiers of stmt, a top-level statement,
+// refer to, once the globals are known: locals and free hold them until
+// the next statement.
+func (n *fileNames) resolve(stmt syntax.Stmt) {
+	n.scope.resolve(stmt)
+	n.locals, n.free = n.scope.locals, n.scope.free
+}
+
+// ref reports whether id, an identifier of the statement checked, refers
+// to a builtin.
+func (n *fileNames) ref(id *syntax.Ident) bool {
+	if !n.free[id] {
+		return false
+	}
+	_, isGlobal := n.globals[id.Name]
+	return !isGlobal
+}
+
+// global reports whether id, a use of a name in the statement checked,
+// refers to a top-level name of the file, and returns it.
+func (n *fileNames) global(id *syntax.Ident) (global, bool) {
+	g, ok := n.globals[id.Name]
+	return g, ok && !n.locals[id]
+}
+
+// def returns the top-level function that id, an identifier of the
+// statement checked, refers to, or nil.
+func (n *fileNames) def(id *syntax.Ident) *syntax.DefStmt {
+	g, ok := n.global(id)
+	if !ok {
+		return nil
+	}
+	return g.def
 }
 
 // CheckModule makes the checks of a flow's code that apply to a module it
 // loads too: top-level names used before they are defined, recursion, and
 // reserved attributes of ctx assigned. It reports them as an ErrorList.
 func CheckModule(f *syntax.File) error {
-	n := &fileNames{defs: make(map[string]*syntax.DefStmt), globals: make(map[string]syntax.Position)}
-	bind := func(id *syntax.Ident) {
-		if _, ok := n.globals[id.Name]; !ok {
-			n.globals[id.Name] = id.NamePos
-		}
-	}
-	for _, stmt := range f.Stmts {
+	n := newFileNames(len(f.Stmts))
+	for i, stmt := range f.Stmts {
 		switch stmt := stmt.(type) {
 		case *syntax.DefStmt:
-			bind(stmt.Name)
-			if _, ok := n.defs[stmt.Name.Name]; !ok {
-				n.defs[stmt.Name.Name] = stmt
-			}
+			n.bind(i, stmt.Name, stmt, true)
 		case *syntax.LoadStmt:
 			for _, id := range stmt.To {
-				bind(id)
+				n.bind(i, id, nil, true)
 			}
 		case *syntax.AssignStmt:
 			for _, id := range boundIdents(stmt.LHS) {
-				bind(id)
+				n.bind(i, id, nil, stmt.Op == syntax.EQ)
 			}
 		}
 	}
-	n.resolve(f)
 	var errs ErrorList
-	n.check(f, &errs)
+	for i, stmt := range f.Stmts {
+		n.resolve(stmt)
+		n.check(i, stmt, &errs)
+	}
+	n.recursion(&errs)
 	errs.Sort()
 	return errs.Err()
 }
 
-// check reports top-level names used before they are defined, recursion,
-// and reserved attributes of ctx assigned: what running the file's code
-// would fail on, before any step's body runs.
-func (n *fileNames) check(f *syntax.File, errs *ErrorList) {
-	n.order(f, errs)
-	n.recursion(f, errs)
-	n.ctxWrites(f, errs)
+// check reports what running stmt, the top-level statement of index i,
+// would fail on, before any step's body runs: top-level names used before
+// they are defined and reserved attributes of ctx assigned. It gathers
+// the calls between functions that recursion then reports cycles of.
+func (n *fileNames) check(i int, stmt syntax.Stmt, errs *ErrorList) {
+	n.order(i, stmt, errs)
+	if def, ok := stmt.(*syntax.DefStmt); ok {
+		n.callsOf(def)
+	}
+	n.ctxWrites(stmt, errs)
 }
 
-// order reports the top-level names that the top-level code uses before
-// the statement that defines them. That code runs once, from top to
-// bottom (Starlark allows no if or for at top level), so such a use fails
-// every run, as step(train, ...) before def train does.
-func (n *fileNames) order(f *syntax.File, errs *ErrorList) {
-	bound := make(map[string]bool, len(f.Stmts))
-	for _, stmt := range f.Stmts {
-		var binds []*syntax.Ident
-		switch stmt := stmt.(type) {
-		case *syntax.DefStmt:
-			binds = []*syntax.Ident{stmt.Name}
-		case *syntax.LoadStmt:
-			binds = stmt.To
-		case *syntax.AssignStmt:
-			if stmt.Op == syntax.EQ {
-				binds = boundIdents(stmt.LHS)
-			}
+// order reports the top-level names that stmt, the top-level statement of
+// index i, uses before the statement that defines them. Top-level code
+// runs once, from top to bottom (Starlark allows no if or for at top
+// level), so such a use fails every run, as step(train, ...) before def
+// train does.
+func (n *fileNames) order(i int, stmt syntax.Stmt, errs *ErrorList) {
+	runUses(stmt, func(id *syntax.Ident) {
+		g, ok := n.global(id)
+		if !ok || 0 <= g.set && g.set < i || binds(stmt, id) {
+			return
 		}
-		runUses(stmt, func(id *syntax.Ident) {
-			if !n.global(id) || bound[id.Name] || slices.Contains(binds, id) {
-				return
-			}
-			at := n.globals[id.Name]
-			what := "its definition"
-			if d, ok := n.defs[id.Name]; ok && d.Name.NamePos == at {
-				what = "def " + id.Name
-			}
-			hint := fmt.Sprintf("top-level code runs from top to bottom: move this statement below line %d", at.Line)
-			if call, ok := stmt.(*syntax.ExprStmt); ok && isCallOf(call.X, "step") {
-				hint = fmt.Sprintf("top-level code runs from top to bottom: call step(%s, ...) after def %s", id.Name, id.Name)
-			}
-			errs.addf(position(id.NamePos), hint, "%s is used before %s at line %d", id.Name, what, at.Line)
-		})
-		for _, id := range binds {
-			bound[id.Name] = true
+		what := "its definition"
+		if g.def != nil && g.def.Name.NamePos == g.at {
+			what = "def " + id.Name
 		}
+		hint := fmt.Sprintf("top-level code runs from top to bottom: move this statement below line %d", g.at.Line)
+		if call, ok := stmt.(*syntax.ExprStmt); ok && isCallOf(call.X, "step") {
+			hint = fmt.Sprintf("top-level code runs from top to bottom: call step(%s, ...) after def %s", id.Name, id.Name)
+		}
+		errs.addf(position(id.NamePos), hint, "%s is used before %s at line %d", id.Name, what, g.at.Line)
+	})
+}
+
+// binds reports whether id is a name that stmt, a top-level statement,
+// binds by def, load or =.
+func binds(stmt syntax.Stmt, id *syntax.Ident) bool {
+	switch stmt := stmt.(type) {
+	case *syntax.DefStmt:
+		return stmt.Name == id
+	case *syntax.LoadStmt:
+		return slices.Contains(stmt.To, id)
+	case *syntax.AssignStmt:
+		return stmt.Op == syntax.EQ && slices.Contains(boundIdents(stmt.LHS), id)
 	}
+	return false
 }
 
 func isCallOf(e syntax.Expr, name string) bool {
@@ -171,40 +229,46 @@ type call struct {
 	pos syntax.Position
 }
 
-// recursion reports every cycle of calls between the file's top-level
-// functions, once, at the call that closes it: Starlark stops a function
-// called while it runs already. Only the calls in a function's own body
-// count, not those in the functions and lambdas it defines, which may run
-// after it returns.
-func (n *fileNames) recursion(f *syntax.File, errs *ErrorList) {
-	var order []string
-	calls := make(map[string][]call, len(n.defs))
-	for _, stmt := range f.Stmts {
-		def, ok := stmt.(*syntax.DefStmt)
-		if !ok || n.defs[def.Name.Name] != def {
-			continue
-		}
-		order = append(order, def.Name.Name)
-		for _, stmt := range def.Body {
-			syntax.Walk(stmt, func(node syntax.Node) bool {
-				switch node := node.(type) {
-				case *syntax.DefStmt, *syntax.LambdaExpr:
-					return false
-				case *syntax.CallExpr:
-					if id, ok := node.Fn.(*syntax.Ident); ok && n.global(id) && n.defs[id.Name] != nil {
-						calls[def.Name.Name] = append(calls[def.Name.Name], call{id.Name, id.NamePos})
-					}
+// callsOf gathers the calls of top-level functions in the body of def, a
+// top-level function, if it is its first definition. Only the calls in
+// its own body count, not those in the functions and lambdas it defines,
+// which may run after it returns.
+func (n *fileNames) callsOf(def *syntax.DefStmt) {
+	var out []call
+	for _, stmt := range def.Body {
+		syntax.Walk(stmt, func(node syntax.Node) bool {
+			switch node := node.(type) {
+			case *syntax.DefStmt, *syntax.LambdaExpr:
+				return false
+			case *syntax.CallExpr:
+				if id, ok := node.Fn.(*syntax.Ident); ok && n.def(id) != nil {
+					out = append(out, call{id.Name, id.NamePos})
 				}
-				return true
-			})
-		}
+			}
+			return true
+		})
 	}
+	// Whether def is the first definition is asked last, of the few
+	// functions that call others.
+	if len(out) > 0 && n.globals[def.Name.Name].def == def {
+		n.callers = append(n.callers, def.Name.Name)
+		n.calls[def.Name.Name] = out
+	}
+}
+
+// recursion reports every cycle of the calls between the file's top-level
+// functions that callsOf gathered, once, at the call that closes it:
+// Starlark stops a function called while it runs already.
+func (n *fileNames) recursion(errs *ErrorList) {
+	// The search starts from the functions that call others only: one
+	// that calls none, as a step typically is, closes no cycle.
+	calls := n.calls
 	const (
 		white = iota
 		grey
 		black
 	)
-	color := make(map[string]int, len(n.defs))
+	color := make(map[string]int, len(calls))
 	var path []string
 	var visit func(fn string)
 	visit = func(fn string) {
@@ -228,65 +292,89 @@ func (n *fileNames) recursion(f *syntax.File, errs *ErrorList) {
 		path = path[:len(path)-1]
 		color[fn] = black
 	}
-	for _, fn := range order {
+	for _, fn := range n.callers {
 		if color[fn] == white {
 			visit(fn)
 		}
 	}
 }
 
-// ctxWrites reports assignments to the reserved attributes of a local
-// variable called ctx, as a step's first parameter is, and to anything
-// reached from a local called inputs, the read-only inputs of a join: the
-// assignment fails when it runs.
-func (n *fileNames) ctxWrites(f *syntax.File, errs *ErrorList) {
-	syntax.Walk(f, func(node syntax.Node) bool {
-		a, ok := node.(*syntax.AssignStmt)
+// ctxWrites reports assignments in stmt to the reserved attributes of a
+// local variable called ctx, as a step's first parameter is, and to
+// anything reached from a local called inputs, the read-only inputs of a
+// join: the assignment fails when it runs.
+func (n *fileNames) ctxWrites(stmt syntax.Stmt, errs *ErrorList) {
+	eachStmt([]syntax.Stmt{stmt}, func(stmt syntax.Stmt) bool {
+		a, ok := stmt.(*syntax.AssignStmt)
 		if !ok {
 			return true
 		}
-		for _, lhs := range assigned(a.LHS) {
+		eachAssigned(a.LHS, func(lhs syntax.Expr) {
 			dot, ok := lhs.(*syntax.DotExpr)
 			if !ok {
-				continue
+				return
 			}
+			// Whether root is a local is asked last: steps assign
+			// ctx.<artifact> again and again, and only a reserved
+			// name makes the answer matter.
 			root, direct := rootIdent(dot.X)
 			switch {
-			case root == nil || !n.locals[root]:
-			case root.Name == "ctx" && direct && isReserved(dot.Name.Name):
+			case root == nil:
+			case root.Name == "ctx" && direct && isReserved(dot.Name.Name) && n.locals[root]:
 				start, _ := dot.Span()
 				errs.addf(position(start), "the reserved attributes of ctx are "+andList(ReservedNames()),
 					"ctx.%s is reserved; choose another name for the artifact", dot.Name.Name)
-			case root.Name == "inputs" && !direct:
+			case root.Name == "inputs" && !direct && n.locals[root]:
 				start, _ := dot.Span()
 				errs.addf(position(start), "a join reads its inputs and sets its own artifacts on ctx",
 					"the inputs of a join are read-only; set ctx.%s instead", dot.Name.Name)
 			}
-		}
+		})
 		return true
 	})
 }
 
-// assigned returns the expressions an assignment's left-hand side assigns
-// to, looking into tuples, lists and parentheses.
-func assigned(lhs syntax.Expr) []syntax.Expr {
-	switch lhs := lhs.(type) {
-	case *syntax.ParenExpr:
-		return assigned(lhs.X)
-	case *syntax.ListExpr:
-		return slices.Concat(mapSlice(lhs.List, assigned)...)
-	case *syntax.TupleExpr:
-		return slices.Concat(mapSlice(lhs.List, assigned)...)
+// eachStmt calls f for each statement of stmts and, unless f returns
+// false for it, for the statements it holds, nested functions' bodies
+// included, in source order. Only statements hold statements (a lambda's
+// body is an expression), so eachStmt finds every statement without
+// visiting every expression, as syntax.Walk does.
+func eachStmt(stmts []syntax.Stmt, f func(syntax.Stmt) bool) {
+	for _, stmt := range stmts {
+		if !f(stmt) {
+			continue
+		}
+		switch stmt := stmt.(type) {
+		case *syntax.DefStmt:
+			eachStmt(stmt.Body, f)
+		case *syntax.IfStmt:
+			eachStmt(stmt.True, f)
+			eachStmt(stmt.False, f)
+		case *syntax.ForStmt:
+			eachStmt(stmt.Body, f)
+		case *syntax.WhileStmt:
+			eachStmt(stmt.Body, f)
+		}
 	}
-	return []syntax.Expr{lhs}
 }
 
-func mapSlice[T, U any](s []T, f func(T) U) []U {
-	out := make([]U, len(s))
-	for i, v := range s {
-		out[i] = f(v)
+// eachAssigned calls f for each expression an assignment's left-hand
+// side assigns to, looking into tuples, lists and parentheses.
+func eachAssigned(lhs syntax.Expr, f func(syntax.Expr)) {
+	switch lhs := lhs.(type) {
+	case *syntax.ParenExpr:
+		eachAssigned(lhs.X, f)
+	case *syntax.ListExpr:
+		for _, e := range lhs.List {
+			eachAssigned(e, f)
+		}
+	case *syntax.TupleExpr:
+		for _, e := range lhs.List {
+			eachAssigned(e, f)
+		}
+	default:
+		f(lhs)
 	}
-	return out
 }
 
 // rootIdent returns the variable at the root of an attribute or index

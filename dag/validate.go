@@ -111,7 +111,10 @@ func (v *validator) cycles() bool {
 		next []*Step
 	}
 	acyclic := true
-	var path []frame
+	// The path is as long as the longest chain of steps: grown as it
+	// goes, a quarter at a time, one of thousands is copied again and
+	// again.
+	path := make([]frame, 0, len(v.g.Steps))
 	for _, root := range v.g.Steps {
 		if color[root.index] != white {
 			continue
@@ -160,10 +163,12 @@ func (v *validator) cycles() bool {
 func (v *validator) reachable(start *Step) []bool {
 	reached := make([]bool, len(v.g.Steps))
 	reached[start.index] = true
-	queue := []*Step{start}
-	for len(queue) > 0 {
-		s := queue[0]
-		queue = queue[1:]
+	// Each step is queued once: the queue is read by index, not
+	// shortened, so that it is allocated once, not once a step.
+	queue := make([]*Step, 1, len(v.g.Steps))
+	queue[0] = start
+	for i := 0; i < len(queue); i++ {
+		s := queue[i]
 		for _, t := range v.successors(s) {
 			if !reached[t.index] {
 				reached[t.index] = true
@@ -172,6 +177,14 @@ func (v *validator) reachable(start *Step) []bool {
 		}
 	}
 	return reached
+}
+
+func sum(s []int) int {
+	n := 0
+	for _, v := range s {
+		n += v
+	}
+	return n
 }
 
 // A fan is one branch of an open split or foreach.
@@ -203,32 +216,37 @@ func (v *validator) nesting(start *Step, reached []bool) {
 			}
 		}
 	}
+	// A step's arrivals are one a step before it: they are slices of
+	// one array, each as long as the step's indegree, not one array a
+	// step.
 	arrivals := make([][]arrival, len(steps))
+	all := make([]arrival, sum(indegree))
+	for i, n := range indegree {
+		arrivals[i], all = all[:0:n], all[n:]
+	}
 	closedBy := make(map[*Step]*Step) // fanning step -> its join
-	queue := []*Step{start}
-	for len(queue) > 0 {
-		s := queue[0]
-		queue = queue[1:]
+	// As in reachable, each step is queued once.
+	queue := make([]*Step, 1, len(steps))
+	queue[0] = start
+	for i := 0; i < len(queue); i++ {
+		s := queue[i]
 		fans, ok := v.fansAt(s, arrivals[s.index], closedBy)
 		arrivals[s.index] = nil
 		if s.Name == "finish" && ok && len(fans) > 0 {
 			v.errs.addf(s.Pos, "close it with a join step, def join(ctx, inputs), before finish",
 				"finish is reached inside %s", fans[len(fans)-1])
 		}
-		if s.Next != nil {
-			for i, name := range s.Next.Names() {
-				t := v.g.Step(name)
-				out := fans
-				switch s.Next.Kind {
-				case Split:
-					out = append(slices.Clip(fans), fan{s, i})
-				case Foreach:
-					out = append(slices.Clip(fans), fan{s, 0})
-				}
-				arrivals[t.index] = append(arrivals[t.index], arrival{s, out, !ok})
+		// The successors of s are the steps its transition names, in
+		// order, each once: the i-th is the branch i of a split.
+		for i, t := range v.successors(s) {
+			out := fans
+			switch s.Next.Kind {
+			case Split:
+				out = append(slices.Clip(fans), fan{s, i})
+			case Foreach:
+				out = append(slices.Clip(fans), fan{s, 0})
 			}
-		}
-		for _, t := range v.successors(s) {
+			arrivals[t.index] = append(arrivals[t.index], arrival{s, out, !ok})
 			if indegree[t.index]--; indegree[t.index] == 0 {
 				queue = append(queue, t)
 			}

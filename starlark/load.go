@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 
 	"go.starlark.net/resolve"
@@ -109,10 +110,25 @@ type Flow struct {
 	Package *Package
 
 	builtins *builtins.Set
-	dir      string                 // folder prefix of file names in positions
-	file     string                 // where the flow file was read, for the run's record
-	progs    map[string]*sl.Program // compiled files by package path
-	included []string               // package paths of the flow's own files, sorted
+	dir      string   // folder prefix of file names in positions
+	file     string   // where the flow file was read, for the run's record
+	included []string // package paths of the flow's own files, sorted
+
+	// Loading a flow resolves its files, which finds every undefined
+	// name; compiling them is left to the first Init, for dagger check
+	// never runs a flow, and compiling takes as long as every check of a
+	// large flow together.
+	compileOnce sync.Once
+	resolved    map[string]uncompiled  // by package path, until compiled
+	progs       map[string]*sl.Program // compiled files by package path
+	compileErr  error
+}
+
+// An uncompiled file is a file of a flow that resolved without error, with
+// the predicate it was resolved with, which compiling it takes again.
+type uncompiled struct {
+	f             *syntax.File
+	isPredeclared func(string) bool
 }
 
 // Dir returns the folder of the flow file as positions name it: "" or a
@@ -248,7 +264,7 @@ type loader struct {
 	from     *Package // the code package LoadPackage reads
 	included []string // package paths of the flow's own files
 	pkg      *Package
-	progs    map[string]*sl.Program
+	resolved map[string]uncompiled
 	parsed   map[string]*syntax.File // modules read, by package path; nil for one that could not be
 	errs     dag.ErrorList
 	// resolvable says which names a load()ed module may use.
@@ -261,60 +277,55 @@ func (l *loader) load() (*Flow, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The flow file is resolved and compiled while its graph is
-	// extracted and checked, on another core: the two only read the
-	// syntax tree, but for the bindings that resolving writes and dag
-	// never reads. Resolving needs the capabilities the steps declare,
-	// which the graph tells: it is done with all of them, and again
-	// should the file use the module of one that no step declares.
-	type compiled struct {
-		prog *sl.Program
-		err  error
-	}
-	done := make(chan compiled, 1)
+	// The flow file is resolved while its graph is extracted and
+	// checked, on another core: the two only read the syntax tree, but
+	// for the bindings that resolving writes and dag never reads.
+	// Resolving needs the capabilities the steps declare, which the graph
+	// tells: it is done with all of them, and again should the file use
+	// the module of one that no step declares.
+	done := make(chan error, 1)
 	var asked []string // capability modules the resolver looked up
 	go func() {
 		all := l.set.Resolvable(nil, true)
-		prog, err := sl.FileProgram(f, func(name string) bool {
+		done <- resolve.File(f, func(name string) bool {
 			if l.set.CapabilityOf(name) != "" {
 				asked = append(asked, name)
 				return l.set.IsPredeclared(name)
 			}
 			return all(name)
-		})
-		done <- compiled{prog, err}
+		}, sl.Universe.Has)
 	}()
 	g, err := dag.Extract(f, l.set.Has)
 	l.errs = append(l.errs, errList(err)...)
 	l.errs = append(l.errs, errList(dag.Validate(g))...)
-	l.progs = make(map[string]*sl.Program)
+	l.resolved = make(map[string]uncompiled)
 	l.parsed = make(map[string]*syntax.File)
 	kinds := g.DeclaredKinds()
 	l.resolvable = l.set.Resolvable(kinds, false)
 	isPredeclared := l.set.Resolvable(kinds, true)
-	c := <-done
+	err = <-done
 	if slices.ContainsFunc(asked, func(name string) bool { return !isPredeclared(name) }) {
-		c.prog, c.err = sl.FileProgram(f, isPredeclared)
+		err = resolve.File(f, isPredeclared, sl.Universe.Has)
 	}
-	l.compiled(name, f, c.prog, c.err, map[string]bool{name: true})
+	l.resolvedFile(name, f, isPredeclared, err, map[string]bool{name: true})
 	if g.Package != nil {
 		l.include(g.Package)
 	}
-	flow := &Flow{Graph: g, Package: l.pkg, builtins: l.set, dir: l.dir, file: l.file, progs: l.progs, included: l.included}
+	flow := &Flow{Graph: g, Package: l.pkg, builtins: l.set, dir: l.dir, file: l.file, resolved: l.resolved, included: l.included}
 	l.errs.Sort()
 	return flow, l.errs.Err()
 }
 
-// compile resolves and compiles a parsed file, then loads, parses and
-// compiles the modules it loads. active holds the files being loaded, to
-// find cycles.
-func (l *loader) compile(rel string, f *syntax.File, isPredeclared func(string) bool, active map[string]bool) {
-	prog, err := sl.FileProgram(f, isPredeclared)
-	l.compiled(rel, f, prog, err, active)
+// resolveFile resolves a parsed file, then loads, parses and resolves the
+// modules it loads. active holds the files being loaded, to find cycles.
+func (l *loader) resolveFile(rel string, f *syntax.File, isPredeclared func(string) bool, active map[string]bool) {
+	err := resolve.File(f, isPredeclared, sl.Universe.Has)
+	l.resolvedFile(rel, f, isPredeclared, err, active)
 }
 
-// compiled is compile once the file is compiled, into prog or err.
-func (l *loader) compiled(rel string, f *syntax.File, prog *sl.Program, err error, active map[string]bool) {
+// resolvedFile is resolveFile once the file is resolved with
+// isPredeclared, which failed with err if not nil.
+func (l *loader) resolvedFile(rel string, f *syntax.File, isPredeclared func(string) bool, err error, active map[string]bool) {
 	if err != nil {
 		// The graph checks may have explained the same problem already.
 		seen := make(map[dag.Pos]bool)
@@ -336,7 +347,7 @@ func (l *loader) compiled(rel string, f *syntax.File, prog *sl.Program, err erro
 			l.errs = append(l.errs, e)
 		}
 	} else {
-		l.progs[rel] = prog
+		l.resolved[rel] = uncompiled{f, isPredeclared}
 	}
 	// The loads are checked even in a file that failed to resolve, so
 	// that every problem is reported at once.
@@ -363,10 +374,10 @@ func (l *loader) compiled(rel string, f *syntax.File, prog *sl.Program, err erro
 				continue
 			}
 			active[mod] = true
-			l.compile(mod, mf, l.resolvable, active)
+			l.resolveFile(mod, mf, l.resolvable, active)
 			delete(active, mod)
 		}
-		if _, ok := l.progs[mod]; ok {
+		if _, ok := l.resolved[mod]; ok {
 			l.checkExports(at, mod, mf, load)
 		}
 	}
@@ -577,6 +588,10 @@ func errList(err error) dag.ErrorList {
 // the caller's; Init sets its Load and its context (builtins.ThreadContext), and
 // cancels it when ctx is done.
 func (f *Flow) Init(ctx context.Context, thread *sl.Thread) (sl.StringDict, error) {
+	f.compileOnce.Do(f.compile)
+	if f.compileErr != nil {
+		return nil, f.compileErr
+	}
 	modulePredeclared := f.builtins.ModulePredeclared()
 	cache := make(map[string]sl.StringDict)
 	thread.Load = func(thread *sl.Thread, module string) (sl.StringDict, error) {
@@ -609,4 +624,20 @@ func (f *Flow) Init(ctx context.Context, thread *sl.Thread) (sl.StringDict, erro
 	}
 	globals.Freeze()
 	return globals, nil
+}
+
+// compile compiles the files Load resolved, and lets their syntax trees
+// go. FileProgram resolves each file again, with the predicate Load
+// resolved it with: it cannot fail where Load did not.
+func (f *Flow) compile() {
+	f.progs = make(map[string]*sl.Program, len(f.resolved))
+	for rel, r := range f.resolved {
+		prog, err := sl.FileProgram(r.f, r.isPredeclared)
+		if err != nil {
+			f.compileErr = fmt.Errorf("compiling %s: %w", f.dir+rel, err)
+			return
+		}
+		f.progs[rel] = prog
+	}
+	f.resolved = nil
 }
