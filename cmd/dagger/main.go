@@ -25,4 +25,7 @@ import (
 	"github.com/daggerflow/dagger/cli"
 )
 
-func main() { cli.Main(builtins.Standard()) }
+func main() {
+	holdFirstGC()
+	cli.Main(builtins.Standard())
+}
