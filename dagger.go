@@ -151,7 +151,7 @@ type Options struct {
 	// report waits while OnEvent runs, so a slow OnEvent slows the run
 	// down but never reorders or loses events. OnEvent must not call into
 	// the run. The lines a task prints come in batches, within 50 ms of
-	// their printing (see exec.Options.OnEvent).
+	// their printing in process (see exec.Options.OnEvent).
 	OnEvent func(Event)
 }
 

@@ -28,9 +28,6 @@ const (
 	// ioChunk is the size of the reads and writes of blob content that
 	// this package makes itself.
 	ioChunk = 1 << 20
-
-	// contentType is the type of every blob.
-	contentType = "application/octet-stream"
 )
 
 // A Datastore is a content-addressed store of blobs in object storage or
@@ -164,8 +161,12 @@ func checkURL(u *url.URL) error {
 		if u.Opaque != "" || u.Host != "" && u.Host != "localhost" || !filepath.IsAbs(fileDir(u)) {
 			return errors.New("file URLs name an absolute directory, as file:///DIR, with three slashes")
 		}
-		if u.RawQuery != "" {
-			return errors.New("file URLs take no parameters")
+		for name, values := range u.Query() {
+			for _, v := range values {
+				if !fileParamBuiltIn(name, v) {
+					return fmt.Errorf("parameter %s=%s is not supported: file URLs take none (but metadata=skip and no_tmp_dir=true, which older daggers wrote and which are what this one does)", name, v)
+				}
+			}
 		}
 		return nil
 	}
@@ -181,6 +182,15 @@ func checkURL(u *url.URL) error {
 		}
 	}
 	return nil
+}
+
+// fileParamBuiltIn reports whether name=value is a parameter of file URLs
+// that older daggers, which reached folders through gocloud.dev's
+// fileblob, set and documented, and which is this package's behaviour:
+// no metadata files, and temporary files beside the blobs. Runs recorded
+// with such a URL still open.
+func fileParamBuiltIn(name, value string) bool {
+	return name == "metadata" && value == "skip" || name == "no_tmp_dir" && value == "true"
 }
 
 // fileDir returns the directory named by the file URL u: file:///c:/dir

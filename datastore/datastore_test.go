@@ -431,7 +431,8 @@ func TestOpenErrors(t *testing.T) {
 		{"file:dir", "absolute directory"},
 		{"s3://bucket/a//b", "invalid prefix"},
 		{"file:///no/such/dir", "/no/such/dir is not a directory"},
-		{"file:///tmp?metadata=skip", "file URLs take no parameters"},
+		{"file:///tmp?create_dir=true", "parameter create_dir=true is not supported: file URLs take none"},
+		{"file:///tmp?metadata=skip&no_tmp_dir=false", "parameter no_tmp_dir=false is not supported"},
 		{"s3://bucket/p?use_path_style=maybe", `invalid value for use_path_style: "maybe": want true or false`},
 		{"s3://bucket/p?ssetype=rot13", `invalid value for ssetype: "rot13"`},
 		{"s3://bucket/%zz", "invalid URL"},
@@ -461,6 +462,8 @@ func TestString(t *testing.T) {
 		{"s3://bucket/p?kmskeyid=1234&ssetype=aws:kms", "s3://bucket/p?kmskeyid=REDACTED&ssetype=aws:kms"},
 		{"s3://bucket/p?endpoint=http://127.0.0.1:9000&role=arn:aws:iam::123:role/r", "s3://bucket/p?endpoint=http://127.0.0.1:9000&role=arn:aws:iam::123:role/r"},
 		{"file://" + dir, "file://" + dir},
+		// As older daggers wrote them.
+		{"file://" + dir + "?metadata=skip&no_tmp_dir=true", "file://" + dir + "?metadata=skip&no_tmp_dir=true"},
 	}
 	t.Setenv("AWS_REGION", "us-east-1")
 	for _, tt := range tests {

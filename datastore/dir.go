@@ -47,7 +47,7 @@ func (b dirBucket) Upload(ctx context.Context, key string, r io.Reader, size int
 			err = errors.Join(err, os.Remove(f.Name()))
 		}
 	}()
-	_, err = io.CopyBuffer(f, ctxReader{ctx, r}, make([]byte, ioChunk))
+	_, err = io.Copy(f, ctxReader{ctx, r})
 	if err = errors.Join(err, f.Close()); err != nil {
 		return err
 	}

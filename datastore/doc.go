@@ -70,7 +70,10 @@
 // AD (AZURE_CLIENT_ID and so on). See the drivers' documentation for their
 // few parameters.
 //
-// For file, the directory must exist, and the URL has no parameters.
+// For file, the directory must exist, and the URL has no parameters but
+// metadata=skip and no_tmp_dir=true, which older daggers wrote (they
+// reached folders through gocloud.dev's fileblob) and which are what this
+// package does.
 // Blobs are written to a temporary file beside their final place and
 // renamed, so that readers see them whole (beside it rather than in
 // $TMPDIR, which may be another file system, where renaming fails).

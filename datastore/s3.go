@@ -104,7 +104,7 @@ func (b *s3Bucket) Upload(ctx context.Context, key string, r io.Reader, size int
 		Key:           &key,
 		Body:          r,
 		ContentLength: &size,
-		ContentType:   aws.String(contentType),
+		ContentType:   aws.String(bucket.ContentType),
 	}
 	if b.sse != "" {
 		in.ServerSideEncryption = b.sse

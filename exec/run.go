@@ -41,8 +41,10 @@ type Options struct {
 	// into a queue of its own.
 	//
 	// The lines a task prints come in batches, a TaskOutput event each,
-	// within 50 ms of their printing and before the task's next event;
-	// the events of a batch share their Time, when it was reported.
+	// within 50 ms of their printing in process (up to 50 ms more from a
+	// runner in a subprocess or pod, which batches them too), and before
+	// the task's next event; the events of a batch share their Time, when
+	// it was reported.
 	OnEvent func(Event)
 	// Resume, if set, makes the run a resumption of an earlier one; with
 	// Params nil, it runs with the param values of that run.

@@ -279,7 +279,7 @@ func TestLogReaderLive(t *testing.T) {
 	print := func(n int, lines ...string) func() {
 		return func() {
 			for _, l := range lines {
-				live.Add("hello", n, l)
+				live.Attempt("hello", n).Add(l)
 			}
 			live.Flush()
 		}

@@ -106,11 +106,6 @@ func (l *LiveLog) Attempt(taskID string, attempt int) *LiveAttempt {
 	return a
 }
 
-// Add keeps line, printed by attempt at task taskID.
-func (l *LiveLog) Add(taskID string, attempt int, line string) {
-	l.Attempt(taskID, attempt).Add(line)
-}
-
 // Add keeps lines, printed by the attempt in this order.
 func (a *LiveAttempt) Add(lines ...string) {
 	if a == nil || len(lines) == 0 {

@@ -22,14 +22,14 @@ func TestLiveLog(t *testing.T) {
 		}
 		return string(data)
 	}
-	l.Add("body.1", 1, "one")
+	l.Attempt("body.1", 1).Add("one")
 	if got := read("body.1", 1); got != "" {
 		t.Errorf("before the lines are written: %q, want nothing", got)
 	}
 	l.Flush()
-	l.Add("body.1", 1, "two")
-	l.Add("body.1", 2, "again")
-	l.Add("body.10", 1, "ten")
+	l.Attempt("body.1", 1).Add("two")
+	l.Attempt("body.1", 2).Add("again")
+	l.Attempt("body.10", 1).Add("ten")
 	l.Flush()
 	for _, tt := range []struct {
 		task    string
@@ -52,7 +52,7 @@ func TestLiveLog(t *testing.T) {
 	l.End("body.1", 2)
 	l.End("body.10", 1)
 	// A task that ends before its lines are written writes none.
-	l.Add("quick", 1, "gone")
+	l.Attempt("quick", 1).Add("gone")
 	l.End("quick", 1)
 	l.Flush()
 	if _, err := os.Stat(filepath.Join(s.Dir(), liveDir, "run1", "quick@1")); !os.IsNotExist(err) {
@@ -63,7 +63,7 @@ func TestLiveLog(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.Dir(), liveDir, "run1")); !os.IsNotExist(err) {
 		t.Errorf("the run's folder after Close: %v, want none", err)
 	}
-	l.Add("late", 1, "after close")
+	l.Attempt("late", 1).Add("after close")
 	l.Flush()
 	if got := read("late", 1); got != "" {
 		t.Errorf("after Close: %q, want nothing", got)

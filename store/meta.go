@@ -440,7 +440,10 @@ const upsertAttemptSQL = `INSERT INTO attempts
 // StartTask records that attempt t.Attempt at task t has started: the task
 // becomes running, losing the results of any earlier attempt, and the
 // attempt is recorded as running. Only the identity, Step, Parents, Index,
-// Attempt and Started fields of t are used.
+// Attempt and Started fields of t are used. Attempt 1 must be the task's
+// first record, as it is in a run: there is nothing earlier to lose, and
+// its start looks for nothing, which saves a fifth of what recording a
+// small task costs.
 //
 // Like CommitTask, StartTask batches concurrent calls, and records are
 // written in the order of the calls. The record is not made durable by

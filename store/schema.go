@@ -13,10 +13,9 @@ import (
 // Version 2 added the blobs table and tasks.foreach; version 3,
 // runs.datastore; version 4, runs.executor; version 5, runs.driver;
 // version 6, runs.setup_logs; version 7, the indexes tasks_by_index and
-// tasks_by_duration; version 8 dropped the index artifacts_by_hash, which
-// no query used and which cost each recorded artifact an insert at a
-// random place (7 µs of the 12 that recording one took).
-const schemaVersion = 8
+// tasks_by_duration. The index artifacts_by_hash of earlier versions is
+// dropped without a version of its own (see dropUnusedIndex).
+const schemaVersion = 7
 
 // schema creates the metadata tables of a new store. Times are Unix
 // nanoseconds in UTC, NULL when unset; lists and maps are JSON text, NULL
@@ -129,8 +128,6 @@ func migration(from int) string {
 		return "ALTER TABLE runs ADD COLUMN setup_logs TEXT NOT NULL DEFAULT '';"
 	case 6:
 		return taskIndexes
-	case 7:
-		return "DROP INDEX artifacts_by_hash;"
 	}
 	return ""
 }
@@ -153,6 +150,22 @@ func schemaVersionOf(ctx context.Context, q querier) (int, error) {
 		return 0, err
 	}
 	return v, nil
+}
+
+// dropUnusedIndex drops the index artifacts_by_hash, which stores made
+// before this version of dagger have, if db has it. No query used it, and
+// it cost each recorded artifact an insert at a random place in it: 7 µs
+// of the 12 that recording one took. A dagger that reads or writes schema
+// version 7 works as well without it, so dropping it needs no new
+// version, which older daggers would refuse.
+func dropUnusedIndex(ctx context.Context, db *sql.DB) error {
+	var n int
+	err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'artifacts_by_hash'").Scan(&n)
+	if err != nil || n == 0 {
+		return err
+	}
+	_, err = db.ExecContext(ctx, "DROP INDEX IF EXISTS artifacts_by_hash")
+	return err
 }
 
 // migrate brings the schema of a new or older database up to schemaVersion.

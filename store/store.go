@@ -224,6 +224,9 @@ func (s *Store) setUp(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if err := dropUnusedIndex(ctx, s.wdb); err != nil {
+		return err
+	}
 
 	// The read pool is opened after the schema exists, as its connections
 	// are read-only.

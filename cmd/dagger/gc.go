@@ -14,13 +14,15 @@ const startingHeap = 64 << 20
 // reaches startingHeap, as the Go compiler does (cmd/compile's
 // AdjustStartingHeap), then leaves the collector to its defaults.
 //
-// Most dagger commands are short, and what they allocate stays live until
-// they exit: check loads a flow whose syntax trees and graph it keeps to
-// the end, and a collection before then finds little garbage, while it
-// cost a check of a 10 000-step flow a fifth of its time, starting from
-// Go's first heap goal of 4 MiB. A long run collects as usual once its
-// heap has grown that large once. A GOGC or GOMEMLIMIT the user set is
-// left alone.
+// Most dagger commands are short, and much of what they allocate stays
+// live until they exit: check loads a flow whose syntax trees and graph
+// it keeps to the end, and collections before then, from Go's first heap
+// goal of 4 MiB on, find little garbage, while they cost a check of a
+// 10 000-step flow a fifth of its time. The price is memory: a command
+// that makes garbage, such as a run whose tasks print much, holds up to
+// startingHeap before its first collection, where it held 4 MiB, and
+// then collects as usual. A GOGC or GOMEMLIMIT the user set is left
+// alone.
 func holdFirstGC() {
 	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
 		return

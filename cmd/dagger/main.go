@@ -21,11 +21,18 @@
 package main
 
 import (
+	"os"
+
 	"github.com/daggerflow/dagger/builtins"
 	"github.com/daggerflow/dagger/cli"
 )
 
 func main() {
-	holdFirstGC()
+	// A task runner (dagger step, in a subprocess or a pod) runs the
+	// flow's code, whose garbage is the user's, within the step's memory
+	// limit: it collects as Go does.
+	if len(os.Args) < 2 || os.Args[1] != "step" {
+		holdFirstGC()
+	}
 	cli.Main(builtins.Standard())
 }

@@ -32,6 +32,11 @@ type Bucket interface {
 	Close() error
 }
 
+// ContentType is the type of every object Upload stores: blobs are
+// bytes, and the type is set so that no client sniffs the content to
+// guess another.
+const ContentType = "application/octet-stream"
+
 // A Reader reads an object.
 type Reader interface {
 	io.ReadCloser

@@ -43,8 +43,7 @@ func (c cloudBucket) Size(ctx context.Context, key string) (int64, error) {
 }
 
 func (c cloudBucket) Upload(ctx context.Context, key string, r io.Reader, size int64) error {
-	// The content type is set so that the driver does not sniff one.
-	return c.b.Upload(ctx, key, r, &blob.WriterOptions{ContentType: "application/octet-stream"})
+	return c.b.Upload(ctx, key, r, &blob.WriterOptions{ContentType: bucket.ContentType})
 }
 
 func (c cloudBucket) NewReader(ctx context.Context, key string) (bucket.Reader, error) {
