@@ -1228,17 +1228,24 @@ func TestCodecDecodeReader(t *testing.T) {
 
 	t.Run("memory", func(t *testing.T) {
 		data := codecMustEncode(t, sl.Bytes(large))
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		v, err := DecodeReader(bytes.NewReader(data), int64(len(data)))
-		runtime.ReadMemStats(&after)
-		if err != nil {
-			t.Fatal(err)
+		// TotalAlloc counts what other goroutines (the runtime's, the
+		// test framework's) allocate meanwhile too, which only adds: the
+		// least of a few tries is the decoder's own.
+		least := uint64(math.MaxUint64)
+		for range 5 {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			v, err := DecodeReader(bytes.NewReader(data), int64(len(data)))
+			runtime.ReadMemStats(&after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			least = min(least, after.TotalAlloc-before.TotalAlloc)
+			runtime.KeepAlive(v)
 		}
-		if n := after.TotalAlloc - before.TotalAlloc; n > uint64(len(large))+4096 {
-			t.Errorf("DecodeReader of %d bytes allocated %d bytes; want no more than the value", len(large), n)
+		if least > uint64(len(large))+4096 {
+			t.Errorf("DecodeReader of %d bytes allocated %d bytes; want no more than the value", len(large), least)
 		}
-		runtime.KeepAlive(v)
 	})
 
 	failing := errors.New("content does not match")
